@@ -1,0 +1,3 @@
+from dccsim.cli import main
+
+raise SystemExit(main())

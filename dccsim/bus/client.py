@@ -1,0 +1,433 @@
+"""The RabbitMQ client every service uses: robust connection, confirmed publishing, consumers with
+an explicit ack policy, and msgpack RPC.
+
+Ack policy (one place, the same for every consumer):
+
+* the handler returns normally -> ack (its effects, including its own publishes, are done);
+* the handler raises ``Permanent`` or the message is not a valid envelope -> reject to the DLQ;
+* any other exception -> republished with an attempt counter after a short backoff, and after
+  ``max_redeliveries`` attempts rejected to the DLQ. Nothing requeues forever, nothing is dropped.
+
+A consumer that dies mid-message leaves it unacked; the broker redelivers it, which is why
+handlers are idempotent by RequestID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import msgpack
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from dccsim.bus.envelope import Envelope, EnvelopeError
+from dccsim.bus.topology import EXCHANGE, WorkQueue, declare_topology, declare_work_queue
+from dccsim.config import CommonSettings
+from dccsim.logging import request_context
+from dccsim.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-dccsim-attempt"
+
+Handler = Callable[[Envelope], Awaitable[None]]
+RpcHandler = Callable[[Envelope], Awaitable[dict[str, Any]]]
+
+
+class Permanent(Exception):
+    """Raised by a handler for a message that can never succeed: it goes to the DLQ at once."""
+
+
+class PublishError(RuntimeError):
+    """The broker did not confirm a publish."""
+
+
+class RpcError(RuntimeError):
+    """An RPC failed: the remote handler raised, or no reply came before the timeout."""
+
+    def __init__(self, method: str, request_id: str, reason: str) -> None:
+        super().__init__(f"RPC {method} for request {request_id}: {reason}")
+        self.method = method
+        self.request_id = request_id
+        self.reason = reason
+
+
+@dataclass
+class _Consumer:
+    queue: WorkQueue
+    handler: Handler
+
+
+class Bus:
+    """One broker connection for one service process."""
+
+    def __init__(self, settings: CommonSettings, metrics: ServiceMetrics, *, name: str) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.name = name
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._consume_channel: AbstractChannel | None = None
+        self._rpc_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._rpc_exchange: AbstractExchange | None = None
+        self._reply_queue: AbstractQueue | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._consumers: list[_Consumer] = []
+        self._rpc_servers: list[tuple[WorkQueue, dict[str, RpcHandler]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def connect(self, *, timeout: float = 30.0) -> None:
+        """Connect (retrying until ``timeout``), declare the topology, start consumers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.settings.amqp_url,
+                    client_properties={"connection_name": self.name},
+                    reconnect_interval=1.0,
+                )
+                break
+            except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(
+                        f"cannot reach RabbitMQ at {self._safe_url()}: {exc}"
+                    ) from exc
+                log.warning("broker not reachable yet, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection.close_callbacks.add(self._on_close)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._consume_channel = await self._connection.channel(publisher_confirms=True)
+        await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
+        self._rpc_channel = await self._connection.channel(publisher_confirms=False)
+        self._exchange = await declare_topology(self._publish_channel, self.settings.queue_type)
+        self._rpc_exchange = await self._rpc_channel.get_exchange(EXCHANGE)
+        self.metrics.connected.set(1)
+        for consumer in self._consumers:
+            await self._start_consumer(consumer)
+        for queue, handlers in self._rpc_servers:
+            await self._start_rpc_server(queue, handlers)
+
+    def _safe_url(self) -> str:
+        url = self.settings.amqp_url
+        if "@" in url:
+            scheme, rest = url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return url
+
+    async def _on_reconnect(self, *_: Any) -> None:
+        self.metrics.reconnects.inc()
+        self.metrics.connected.set(1)
+        log.warning("broker connection restored; re-declaring topology")
+        if self._publish_channel is not None:
+            with contextlib.suppress(Exception):
+                await declare_topology(self._publish_channel, self.settings.queue_type)
+
+    def _on_close(self, *_: Any) -> None:
+        self.metrics.connected.set(0)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("bus not connected")
+        return self._connection
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+        self.metrics.connected.set(0)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        persistent: bool = True,
+        headers: dict[str, Any] | None = None,
+        exchange: AbstractExchange | None = None,
+    ) -> None:
+        """Publish and wait for the broker's confirm; raise ``PublishError`` if it does not come."""
+        target = exchange or self._exchange
+        if target is None:
+            raise RuntimeError("bus not connected")
+        message = aio_pika.Message(
+            envelope.encode(),
+            content_type="application/msgpack",
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT
+                if persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            message_id=envelope.request_id,
+            type=envelope.kind,
+            headers=headers or {},
+        )
+        start = time.perf_counter()
+        try:
+            await target.publish(message, routing_key=routing_key, mandatory=True, timeout=10.0)
+        except Exception as exc:
+            self.metrics.publish_failures.labels(routing_key).inc()
+            raise PublishError(f"publish to {routing_key} not confirmed: {exc}") from exc
+        self.metrics.confirm_duration.observe(time.perf_counter() - start)
+        self.metrics.published.labels(routing_key).inc()
+
+    async def publish_event(self, routing_key: str, envelope: Envelope) -> None:
+        """Publish a transient change event to the events exchange (cache invalidation)."""
+        if self._publish_channel is None:
+            raise RuntimeError("bus not connected")
+        events = await self._publish_channel.get_exchange("dccsim.events")
+        message = aio_pika.Message(envelope.encode(), content_type="application/msgpack")
+        await events.publish(message, routing_key=routing_key, mandatory=False)
+
+    async def subscribe_events(self, pattern: str, handler: Handler) -> None:
+        """Receive change events matching ``pattern`` on a private, self-deleting queue."""
+        if self._consume_channel is None:
+            raise RuntimeError("bus not connected")
+        events = await self._consume_channel.get_exchange("dccsim.events")
+        queue = await self._consume_channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(events, routing_key=pattern)
+
+        async def on_event(message: AbstractIncomingMessage) -> None:
+            async with message.process(requeue=False, ignore_processed=True):
+                try:
+                    await handler(Envelope.decode(message.body))
+                except Exception:
+                    log.exception("event handler failed", extra={"pattern": pattern})
+
+        await queue.consume(on_event)
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def consume(self, queue: WorkQueue, handler: Handler) -> None:
+        """Register a consumer; it starts on ``connect`` (or now, if already connected)."""
+        consumer = _Consumer(queue, handler)
+        self._consumers.append(consumer)
+        if self._consume_channel is not None:
+            self._spawn(self._start_consumer(consumer))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bus background task failed", exc_info=task.exception())
+
+    async def _start_consumer(self, consumer: _Consumer) -> None:
+        assert self._consume_channel is not None
+        queue = await declare_work_queue(
+            self._consume_channel, consumer.queue, self.settings.queue_type
+        )
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._handle(consumer, message)
+
+        await queue.consume(on_message)
+
+    async def _handle(self, consumer: _Consumer, message: AbstractIncomingMessage) -> None:
+        name = consumer.queue.name
+        m = self.metrics
+        m.received.labels(name).inc()
+        try:
+            envelope = Envelope.decode(message.body)
+        except EnvelopeError as exc:
+            log.error(
+                "dead-lettering a message that is not an envelope",
+                extra={"queue": name, "error": str(exc)},
+            )
+            await message.reject(requeue=False)
+            m.processed.labels(name, "dead_letter").inc()
+            return
+        m.message_age.labels(name).observe(envelope.age())
+        m.in_flight.labels(name).inc()
+        start = time.perf_counter()
+        with request_context(envelope.request_id):
+            try:
+                await consumer.handler(envelope)
+            except Permanent as exc:
+                log.error("permanent failure; to the DLQ", extra={"queue": name, "error": str(exc)})
+                await message.reject(requeue=False)
+                m.processed.labels(name, "dead_letter").inc()
+            except Exception as exc:
+                await self._retry_or_dead_letter(consumer.queue, message, envelope, exc)
+            else:
+                await message.ack()
+                m.processed.labels(name, "ack").inc()
+            finally:
+                m.in_flight.labels(name).dec()
+                m.duration.labels(name).observe(time.perf_counter() - start)
+
+    async def _retry_or_dead_letter(
+        self,
+        queue: WorkQueue,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        exc: Exception,
+    ) -> None:
+        previous = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+        attempt = (previous if isinstance(previous, int) else 0) + 1
+        if attempt > self.settings.max_redeliveries:
+            log.error(
+                "handler failed %d times; to the DLQ",
+                attempt,
+                extra={"queue": queue.name, "error": repr(exc)},
+            )
+            await message.reject(requeue=False)
+            self.metrics.processed.labels(queue.name, "dead_letter").inc()
+            return
+        log.warning(
+            "handler failed; retrying",
+            extra={"queue": queue.name, "attempt": attempt, "error": repr(exc)},
+        )
+        await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+        try:
+            assert self._publish_channel is not None
+            await self.publish(
+                queue.name,
+                envelope,
+                headers={ATTEMPT_HEADER: attempt},
+                exchange=self._publish_channel.default_exchange,
+            )
+        except Exception:
+            # Could not re-queue with a counter: leave it to the broker to redeliver.
+            log.exception("retry publish failed; requeueing")
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        self.metrics.processed.labels(queue.name, "retry").inc()
+
+    # -- RPC --------------------------------------------------------------------------------
+
+    async def _ensure_reply_queue(self) -> AbstractQueue:
+        if self._reply_queue is not None:
+            return self._reply_queue
+        assert self._rpc_channel is not None
+        queue = await self._rpc_channel.declare_queue(exclusive=True, auto_delete=True)
+
+        def on_reply(message: AbstractIncomingMessage) -> None:
+            future = self._pending.pop(message.correlation_id or "", None)
+            if future is None or future.done():
+                return
+            try:
+                future.set_result(msgpack.unpackb(message.body, raw=False))
+            except Exception as exc:
+                future.set_exception(exc)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            on_reply(message)
+
+        await queue.consume(on_message, no_ack=True)
+        self._reply_queue = queue
+        return queue
+
+    async def call(
+        self,
+        routing_key: str,
+        method: str,
+        request_id: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Call ``method`` on the RPC server behind ``routing_key``; this call owns the timeout."""
+        timeout = timeout if timeout is not None else self.settings.rpc_timeout_s
+        reply_queue = await self._ensure_reply_queue()
+        assert self._rpc_exchange is not None
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        message = aio_pika.Message(
+            Envelope(kind=method, request_id=request_id, body=body).encode(),
+            content_type="application/msgpack",
+            correlation_id=correlation_id,
+            reply_to=reply_queue.name,
+            expiration=timeout,
+        )
+        start = time.perf_counter()
+        try:
+            await self._rpc_exchange.publish(message, routing_key=routing_key, mandatory=False)
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            self.metrics.rpc_calls.labels(method, "timeout").inc()
+            raise RpcError(method, request_id, f"no reply within {timeout:g} s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+            self.metrics.rpc_duration.labels(method).observe(time.perf_counter() - start)
+        if not reply.get("ok"):
+            self.metrics.rpc_calls.labels(method, "error").inc()
+            raise RpcError(method, request_id, str(reply.get("error", "remote error")))
+        self.metrics.rpc_calls.labels(method, "ok").inc()
+        result = reply.get("result")
+        return result if isinstance(result, dict) else {}
+
+    def serve_rpc(self, queue: WorkQueue, handlers: dict[str, RpcHandler]) -> None:
+        """Answer RPC calls arriving on ``queue``; the envelope kind picks the handler."""
+        self._rpc_servers.append((queue, handlers))
+        if self._consume_channel is not None:
+            self._spawn(self._start_rpc_server(queue, handlers))
+
+    async def _start_rpc_server(self, work: WorkQueue, handlers: dict[str, RpcHandler]) -> None:
+        assert self._consume_channel is not None
+        queue = await declare_work_queue(self._consume_channel, work, self.settings.queue_type)
+        channel = self._consume_channel
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            self.metrics.received.labels(work.name).inc()
+            start = time.perf_counter()
+            reply: dict[str, Any]
+            try:
+                envelope = Envelope.decode(message.body)
+                handler = handlers.get(envelope.kind)
+                if handler is None:
+                    reply = {"ok": False, "error": f"unknown method {envelope.kind!r}"}
+                else:
+                    with request_context(envelope.request_id):
+                        reply = {"ok": True, "result": await handler(envelope)}
+            except Exception as exc:
+                log.exception("RPC handler failed", extra={"queue": work.name})
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if message.reply_to:
+                # mandatory=False: this broker returns replies to reply queues it did deliver.
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        msgpack.packb(reply, use_bin_type=True),
+                        correlation_id=message.correlation_id,
+                        content_type="application/msgpack",
+                    ),
+                    routing_key=message.reply_to,
+                    mandatory=False,
+                )
+            await message.ack()
+            self.metrics.processed.labels(work.name, "ack" if reply["ok"] else "error").inc()
+            self.metrics.duration.labels(work.name).observe(time.perf_counter() - start)
+
+        await queue.consume(on_message)

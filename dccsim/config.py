@@ -1,0 +1,176 @@
+"""Typed settings, one object per service.
+
+Values come from, highest priority first: keyword arguments (tests), environment variables
+``DCCSIM_<FIELD>`` (for example ``DCCSIM_AMQP_URL``, ``DCCSIM_USER_GATEWAY_PORT``), then an optional
+TOML file named by ``DCCSIM_CONFIG`` (or ``$DCCSIM_HOME/dccsim.toml``), then defaults that work on
+one machine. In the TOML file, top-level keys apply to every service and a table named after the
+service (``[user_gateway]``, ``[wan]`` ...) applies to that service only, with its field names
+written without the service prefix::
+
+    amqp_url = "amqp://guest:guest@127.0.0.1:5672/"
+    [user_gateway]
+    port = 8443
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class QueueType(StrEnum):
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    KEYVALUE = "kv"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("DCCSIM_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"DCCSIM_CONFIG names {path}, which is not a file")
+        return path
+    home = Path(os.environ.get("DCCSIM_HOME", "var"))
+    candidate = home / "dccsim.toml"
+    return candidate if candidate.is_file() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the shared TOML file: top-level keys, then the service's own table."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = _config_file()
+        if path is None:
+            return
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+        section = getattr(settings_cls, "section", "")
+        prefix = f"{section}_" if section else ""
+        for key, value in raw.items():
+            if not isinstance(value, dict):
+                self._data[key] = value
+        table = raw.get(section, {}) if section else {}
+        if isinstance(table, dict):
+            for key, value in table.items():
+                name = prefix + key if prefix + key in settings_cls.model_fields else key
+                self._data[name] = value
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class CommonSettings(BaseSettings):
+    """What every dccsim process needs."""
+
+    model_config = SettingsConfigDict(env_prefix="DCCSIM_", extra="ignore")
+    section: ClassVar[str] = ""
+
+    home: Path = Field(default=Path("var"), description="where all state lives")
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    queue_type: QueueType = QueueType.CLASSIC
+    max_redeliveries: int = Field(default=3, ge=0, description="handler failures before the DLQ")
+    rpc_timeout_s: float = Field(default=5.0, gt=0)
+    prefetch: int = Field(default=64, ge=1)
+    log_format: LogFormat = LogFormat.KEYVALUE
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    insecure_http: bool = Field(
+        default=False, description="development only: plain HTTP instead of mutual TLS"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # Paths derived from home, so one variable moves everything.
+    @property
+    def pki_dir(self) -> Path:
+        return self.home / "pki"
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.home / "pki" / "keystore"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "pki" / "tls"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+
+class UserGatewaySettings(CommonSettings):
+    section: ClassVar[str] = "user_gateway"
+    user_gateway_host: str = "127.0.0.1"
+    user_gateway_port: int = 8443
+    user_gateway_metrics_port: int = 9101
+    user_gateway_db_url: str | None = None
+    delivery_retry_initial_s: float = Field(default=1.0, gt=0)
+    delivery_retry_max_s: float = Field(default=60.0, gt=0)
+    delivery_hold_s: float = Field(default=2 * 24 * 3600.0, gt=0, description="SEC: hold 2 days")
+    delivery_concurrency: int = Field(default=32, ge=1)
+    delivery_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class TransformSettings(CommonSettings):
+    section: ClassVar[str] = "transform"
+    transform_metrics_port: int = 9102
+
+
+class InventorySettings(CommonSettings):
+    section: ClassVar[str] = "inventory"
+    inventory_metrics_port: int = 9103
+    inventory_db_url: str | None = None
+
+
+class WanSettings(CommonSettings):
+    section: ClassVar[str] = "wan"
+    wan_metrics_port: int = 9104
+    wan_gateway_host: str = "127.0.0.1"
+    wan_gateway_port: int = 7443
+    wan_deadline_s: float = Field(default=25.0, gt=0, description="CSP on-demand round trip")
+    wan_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class TestingSettings(CommonSettings):
+    __test__: ClassVar[bool] = False  # not a pytest class
+    section: ClassVar[str] = "testing"
+    testing_host: str = "127.0.0.1"
+    testing_port: int = 8480
+    testing_metrics_port: int = 9105
+
+
+class GatewaySettings(CommonSettings):
+    section: ClassVar[str] = "gateway"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 7443
+    gateway_metrics_port: int = 9106
+    gateway_latency_ms: float = Field(default=0.0, ge=0, description="added per command")

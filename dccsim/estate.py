@@ -1,0 +1,140 @@
+"""The test estate: premises and the devices in them, as a file both sides read.
+
+``dccsim seed`` writes ``$DCCSIM_HOME/estate.json``; services/inventory imports it into the
+Smart Metering Inventory and gateway/ hosts its devices. Device EUIs are derived from the premises
+number so an estate of any size is reproducible from (size, seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dccsim.smi import DeviceStatus, DeviceType
+
+REGIONS = ("North", "Central", "South")
+# EUI-64 prefix for dccsim's emulated devices (distinct from the RTDS 00-DB-12-34-... devices).
+DEVICE_PREFIX = bytes.fromhex("00DCC5")
+
+
+@dataclass(frozen=True)
+class EstateDevice:
+    eui: str
+    device_type: DeviceType
+    status: DeviceStatus = DeviceStatus.COMMISSIONED
+    import_wh_base: int = 0  # register seed for meters
+
+
+@dataclass(frozen=True)
+class Premises:
+    premises_id: str
+    region: str
+    postcode: str
+    mpan: str | None
+    hub_eui: str
+    devices: tuple[EstateDevice, ...]
+    registrations: dict[str, str] = field(default_factory=dict)  # role -> User EUI
+
+
+def format_eui(raw: bytes) -> str:
+    return "-".join(f"{b:02X}" for b in raw)
+
+
+def device_eui(premises_no: int, kind: int) -> str:
+    """EUI for device ``kind`` (0 CHF, 1 GPF, 2 ESME, 3 GSME, 4 IHD) of premises ``premises_no``."""
+    return format_eui(DEVICE_PREFIX + premises_no.to_bytes(4, "big") + bytes([kind]))
+
+
+def demo_estate(
+    size: int, *, supplier_eui: str, distributor_eui: str | None = None
+) -> list[Premises]:
+    """``size`` premises, each a CHF and a commissioned ESME registered to the demo supplier."""
+    estate = []
+    for n in range(1, size + 1):
+        hub = device_eui(n, 0)
+        regs = {"IS": supplier_eui}
+        if distributor_eui:
+            regs["ED"] = distributor_eui
+        estate.append(
+            Premises(
+                premises_id=f"P{n:07d}",
+                region=REGIONS[n % len(REGIONS)],
+                postcode=f"DC{n % 90 + 1} {n % 9 + 1}SM",
+                mpan=f"{1_000_000_000_000 + n:013d}",
+                hub_eui=hub,
+                devices=(
+                    EstateDevice(hub, DeviceType.CHF),
+                    EstateDevice(
+                        device_eui(n, 2), DeviceType.ESME, import_wh_base=1_000_000 + 7919 * n
+                    ),
+                ),
+                registrations=regs,
+            )
+        )
+    return estate
+
+
+def estate_path(home: Path) -> Path:
+    return home / "estate.json"
+
+
+def _to_json(p: Premises) -> dict[str, Any]:
+    return {
+        "premises_id": p.premises_id,
+        "region": p.region,
+        "postcode": p.postcode,
+        "mpan": p.mpan,
+        "hub_eui": p.hub_eui,
+        "registrations": p.registrations,
+        "devices": [
+            {
+                "eui": d.eui,
+                "type": d.device_type.value,
+                "status": d.status.value,
+                "import_wh_base": d.import_wh_base,
+            }
+            for d in p.devices
+        ],
+    }
+
+
+def save(home: Path, estate: list[Premises]) -> None:
+    path = estate_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".estate-")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"version": 1, "premises": [_to_json(p) for p in estate]}, fh)
+    os.replace(tmp, path)
+
+
+def load(home: Path) -> list[Premises]:
+    path = estate_path(home)
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text())
+    out = []
+    for p in raw["premises"]:
+        out.append(
+            Premises(
+                premises_id=p["premises_id"],
+                region=p["region"],
+                postcode=p["postcode"],
+                mpan=p.get("mpan"),
+                hub_eui=p["hub_eui"],
+                registrations=dict(p.get("registrations", {})),
+                devices=tuple(
+                    EstateDevice(
+                        d["eui"],
+                        DeviceType(d["type"]),
+                        DeviceStatus(d["status"]),
+                        int(d.get("import_wh_base", 0)),
+                    )
+                    for d in p["devices"]
+                ),
+            )
+        )
+    return out

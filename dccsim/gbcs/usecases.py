@@ -1,0 +1,450 @@
+"""GBCS use cases: a declarative table, and the ECS17b (Read Import Energy Registers) messages.
+
+ECS17b is a DLMS action on the Data Protection object (class 30, 0-0:43.2.8.255, method 1,
+``get_protected_attributes``) asking for the protected import register object
+(class 1, 0-0:94.44.34.10, attribute 2). The device answers with the protection parameters
+(titles swapped) and the register value encrypted per PROTOCOL.md, "Encrypted content".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dccsim.gbcs import dlms
+from dccsim.gbcs.crypto import (
+    content_context,
+    decrypt_content,
+    encrypt_content,
+    seal,
+    verify_mac,
+)
+from dccsim.gbcs.dlms import (
+    AccessKind,
+    AccessRequest,
+    AccessResponse,
+    Data,
+    RequestSpec,
+    ResponseSpec,
+)
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import (
+    CRA_COMMAND,
+    CRA_RESPONSE,
+    GeneralCiphering,
+    GeneralSigning,
+    decode_message,
+)
+
+
+class PayloadKind(Enum):
+    """How a use case's payload is encoded (its first byte in the vectors)."""
+
+    DLMS = "dlms"  # Access Request D9 / Access Response DA / Data Notification 0F
+    ZIGBEE = "zigbee"  # ZCL commands, first byte 01/02/04/05
+    ASN1 = "asn1"  # DER, first byte 30
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """One GBCS use case: its message code, the CRA flag of its request, payload kind, SRVs."""
+
+    name: str
+    title: str
+    message_code: int
+    cra_flag: int
+    payload_kind: PayloadKind
+    service_reference_variants: tuple[str, ...]
+    critical: bool = False
+    encrypted_response: bool = False
+
+
+USE_CASES: tuple[UseCase, ...] = (
+    UseCase(
+        "CCS01", "Add Device to CHF device log", 0x0001, CRA_COMMAND, PayloadKind.ZIGBEE, ("8.11",)
+    ),
+    UseCase(
+        "ECS17b",
+        "Read ESME Energy Registers (Import Energy)",
+        0x0027,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("4.1.1",),
+        encrypted_response=True,
+    ),
+    UseCase(
+        "ECS42",
+        "Remotely close the load switch",
+        0x004F,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("7.1",),
+        critical=True,
+    ),
+    UseCase(
+        "ECS43",
+        "Remotely open the load switch",
+        0x0050,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("7.2",),
+        critical=True,
+    ),
+    UseCase(
+        "ECS44",
+        "Arm load switch",
+        0x0051,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("7.3",),
+        critical=True,
+    ),
+    UseCase(
+        "ECS70",
+        "Set clock on ESME",
+        0x0062,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("6.11",),
+        critical=True,
+    ),
+)
+
+USE_CASES_BY_CODE: dict[int, UseCase] = {uc.message_code: uc for uc in USE_CASES}
+USE_CASES_BY_NAME: dict[str, UseCase] = {uc.name: uc for uc in USE_CASES}
+ECS17B = USE_CASES_BY_NAME["ECS17b"]
+
+
+# DLMS objects ECS17b touches
+DATA_PROTECTION_CLASS = 30
+DATA_PROTECTION_INSTANCE = bytes.fromhex("00002B0208FF")  # 0-0:43.2.8.255
+GET_PROTECTED_ATTRIBUTES = 1
+IMPORT_REGISTERS_OBIS = bytes.fromhex("00005E2C220A")  # 0-0:94.44.34.10
+PROTECTION_ENCRYPTION = 2  # protection_type: encryption
+KEY_INFO_AGREED_KEY = 2
+KEY_PARAMETERS_C0E2S = b"\x02"  # agreed-key scheme C(0e, 2s)
+INVOKE_PRIORITY_BITS = 0x20000000  # as every GBCS Access Request carries
+INVOKE_ID_MASK = 0x00FFFFFF
+
+UNIT_WH = 30
+UNIT_VARH = 32
+ACTION_SUCCESS = 0
+ACTION_HARDWARE_FAULT = 1
+ACTION_OTHER_REASON = 250
+
+
+def invoke_id_for(counter: int) -> int:
+    """The long-invoke-id-and-priority GBCS uses: the counter's low 24 bits, flags 0x20."""
+    return INVOKE_PRIORITY_BITS | (counter & INVOKE_ID_MASK)
+
+
+def _protection_parameters(counter: int, originator_title: bytes, recipient_title: bytes) -> Data:
+    """DLMS protection_parameters for agreed-key encryption of one protected attribute set."""
+    transaction_id = b"\x04" + counter.to_bytes(8, "big")
+    return dlms.array(
+        dlms.structure(
+            dlms.enum(PROTECTION_ENCRYPTION),
+            dlms.structure(
+                dlms.octet_string(transaction_id),
+                dlms.octet_string(originator_title),
+                dlms.octet_string(recipient_title),
+                dlms.octet_string(b""),  # other_information
+                dlms.structure(
+                    dlms.enum(KEY_INFO_AGREED_KEY),
+                    dlms.structure(
+                        dlms.octet_string(KEY_PARAMETERS_C0E2S),
+                        dlms.octet_string(b""),  # key_ciphered_data: none for agreed keys
+                    ),
+                ),
+            ),
+        )
+    )
+
+
+def ecs17b_request(counter: int, originator_title: bytes, device_title: bytes) -> AccessRequest:
+    """The ECS17b Access Request: get_protected_attributes on the import register object."""
+    object_list = dlms.array(
+        dlms.structure(
+            dlms.long_unsigned(1),  # class Data
+            dlms.octet_string(IMPORT_REGISTERS_OBIS),
+            dlms.integer(2),  # attribute: value
+            dlms.long_unsigned(0),  # data index
+            dlms.structure(dlms.enum(0), dlms.null()),  # no restriction
+        )
+    )
+    return AccessRequest(
+        invoke_id_and_priority=invoke_id_for(counter),
+        date_time=b"",
+        specs=(
+            RequestSpec(
+                AccessKind.ACTION,
+                DATA_PROTECTION_CLASS,
+                DATA_PROTECTION_INSTANCE,
+                GET_PROTECTED_ATTRIBUTES,
+            ),
+        ),
+        data=(
+            dlms.structure(
+                object_list, _protection_parameters(counter, originator_title, device_title)
+            ),
+        ),
+    )
+
+
+def build_command(
+    use_case: UseCase,
+    *,
+    originator_title: bytes,
+    device_title: bytes,
+    counter: int,
+    payload: bytes,
+    acb_ka_private: ec.EllipticCurvePrivateKey,
+    device_ka_public: ec.EllipticCurvePublicKey,
+    other_info_extras: bytes = b"",
+) -> bytes:
+    """A non-critical command: General Signing for ``use_case`` MAC'd by the ACB's KA key."""
+    frame = GeneralSigning(
+        cra_flag=use_case.cra_flag,
+        originator_counter=counter,
+        originator_title=originator_title,
+        recipient_title=device_title,
+        date_time=None,
+        message_code=use_case.message_code,
+        other_info_extras=other_info_extras,
+        payload=payload,
+        signature=None,
+        signature_field="unsigned",
+    )
+    return seal(frame, private_key=acb_ka_private, peer_public_key=device_ka_public).encode()
+
+
+def build_ecs17b_command(
+    *,
+    originator_title: bytes,
+    device_title: bytes,
+    counter: int,
+    acb_ka_private: ec.EllipticCurvePrivateKey,
+    device_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """The full ECS17b General Ciphering command from User ``originator_title`` to the ESME."""
+    return build_command(
+        ECS17B,
+        originator_title=originator_title,
+        device_title=device_title,
+        counter=counter,
+        payload=ecs17b_request(counter, originator_title, device_title).encode(),
+        acb_ka_private=acb_ka_private,
+        device_ka_public=device_ka_public,
+    )
+
+
+@dataclass(frozen=True)
+class ImportRegisters:
+    """What ECS17b returns: the ESME's import energy registers.
+
+    Register values are as the meter holds them (``value × 10^scaler`` in the unit; the RTDS
+    meters use scaler 0, so Wh and varh). ``secondary_active_import`` is the extra register a
+    twin-element ESME appends (the TWIN vector): a bare value in the active import's unit.
+    """
+
+    active_import: int
+    reactive_import: int
+    secondary_active_import: int | None = None
+    active_scaler: int = 0
+    reactive_scaler: int = 0
+    active_unit: int = UNIT_WH
+    reactive_unit: int = UNIT_VARH
+
+    @property
+    def active_import_wh(self) -> float:
+        return float(self.active_import * 10.0**self.active_scaler)
+
+    def to_data(self) -> Data:
+        """The plaintext DLMS value: a structure of one protected attribute's value."""
+        members = [
+            dlms.double_long_unsigned(self.active_import),
+            dlms.structure(dlms.integer(self.active_scaler), dlms.enum(self.active_unit)),
+            dlms.double_long_unsigned(self.reactive_import),
+            dlms.structure(dlms.integer(self.reactive_scaler), dlms.enum(self.reactive_unit)),
+        ]
+        if self.secondary_active_import is not None:
+            members.append(dlms.double_long_unsigned(self.secondary_active_import))
+        return dlms.structure(dlms.structure(*members))
+
+    @classmethod
+    def from_data(cls, value: Data) -> ImportRegisters:
+        """Parse :meth:`to_data`'s layout; :class:`GbcsError` when it does not match."""
+        outer = value.items
+        if len(outer) != 1:
+            raise GbcsError(f"expected one protected attribute, got {len(outer)}")
+        members = outer[0].items
+        if len(members) not in (4, 5):
+            raise GbcsError(f"import registers: unexpected {len(members)} members")
+        active_su, reactive_su = members[1].items, members[3].items
+        if len(active_su) != 2 or len(reactive_su) != 2:
+            raise GbcsError("import registers: bad scaler-unit")
+        registers = cls(
+            active_import=members[0].integer,
+            reactive_import=members[2].integer,
+            secondary_active_import=members[4].integer if len(members) == 5 else None,
+            active_scaler=active_su[0].integer,
+            reactive_scaler=reactive_su[0].integer,
+            active_unit=active_su[1].integer,
+            reactive_unit=reactive_su[1].integer,
+        )
+        if registers.to_data() != value:  # types as well as values must match the layout
+            raise GbcsError("import registers: unexpected DLMS types")
+        return registers
+
+
+def _response_frame(command: GeneralSigning, date_time: bytes, payload: bytes) -> GeneralSigning:
+    return GeneralSigning(
+        cra_flag=CRA_RESPONSE,
+        originator_counter=command.originator_counter,
+        originator_title=command.recipient_title,
+        recipient_title=command.originator_title,
+        date_time=date_time,
+        message_code=command.message_code,
+        other_info_extras=command.other_info_extras,
+        payload=payload,
+        signature=None,
+        signature_field="unsigned",
+    )
+
+
+def _command_request(command: GeneralCiphering) -> AccessRequest:
+    request = dlms.decode_apdu(command.general_signing.payload)
+    if not isinstance(request, AccessRequest):
+        raise GbcsError("command payload is not a DLMS Access Request")
+    return request
+
+
+def build_ecs17b_response(
+    *,
+    command: GeneralCiphering,
+    registers: ImportRegisters,
+    date_time: bytes,
+    device_ka_private: ec.EllipticCurvePrivateKey,
+    recipient_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """The ESME's ECS17b response to ``command``.
+
+    CRA 2, titles swapped, the command's counter and message code, ``date_time`` (12-byte DLMS)
+    in the header; the registers encrypted for the remote party and the frame MAC'd with the
+    device's KA private key and the remote party's KA public key.
+    """
+    header = command.general_signing
+    request = _command_request(command)
+    if len(request.data) != 1 or len(request.data[0].items) != 2:
+        raise GbcsError("ECS17b command does not carry object list and protection parameters")
+    context = content_context(header)
+    block = encrypt_content(
+        registers.to_data().encode(),
+        device_title=context.device_title,
+        counter=context.counter,
+        recipient_title=context.recipient_title,
+        private_key=device_ka_private,
+        peer_public_key=recipient_ka_public,
+    )
+    response = AccessResponse(
+        invoke_id_and_priority=request.invoke_id_and_priority,
+        date_time=b"",
+        request_specs=None,
+        data=(
+            dlms.structure(
+                _protection_parameters(
+                    header.originator_counter, header.recipient_title, header.originator_title
+                ),
+                dlms.octet_string(block),
+            ),
+        ),
+        results=(ResponseSpec(AccessKind.ACTION, ACTION_SUCCESS),),
+    )
+    frame = _response_frame(header, date_time, response.encode())
+    return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
+
+
+_RESPONSE_KIND = {
+    AccessKind.GET: AccessKind.GET,
+    AccessKind.GET_WITH_SELECTION: AccessKind.GET,
+    AccessKind.SET: AccessKind.SET,
+    AccessKind.SET_WITH_SELECTION: AccessKind.SET,
+    AccessKind.ACTION: AccessKind.ACTION,
+}
+
+
+def build_access_error_response(
+    *,
+    command: GeneralCiphering,
+    result: int,
+    date_time: bytes,
+    device_ka_private: ec.EllipticCurvePrivateKey,
+    recipient_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """A device's negative response to a DLMS command: null data and ``result`` for every
+    request specification (e.g. 1 hardware-fault, 250 other-reason), MAC'd as a response."""
+    header = command.general_signing
+    request = _command_request(command)
+    response = AccessResponse(
+        invoke_id_and_priority=request.invoke_id_and_priority,
+        date_time=b"",
+        request_specs=None,
+        data=tuple(dlms.null() for _ in request.specs),
+        results=tuple(ResponseSpec(_RESPONSE_KIND[spec.kind], result) for spec in request.specs),
+    )
+    frame = _response_frame(header, date_time, response.encode())
+    return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
+
+
+class DeviceResultError(GbcsError):
+    """The device answered, but with a failure result code (``result``)."""
+
+    def __init__(self, result: int) -> None:
+        super().__init__(f"device returned result {result}")
+        self.result = result
+
+
+def read_ecs17b_response(
+    data: bytes,
+    *,
+    recipient_ka_private: ec.EllipticCurvePrivateKey,
+    device_ka_public: ec.EllipticCurvePublicKey,
+) -> ImportRegisters:
+    """Verify, decrypt and parse an ECS17b response.
+
+    Raises :class:`GbcsError` when the frame is malformed, is not an ECS17b response, its MAC
+    or encrypted content does not verify, or the layout is unexpected;
+    :class:`DeviceResultError` (a GbcsError) when the device reported a failure.
+    """
+    message = decode_message(data)
+    if not isinstance(message, GeneralCiphering):
+        raise GbcsError("ECS17b response is not a General Ciphering frame")
+    header = message.general_signing
+    if header.cra_flag != CRA_RESPONSE or header.message_code != ECS17B.message_code:
+        raise GbcsError(
+            f"not an ECS17b response (CRA {header.cra_flag}, code {header.message_code:#06x})"
+        )
+    if not verify_mac(message, private_key=recipient_ka_private, peer_public_key=device_ka_public):
+        raise GbcsError("response MAC does not verify")
+    response = dlms.decode_apdu(header.payload)
+    if not isinstance(response, AccessResponse) or len(response.results) != 1:
+        raise GbcsError("ECS17b response is not a single-result Access Response")
+    if response.results[0].result != ACTION_SUCCESS:
+        raise DeviceResultError(response.results[0].result)
+    if len(response.data) != 1:
+        raise GbcsError("ECS17b response carries no data")
+    body = response.data[0].items
+    if len(body) != 2:
+        raise GbcsError("ECS17b response data is not (protection parameters, content)")
+    context = content_context(header)
+    plaintext = decrypt_content(
+        body[1].octets,
+        device_title=context.device_title,
+        counter=context.counter,
+        recipient_title=context.recipient_title,
+        private_key=recipient_ka_private,
+        peer_public_key=device_ka_public,
+    )
+    return ImportRegisters.from_data(dlms.Data.decode(plaintext))

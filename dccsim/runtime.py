@@ -1,0 +1,104 @@
+"""What every service process does around its own logic: logging, metrics, the health side
+port, the bus, signal handling and an orderly stop.
+
+A service's ``run(settings)`` calls ``run_service(name, settings, metrics_port, setup)``; ``setup``
+receives the ``ServiceRuntime`` after the bus is connected, registers its consumers and HTTP
+servers and adds readiness checks and cleanups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from dccsim import logging as dlog
+from dccsim.bus import Bus
+from dccsim.config import CommonSettings
+from dccsim.metrics import (
+    ReadinessCheck,
+    ServiceMetrics,
+    build_health_app,
+    start_health_server,
+    watch_loop_lag,
+)
+
+log = logging.getLogger(__name__)
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: CommonSettings
+    metrics: ServiceMetrics
+    bus: Bus
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    cleanups: list[Cleanup] = field(default_factory=list)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a background task that is kept referenced and whose failure is logged."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+
+async def run_service(
+    name: str,
+    settings: CommonSettings,
+    metrics_port: int,
+    setup: Callable[[ServiceRuntime], Awaitable[None]],
+    *,
+    use_bus: bool = True,
+) -> None:
+    dlog.configure(settings, name)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = ServiceMetrics(name)
+    bus = Bus(settings, metrics, name=f"dccsim-{name}")
+    rt = ServiceRuntime(name, settings, metrics, bus)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, rt.stopping.set)
+    rt.spawn(watch_loop_lag(metrics), "loop-lag")
+    if use_bus:
+        rt.checks["broker"] = lambda: bus.is_connected
+    health_runner: web.AppRunner | None = None
+    try:
+        health_runner = await start_health_server(
+            build_health_app(metrics, rt.checks), settings.metrics_host, metrics_port
+        )
+        if use_bus:
+            await bus.connect()
+        await setup(rt)
+        log.info("service ready", extra={"metrics_port": metrics_port})
+        await rt.stopping.wait()
+        log.info("stopping")
+    finally:
+        for cleanup in reversed(rt.cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("cleanup failed")
+        if use_bus:
+            await bus.close()
+        for task in list(rt.tasks):
+            task.cancel()
+        if health_runner is not None:
+            await health_runner.cleanup()

@@ -1,0 +1,86 @@
+"""Seeding a development installation: PKI, the demo Supplier participant and a small estate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dccsim import estate, participants
+from dccsim.duis.catalogue import UserRole
+from dccsim.duis.requestid import parse_eui
+from dccsim.pki.dccki import issue_server_certificate
+from dccsim.pki.devpki import PkiLayout, init_pki, issue_devices, issue_party
+from dccsim.pki.smki import CertificateAuthority, Role
+from dccsim.testuser import bundle_dir
+
+DEMO_SUPPLIER_EUI = "90-B3-D5-1F-30-01-D0-00"
+DEMO_SUPPLIER_ID = "demo-supplier"
+
+_BUNDLE_NOTE = """
+
+## Added by `dccsim seed`
+
+- `participant.json`: this participant's DCC User ID, EUI-64 and User Roles as dccsim
+  registered them.
+- `receiver.pem`, `receiver.key`: a DCCKI server certificate for your Receive Response Service
+  on localhost / 127.0.0.1 (what `dccsim receive` serves with); dccsim's delivery verifies it
+  against the DCCKI CA.
+"""
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    layout: PkiLayout
+    supplier_bundle: Path
+    premises: int
+    devices: int
+
+
+def seed_participant(
+    home: Path,
+    *,
+    eui: str,
+    user_id: str,
+    roles: frozenset[UserRole],
+    role: Role = Role.SUPPLIER,
+    response_url: str | None = None,
+) -> Path:
+    """Issue (idempotently) a participant's bundle, register it, and return the bundle folder."""
+    layout = init_pki(home)
+    out = bundle_dir(home, eui)
+    issue_party(home, eui=parse_eui(eui), role=role, user_id=user_id, out_dir=out)
+    meta = {"user_id": user_id, "eui": eui.upper(), "roles": sorted(r.value for r in roles)}
+    (out / "participant.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if not (out / "receiver.pem").is_file():
+        ca = CertificateAuthority.load(layout.dccki_ca_cert, layout.dccki_ca_key)
+        identity = issue_server_certificate(ca, hostnames=["localhost"], ip_addresses=["127.0.0.1"])
+        identity.write(out / "receiver.pem", out / "receiver.key")
+        readme = out / "README.md"
+        if readme.is_file() and "dccsim seed" not in readme.read_text():
+            readme.write_text(readme.read_text() + _BUNDLE_NOTE)
+    existing = participants.load(home).get(user_id)
+    url = (
+        response_url if response_url is not None else (existing.response_url if existing else None)
+    )
+    participants.upsert(home, participants.Participant(user_id, eui.upper(), roles, url))
+    return out
+
+
+def seed_demo(home: Path, *, premises: int = 3, response_url: str | None = None) -> SeedResult:
+    """The demo installation: PKI, the demo Supplier and ``premises`` premises registered to it."""
+    layout = init_pki(home)
+    bundle = seed_participant(
+        home,
+        eui=DEMO_SUPPLIER_EUI,
+        user_id=DEMO_SUPPLIER_ID,
+        roles=frozenset({UserRole.IMPORT_SUPPLIER, UserRole.GAS_SUPPLIER}),
+        response_url=response_url,
+    )
+    current = estate.load(home)
+    if len(current) != premises:
+        current = estate.demo_estate(premises, supplier_eui=DEMO_SUPPLIER_EUI)
+        estate.save(home, current)
+    devices = [parse_eui(d.eui) for p in current for d in p.devices]
+    issue_devices(home, devices)
+    return SeedResult(layout, bundle, len(current), len(devices))

@@ -1,0 +1,191 @@
+"""What every emulated GBCS device shares: routing by message code, MAC check, anti-replay.
+
+A device model is a list of handlers::
+
+    class Esme(GbcsDevice):
+        @on(ECS17B)
+        def read_import_registers(self, *, command, remote_party, **_): ...
+
+``handle(command_bytes)`` verifies the command and calls the handler for its message code.
+Security failures are refused with :class:`DeviceRefusal` (no response is sent: a GBCS device
+never answers a command it cannot authenticate, it raises an alert instead); that conversion
+happens in this one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dccsim.gbcs.crypto import verify_mac
+from dccsim.gbcs.dlms import AccessRequest, decode_apdu, encode_date_time
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import CRA_COMMAND, GeneralCiphering, decode_message
+from dccsim.gbcs.usecases import ACTION_OTHER_REASON, UseCase, build_access_error_response
+
+# GBCS alert codes a device raises instead of answering
+ALERT_INTEGRITY_CHECK_FAILED = 0x8F1E  # "Integrity check of content or format of command failed"
+ALERT_SOURCE_NOT_AUTHORISED = 0x8F30  # "Source Does not have Authority for Command"
+ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE = 0x8F3D
+ALERT_FAILED_AUTHENTICATION_OTHER = 0x8F53  # "... not covered by other codes": replay
+
+
+class DeviceRefusal(Exception):
+    """The device discarded a command without responding; ``alert_code`` is the GBCS alert it
+    raises in its place (the gateway may deliver it as a Device Alert)."""
+
+    def __init__(self, alert_code: int, reason: str) -> None:
+        super().__init__(f"{reason} (alert {alert_code:#06x})")
+        self.alert_code = alert_code
+        self.reason = reason
+
+
+class DeviceFault(Exception):
+    """A handler's way to answer with a DLMS failure result (e.g. 1 hardware-fault)."""
+
+    def __init__(self, result: int) -> None:
+        super().__init__(f"device fault, result {result}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class RemoteParty:
+    """A remote party the device trusts: its EUI-64 and Key Agreement public key."""
+
+    eui: bytes
+    ka_public_key: ec.EllipticCurvePublicKey
+
+
+Handler = Callable[..., bytes]
+_H = TypeVar("_H", bound=Handler)
+_ROUTE_ATTRIBUTE = "_gbcs_message_code"
+
+
+def on(use_case: UseCase) -> Callable[[_H], _H]:
+    """Register the decorated method as the handler for ``use_case``'s message code.
+
+    Handlers take keyword-only arguments (``command``, ``request``, ``remote_party``, ``now``)
+    and must accept and ignore others (``**_``); they return the whole response frame.
+    """
+
+    def mark(handler: _H) -> _H:
+        setattr(handler, _ROUTE_ATTRIBUTE, use_case.message_code)
+        return handler
+
+    return mark
+
+
+class GbcsDevice:
+    """Base of the device models: routes verified commands to ``@on`` handlers."""
+
+    routes: ClassVar[dict[int, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        routes = dict(cls.routes)
+        for name, member in vars(cls).items():
+            code = getattr(member, _ROUTE_ATTRIBUTE, None)
+            if code is not None:
+                routes[code] = name
+        cls.routes = routes
+
+    def __init__(
+        self,
+        *,
+        eui: bytes,
+        ka_private_key: ec.EllipticCurvePrivateKey,
+        ds_private_key: ec.EllipticCurvePrivateKey,
+        acb_ka_public: ec.EllipticCurvePublicKey,
+        remote_parties: Mapping[bytes, RemoteParty],
+        clock: Callable[[], datetime],
+    ) -> None:
+        if len(eui) != 8:
+            raise ValueError("a device EUI-64 is 8 bytes")
+        self.eui = eui
+        self.ka_private_key = ka_private_key
+        self.ds_private_key = ds_private_key
+        self.acb_ka_public = acb_ka_public
+        self.remote_parties = dict(remote_parties)
+        self.clock = clock
+        self.last_counters: dict[bytes, int] = {}  # originator EUI -> last accepted counter
+        self.refusals = 0  # commands discarded or answered with a failure result
+        # message code -> DLMS result for the next such command (a scripted one-shot fault)
+        self.scripted_faults: dict[int, int] = {}
+
+    def script_fault(self, use_case: UseCase, result: int) -> None:
+        """Answer the next ``use_case`` command with DLMS failure ``result`` (once)."""
+        self.scripted_faults[use_case.message_code] = result
+
+    def _refuse(self, alert_code: int, reason: str) -> DeviceRefusal:
+        self.refusals += 1
+        return DeviceRefusal(alert_code, reason)
+
+    def handle(self, command_bytes: bytes) -> bytes:
+        """Process one GBCS command and return the response frame.
+
+        Raises :class:`DeviceRefusal` when the command is malformed, not for this device, fails
+        its MAC, comes from an unknown remote party or replays a counter. A verified command
+        whose use case the device does not support, or whose handler faults, gets a DLMS Access
+        Response with a failure result (other-reason, or the fault's result).
+        """
+        try:
+            message = decode_message(command_bytes)
+        except GbcsError as exc:
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
+        if not isinstance(message, GeneralCiphering):
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, "command is not MAC'd")
+        header = message.general_signing
+        if header.cra_flag != CRA_COMMAND or header.recipient_title != self.eui:
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, "not a command for this device")
+        if not verify_mac(
+            message, private_key=self.ka_private_key, peer_public_key=self.acb_ka_public
+        ):
+            raise self._refuse(ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE, "bad command MAC")
+        remote_party = self.remote_parties.get(header.originator_title)
+        if remote_party is None:
+            raise self._refuse(ALERT_SOURCE_NOT_AUTHORISED, "unknown originator")
+        last = self.last_counters.get(header.originator_title)
+        if last is not None and header.originator_counter <= last:
+            raise self._refuse(ALERT_FAILED_AUTHENTICATION_OTHER, "replayed originator counter")
+        self.last_counters[header.originator_title] = header.originator_counter
+
+        now = self.clock()
+        try:
+            request = decode_apdu(header.payload) if header.payload[:1] == b"\xd9" else None
+        except GbcsError as exc:
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
+        handler_name = self.routes.get(header.message_code)
+        if handler_name is None:
+            if not isinstance(request, AccessRequest):
+                raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, "unsupported use case")
+            return self._error_response(message, ACTION_OTHER_REASON, now, remote_party)
+        scripted = self.scripted_faults.pop(header.message_code, None)
+        if scripted is not None:
+            return self._error_response(message, scripted, now, remote_party)
+        handler: Handler = getattr(self, handler_name)
+        try:
+            return handler(command=message, request=request, remote_party=remote_party, now=now)
+        except DeviceFault as fault:
+            return self._error_response(message, fault.result, now, remote_party)
+        except GbcsError as exc:  # authentic, but not the layout this use case expects
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
+
+    def _error_response(
+        self, command: GeneralCiphering, result: int, now: datetime, remote_party: RemoteParty
+    ) -> bytes:
+        try:
+            response = build_access_error_response(
+                command=command,
+                result=result,
+                date_time=encode_date_time(now),
+                device_ka_private=self.ka_private_key,
+                recipient_ka_public=remote_party.ka_public_key,
+            )
+        except GbcsError as exc:
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
+        self.refusals += 1
+        return response

@@ -1,0 +1,208 @@
+"""services/transform: DUIS Service Requests into GBCS commands, device responses into DUIS.
+
+Outbound: ``sr.accepted`` -> the GBCS command for the SRV and device type (the DCC's Access Control
+Broker adds the General Ciphering MAC with its KA key) -> ``gbcs.command``.
+Inbound: ``gbcs.response`` (a device response, or E20/E21 from the WAN) -> a DUIS Response
+(``I0`` with ``GBCSPayload``, ResponseID = the RequestID with the EUIs swapped) signed with the DSP
+XML-signing key -> ``duis.response`` for delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import Counter, Histogram
+
+from dccsim.bus import Envelope, Permanent
+from dccsim.bus.topology import (
+    DUIS_RESPONSE,
+    GBCS_COMMAND,
+    TRANSFORM_REQUESTS,
+    TRANSFORM_RESPONSES,
+)
+from dccsim.config import TransformSettings
+from dccsim.duis import xmldsig
+from dccsim.duis.requestid import DCC_EUI, RequestId
+from dccsim.duis.xml import build_response, to_bytes
+from dccsim.gbcs.usecases import build_ecs17b_command
+from dccsim.pki.keystore import KeyStore, KeyStoreError
+from dccsim.pki.smki import KeyUsage
+from dccsim.runtime import ServiceRuntime, run_service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandBuilder:
+    """How one (SRV, device type) becomes a GBCS command."""
+
+    use_case: str
+    build: Callable[..., bytes]
+
+
+# The transformation table: (SRV, device type) -> GBCS use case.
+TRANSFORMS: dict[tuple[str, str], CommandBuilder] = {
+    ("4.1.1", "ESME"): CommandBuilder("ECS17b", build_ecs17b_command),
+}
+
+
+class Keys:
+    """The DCC's own keys and the devices' certificates, from the shared key store."""
+
+    def __init__(self, keystore: KeyStore) -> None:
+        self.keystore = keystore
+        acb = keystore.private_key(DCC_EUI, KeyUsage.KA)
+        dsp = keystore.get(DCC_EUI, KeyUsage.XML_SIGN)
+        if not isinstance(acb, ec.EllipticCurvePrivateKey) or not isinstance(
+            dsp.private_key, ec.EllipticCurvePrivateKey
+        ):
+            raise RuntimeError(
+                "the ACB KA key or DSP XML-signing key is missing; run `dccsim pki init`"
+            )
+        self.acb_ka_private: ec.EllipticCurvePrivateKey = acb
+        self.dsp_key: ec.EllipticCurvePrivateKey = dsp.private_key
+        self.dsp_certificate = dsp.certificate
+        self._device_ka: dict[bytes, ec.EllipticCurvePublicKey] = {}
+
+    def device_ka_public(self, eui: bytes) -> ec.EllipticCurvePublicKey:
+        key = self._device_ka.get(eui)
+        if key is None:
+            public = self.keystore.certificate(eui, KeyUsage.KA).public_key()
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise KeyStoreError(f"device {eui.hex()} KA certificate is not EC")
+            key = self._device_ka[eui] = public
+        return key
+
+
+class TransformMetrics:
+    def __init__(self, rt: ServiceRuntime) -> None:
+        r = rt.metrics.registry
+        self.commands = Counter(
+            "dccsim_transform_commands", "GBCS commands built", ["use_case"], registry=r
+        )
+        self.responses = Counter(
+            "dccsim_transform_responses", "DUIS Responses built", ["response_code"], registry=r
+        )
+        self.build_duration = Histogram(
+            "dccsim_transform_build_duration_seconds",
+            "Time to build and MAC a command",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=r,
+        )
+
+
+class Transformer:
+    def __init__(self, rt: ServiceRuntime, keys: Keys) -> None:
+        self.rt = rt
+        self.keys = keys
+        self.metrics = TransformMetrics(rt)
+
+    async def on_request(self, env: Envelope) -> None:
+        body = env.body
+        device = body.get("device") or {}
+        srv = str(body["srv"])
+        device_type = str(device.get("device_type", ""))
+        builder = TRANSFORMS.get((srv, device_type))
+        context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
+        if builder is None:
+            # Accepted but not transformable: answer the User rather than drop it.
+            log.error(
+                "no transformation for SRV on this device type",
+                extra={"srv": srv, "device_type": device_type},
+            )
+            await self._respond(env.request_id, context, code="E11", payload=None)
+            return
+        start = time.perf_counter()
+        target = bytes(body["target"])
+        try:
+            frame = builder.build(
+                originator_title=bytes(body["originator"]),
+                device_title=target,
+                counter=int(body["counter"]),
+                acb_ka_private=self.keys.acb_ka_private,
+                device_ka_public=self.keys.device_ka_public(target),
+            )
+        except KeyStoreError as exc:
+            raise Permanent(f"no KA certificate for device: {exc}") from exc
+        self.metrics.build_duration.observe(time.perf_counter() - start)
+        self.metrics.commands.labels(builder.use_case).inc()
+        await self.rt.bus.publish(
+            GBCS_COMMAND,
+            Envelope(
+                "gbcs.command",
+                env.request_id,
+                {
+                    **context,
+                    "use_case": builder.use_case,
+                    "frame": frame,
+                    "device_eui": device.get("eui"),
+                    "hub_eui": device.get("hub_eui"),
+                    "csp_region": device.get("csp_region"),
+                },
+            ),
+        )
+
+    async def on_response(self, env: Envelope) -> None:
+        body = env.body
+        context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
+        error = body.get("error")
+        if error:
+            await self._respond(env.request_id, context, code=str(error), payload=None)
+            return
+        frame = body.get("frame")
+        if not isinstance(frame, bytes):
+            raise Permanent("gbcs.response carries neither a frame nor an error")
+        await self._respond(env.request_id, context, code="I0", payload=frame)
+
+    async def _respond(
+        self, request_id: str, context: dict[str, Any], *, code: str, payload: bytes | None
+    ) -> None:
+        rid = RequestId.parse(request_id)
+        srv = str(context.get("srv") or "")
+        root = build_response(
+            request_id=rid,
+            response_id=rid.response_id(),
+            response_code=code,
+            response_datetime=dt.datetime.now(dt.UTC),
+            service_reference=srv.rsplit(".", 1)[0] if srv.count(".") == 2 else srv,
+            service_reference_variant=srv,
+            gbcs_payload=payload,
+        )
+        xml = to_bytes(
+            xmldsig.sign(root, private_key=self.keys.dsp_key, certificate=self.keys.dsp_certificate)
+        )
+        self.metrics.responses.labels(code).inc()
+        await self.rt.bus.publish(
+            DUIS_RESPONSE,
+            Envelope(
+                "duis.response",
+                request_id,
+                {
+                    "user_id": context.get("user_id"),
+                    "delivery_key": f"{rid.response_id()}:{code}",
+                    "xml": xml,
+                    "received_at": context.get("received_at"),
+                },
+            ),
+        )
+
+
+async def _setup(rt: ServiceRuntime) -> None:
+    settings = rt.settings
+    assert isinstance(settings, TransformSettings)
+    keys = Keys(KeyStore(settings.keystore_dir))
+    transformer = Transformer(rt, keys)
+    rt.bus.consume(TRANSFORM_REQUESTS, transformer.on_request)
+    rt.bus.consume(TRANSFORM_RESPONSES, transformer.on_response)
+
+
+def run(settings: TransformSettings | None = None) -> None:
+    settings = settings or TransformSettings()
+    asyncio.run(run_service("transform", settings, settings.transform_metrics_port, _setup))

@@ -1,0 +1,335 @@
+"""services/user_gateway: the DUIS web services over mutual TLS, and delivery of async Responses.
+
+``POST /api/v1/serviceS|serviceD|serviceT`` with ``application/xml``. Each request passes the
+check chain (checks.py); a device Service Request that passes is published to the bus (confirmed)
+and answered ``I99``; any failure is answered with its DUIS code in a DUIS acknowledgement. The
+delivery side (delivery.py) sends the signed async Responses to each User's Receive Response
+Service from a persistent outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import ssl
+import time
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from lxml import etree
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dccsim.bus import Bus, Envelope
+from dccsim.bus.topology import DELIVERY_OUTBOUND, INVENTORY_CHANGED, INVENTORY_RPC, SR_ACCEPTED
+from dccsim.config import UserGatewaySettings
+from dccsim.duis import xmldsig
+from dccsim.duis.codes import DuisError
+from dccsim.duis.requestid import DCC_EUI, RequestId
+from dccsim.duis.xml import build_acknowledgement, to_bytes
+from dccsim.logging import request_context
+from dccsim.participants import Participant, ParticipantRegister
+from dccsim.pki.dccki import client_ssl_context, participant_identity, server_ssl_context
+from dccsim.pki.devpki import PkiLayout
+from dccsim.pki.keystore import KeyStore
+from dccsim.pki.smki import KeyUsage
+from dccsim.runtime import ServiceRuntime, run_service
+from services.user_gateway.checks import AcceptedRequest, CheckChain, DeviceCache, WebService
+from services.user_gateway.counters import CounterStore
+from services.user_gateway.delivery import Outbox
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+
+PARTICIPANTS: web.AppKey[ParticipantRegister] = web.AppKey("participants", ParticipantRegister)
+CHAIN: web.AppKey[CheckChain] = web.AppKey("chain", CheckChain)
+BUS: web.AppKey[Bus] = web.AppKey("bus", Bus)
+SIGNER: web.AppKey[ResponseSigner] = web.AppKey("signer")
+METRICS: web.AppKey[GatewayMetrics] = web.AppKey("gateway_metrics")
+SETTINGS: web.AppKey[UserGatewaySettings] = web.AppKey("settings", UserGatewaySettings)
+
+
+class GatewayMetrics:
+    def __init__(self, rt: ServiceRuntime) -> None:
+        r = rt.metrics.registry
+        self.requests = Counter(
+            "dccsim_duis_requests",
+            "DUIS requests answered, by outcome",
+            ["web_service", "srv", "response_code"],
+            registry=r,
+        )
+        self.ack_duration = Histogram(
+            "dccsim_duis_acknowledgement_duration_seconds",
+            "Time from request received to synchronous answer",
+            ["web_service"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+
+
+class ResponseSigner:
+    """Signs what the DCC sends with the DSP XML-signing key (EUI 90-B3-D5-1F-30-00-00-02)."""
+
+    def __init__(self, keystore: KeyStore) -> None:
+        entry = keystore.get(DCC_EUI, KeyUsage.XML_SIGN)
+        key = entry.private_key
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise RuntimeError("the DSP XML-signing key is missing from the key store")
+        self.key: ec.EllipticCurvePrivateKey = key
+        self.certificate: x509.Certificate = entry.certificate
+
+    def sign(self, root: etree._Element) -> bytes:
+        return to_bytes(xmldsig.sign(root, private_key=self.key, certificate=self.certificate))
+
+
+def _peer_certificate(request: web.Request) -> x509.Certificate | None:
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def _identify(request: web.Request) -> Participant:
+    register = request.app[PARTICIPANTS]
+    settings = request.app[SETTINGS]
+    cert = _peer_certificate(request)
+    if cert is None:
+        if settings.insecure_http:
+            user_id = request.headers.get("X-DCCSIM-User", "")
+            participant = register.get(user_id)
+            if participant is not None:
+                return participant
+        raise DuisError("E1", "no DCCKI client certificate presented")
+    user_id, _eui = participant_identity(cert)
+    participant = register.get(user_id)
+    if participant is None:
+        raise DuisError("E1", f"TLS identity {user_id!r} is not a registered User")
+    return participant
+
+
+def _srv_fields(body: bytes) -> tuple[str, str]:
+    """Best-effort ServiceReference/Variant for an error answer (the schema needs both)."""
+    try:
+        text = body[:4096].decode("utf-8", "replace")
+        ref = text.split("ServiceReference>", 1)[1].split("<", 1)[0]
+        var = text.split("ServiceReferenceVariant>", 1)[1].split("<", 1)[0]
+        if ref and var and len(ref) < 10 and len(var) < 10:
+            return ref, var
+    except IndexError:
+        pass
+    return "0", "0"
+
+
+def _request_id_text(body: bytes) -> str | None:
+    try:
+        text = body[:4096].decode("utf-8", "replace")
+        rid = text.split("RequestID>", 1)[1].split("<", 1)[0]
+        return rid if 0 < len(rid) < 80 else None
+    except IndexError:
+        return None
+
+
+def _valid_request_id(text: str | None) -> str | None:
+    """The RequestID to echo in an answer: only one that parses (the schema checks its shape)."""
+    if text is None:
+        return None
+    try:
+        return str(RequestId.parse(text))
+    except DuisError:
+        return None
+
+
+async def _answer(request: web.Request, web_service: WebService) -> web.Response:
+    start = time.perf_counter()
+    app = request.app
+    metrics = app[METRICS]
+    if request.content_type not in ("application/xml", "text/xml"):
+        raise web.HTTPUnsupportedMediaType(text="DUIS requests are application/xml")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY_BYTES, actual_size=request.content_length
+        )
+    body = await request.read()
+    rid_text = _request_id_text(body)
+    srv_label = "unknown"
+    with request_context(rid_text):
+        try:
+            participant = _identify(request)
+            accepted = await app[CHAIN].check(
+                body, web_service=web_service, participant=participant
+            )
+            srv_label = accepted.srv.variant
+            await _publish(app[BUS], accepted)
+            code = "I99"
+            ref, var = accepted.srv.reference, accepted.srv.variant
+            rid_text = str(accepted.request.request_id)
+        except DuisError as exc:
+            code = exc.code
+            ref, var = _srv_fields(body)
+            log.info("request refused", extra={"response_code": code, "reason": exc.reason})
+        except Exception:
+            log.exception("request failed inside dccsim")
+            raise web.HTTPServiceUnavailable(
+                text="dccsim could not accept the request; it was not taken, send it again"
+            ) from None
+        ack = build_acknowledgement(
+            request_id=_valid_request_id(rid_text),
+            response_code=code,
+            response_datetime=dt.datetime.now(dt.UTC),
+            service_reference=ref,
+            service_reference_variant=var,
+        )
+        try:
+            payload = app[SIGNER].sign(ack)
+        except Exception:
+            log.exception("could not sign acknowledgement; sending it unsigned")
+            payload = to_bytes(ack)
+        metrics.requests.labels(web_service.value, srv_label, code).inc()
+        metrics.ack_duration.labels(web_service.value).observe(time.perf_counter() - start)
+        return web.Response(body=payload, content_type="application/xml")
+
+
+async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
+    req = accepted.request
+    body: dict[str, Any] = {
+        "srv": accepted.srv.variant,
+        "cv": req.command_variant,
+        "user_id": accepted.participant.user_id,
+        "user_eui": accepted.participant.eui,
+        "originator": req.request_id.originator,
+        "target": req.request_id.target,
+        "counter": req.request_id.counter,
+        "device": accepted.device.to_wire() if accepted.device else None,
+        "received_at": time.time(),
+    }
+    await bus.publish(SR_ACCEPTED, Envelope("sr.accepted", str(req.request_id), body))
+
+
+def build_app(
+    settings: UserGatewaySettings,
+    *,
+    participants: ParticipantRegister,
+    chain: CheckChain,
+    bus: Bus,
+    signer: ResponseSigner,
+    metrics: GatewayMetrics,
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[PARTICIPANTS] = participants
+    app[CHAIN] = chain
+    app[BUS] = bus
+    app[SIGNER] = signer
+    app[METRICS] = metrics
+
+    async def service_s(request: web.Request) -> web.Response:
+        return await _answer(request, WebService.SEND_COMMAND)
+
+    async def service_d(request: web.Request) -> web.Response:
+        return await _answer(request, WebService.DCC_ONLY)
+
+    async def service_t(request: web.Request) -> web.Response:
+        return await _answer(request, WebService.TRANSFORM)
+
+    app.router.add_post("/api/v1/serviceS", service_s)
+    app.router.add_post("/api/v1/serviceD", service_d)
+    app.router.add_post("/api/v1/serviceT", service_t)
+    return app
+
+
+async def _setup(rt: ServiceRuntime) -> None:
+    settings = rt.settings
+    assert isinstance(settings, UserGatewaySettings)
+    keystore = KeyStore(settings.keystore_dir)
+    signer = ResponseSigner(keystore)
+    participants = ParticipantRegister(settings.home)
+    engine = create_async_engine(
+        settings.user_gateway_db_url or settings.sqlite_url("user_gateway")
+    )
+    rt.cleanups.append(engine.dispose)
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy import event
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+    counters = CounterStore(engine)
+    await counters.create_schema()
+
+    async def fetch_device(eui: str, request_id: str) -> dict[str, Any] | None:
+        reply = await rt.bus.call(INVENTORY_RPC, "device.lookup", request_id, {"eui": eui})
+        device = reply.get("device")
+        return device if isinstance(device, dict) else None
+
+    devices = DeviceCache(fetch_device)
+
+    async def on_inventory_changed(env: Envelope) -> None:
+        devices.invalidate(str(env.body.get("eui", "")))
+
+    await rt.bus.subscribe_events(INVENTORY_CHANGED, on_inventory_changed)
+
+    def find_certificate(serial: int) -> x509.Certificate | None:
+        entry = keystore.by_serial(serial)
+        return entry.certificate if entry is not None else None
+
+    chain = CheckChain(
+        find_certificate=find_certificate, advance_counter=counters.advance, devices=devices
+    )
+    metrics = GatewayMetrics(rt)
+    app = build_app(
+        settings, participants=participants, chain=chain, bus=rt.bus, signer=signer, metrics=metrics
+    )
+
+    pki = PkiLayout.of(settings.home)
+    server_ctx: ssl.SSLContext | None = None
+    client_ctx: ssl.SSLContext | None = None
+    if settings.insecure_http:
+        log.warning(
+            "DEVELOPMENT SETTING: the User Gateway serves plain HTTP without mutual TLS; "
+            "never expose it (unset DCCSIM_INSECURE_HTTP)"
+        )
+    else:
+        server_ctx = server_ssl_context(
+            pki.tls_server_cert, pki.tls_server_key, pki.tls_ca, require_client_cert=True
+        )
+    # The DCC's client identity towards Users' Receive Response Services.
+    client_ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
+
+    outbox = Outbox(engine, settings, participants, client_ctx, rt.metrics)
+    await outbox.create_schema()
+    rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
+    rt.spawn(outbox.run(), "delivery")
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        settings.user_gateway_host,
+        settings.user_gateway_port,
+        ssl_context=server_ctx,
+        backlog=1024,
+    )
+    await site.start()
+    rt.cleanups.append(runner.cleanup)
+    log.info(
+        "User Gateway listening",
+        extra={
+            "url": f"{'http' if server_ctx is None else 'https'}://{settings.user_gateway_host}:"
+            f"{settings.user_gateway_port}/api/v1/serviceS"
+        },
+    )
+
+
+def run(settings: UserGatewaySettings | None = None) -> None:
+    settings = settings or UserGatewaySettings()
+    asyncio.run(run_service("user_gateway", settings, settings.user_gateway_metrics_port, _setup))
