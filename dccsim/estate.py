@@ -50,13 +50,16 @@ def device_eui(premises_no: int, kind: int) -> str:
 
 
 def demo_estate(
-    size: int, *, supplier_eui: str, distributor_eui: str | None = None
+    size: int, *, supplier_euis: list[str], distributor_eui: str | None = None
 ) -> list[Premises]:
-    """``size`` premises, each a CHF and a commissioned ESME registered to the demo supplier."""
+    """``size`` premises, each a CHF and a commissioned ESME; premises n is registered to
+    supplier ``supplier_euis[(n - 1) % len(supplier_euis)]`` as Import Supplier."""
+    if not supplier_euis:
+        raise ValueError("an estate needs at least one supplier")
     estate = []
     for n in range(1, size + 1):
         hub = device_eui(n, 0)
-        regs = {"IS": supplier_eui}
+        regs = {"IS": supplier_euis[(n - 1) % len(supplier_euis)]}
         if distributor_eui:
             regs["ED"] = distributor_eui
         estate.append(

@@ -77,6 +77,8 @@ async def run_service(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, rt.stopping.set)
     rt.spawn(watch_loop_lag(metrics), "loop-lag")
+    started = asyncio.Event()
+    rt.checks["started"] = started.is_set  # not ready until setup has opened every listener
     if use_bus:
         rt.checks["broker"] = lambda: bus.is_connected
     health_runner: web.AppRunner | None = None
@@ -87,6 +89,7 @@ async def run_service(
         if use_bus:
             await bus.connect()
         await setup(rt)
+        started.set()
         log.info("service ready", extra={"metrics_port": metrics_port})
         await rt.stopping.wait()
         log.info("stopping")

@@ -67,19 +67,39 @@ def seed_participant(
     return out
 
 
-def seed_demo(home: Path, *, premises: int = 3, response_url: str | None = None) -> SeedResult:
-    """The demo installation: PKI, the demo Supplier and ``premises`` premises registered to it."""
+def supplier_eui(index: int) -> str:
+    """The EUI of demo Supplier ``index`` (0 is the demo Supplier itself)."""
+    return DEMO_SUPPLIER_EUI[:-2] + f"{index:02X}"
+
+
+def supplier_id(index: int) -> str:
+    return DEMO_SUPPLIER_ID if index == 0 else f"{DEMO_SUPPLIER_ID}-{index}"
+
+
+def seed_demo(
+    home: Path, *, premises: int = 3, response_url: str | None = None, suppliers: int = 1
+) -> SeedResult:
+    """The demo installation: PKI, ``suppliers`` demo Suppliers (the first is "the" demo
+    Supplier) and ``premises`` premises shared among them round robin."""
+    if not 1 <= suppliers <= 256:
+        raise ValueError("suppliers must be 1..256")
     layout = init_pki(home)
-    bundle = seed_participant(
-        home,
-        eui=DEMO_SUPPLIER_EUI,
-        user_id=DEMO_SUPPLIER_ID,
-        roles=frozenset({UserRole.IMPORT_SUPPLIER, UserRole.GAS_SUPPLIER}),
-        response_url=response_url,
-    )
+    bundles = [
+        seed_participant(
+            home,
+            eui=supplier_eui(i),
+            user_id=supplier_id(i),
+            roles=frozenset({UserRole.IMPORT_SUPPLIER, UserRole.GAS_SUPPLIER}),
+            response_url=response_url,
+        )
+        for i in range(suppliers)
+    ]
+    bundle = bundles[0]
+    euis = [supplier_eui(i) for i in range(suppliers)]
     current = estate.load(home)
-    if len(current) != premises:
-        current = estate.demo_estate(premises, supplier_eui=DEMO_SUPPLIER_EUI)
+    wanted = estate.demo_estate(premises, supplier_euis=euis)
+    if current != wanted:
+        current = wanted
         estate.save(home, current)
     devices = [parse_eui(d.eui) for p in current for d in p.devices]
     issue_devices(home, devices)

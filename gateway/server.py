@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # Registers are derived from the clock since this instant, so they agree across restarts.
 REGISTER_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-REPLAY_CACHE_SIZE = 8
+REPLAY_CACHE_SIZE = 64
 
 
 @dataclass
@@ -152,6 +152,8 @@ class GatewayServer:
                 task.add_done_callback(tasks.discard)
         except (LinkError, OSError) as exc:
             log.info("WAN connection closed", extra={"reason": str(exc)})
+        except asyncio.CancelledError:
+            pass  # the server is shutting down
         finally:
             self.metrics.connections.dec()
             for task in tasks:

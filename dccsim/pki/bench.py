@@ -31,14 +31,17 @@ def _rate(count: int, work: Callable[[], object], repeats: int) -> float:
     return statistics.median(rates)
 
 
-def run(n: int = 2000, *, repeats: int = 3) -> dict[str, float]:
+def run(n: int = 2000, *, repeats: int = 3, directory: Path | None = None) -> dict[str, float]:
     """Per-second rates (medians of repeats runs of n operations each):
 
     - ``keygen_per_s``: ec.generate_private_key(P-256)
     - ``device_certs_per_s``: issue_device_certificate with the public key ready
     - ``device_certs_with_keygen_per_s``: a fresh key and its certificate
-    - ``devices_to_keystore_per_s``: issue_devices, DS + KA each, stored on disk (runs of n//2)
+    - ``devices_to_keystore_per_s``: issue_devices, DS + KA each, stored on disk (n//2 each run)
     - ``device_cert_us``: 1e6 / device_certs_per_s
+
+    The key-store figure is bound by the disk (4 files per device): it runs in a temporary
+    directory under directory (default: the system temp dir), and swings with I/O load.
     """
     root = CertificateAuthority.create_root()
     ca = CertificateAuthority.create_issuing(root, common_name="bench DCA", role=None)
@@ -69,7 +72,7 @@ def run(n: int = 2000, *, repeats: int = 3) -> dict[str, float]:
     # Whole devices: the init is outside the timing, each run gets a fresh, empty key store.
     devices = max(1, n // 2)
     elapsed: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="dccsim-pki-bench-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="dccsim-pki-bench-", dir=directory) as scratch:
         for index in range(repeats):
             home = Path(scratch) / f"run{index}"
             init_pki(home)

@@ -54,7 +54,6 @@ DCC_EUI = bytes.fromhex("90B3D51F30000002")
 """The EUI the DCC's ACB and DSP XML-signing identities share (as in ZAZ1)."""
 
 DCC_USER_ID = "DCC"
-GATEWAY_HOSTNAMES = ("localhost",)
 
 # SMKI certificates start at a fixed past instant so an emulated clock set back (device
 # emulators, golden tests) never finds one not yet valid.
@@ -291,20 +290,22 @@ def _required_ca(cert_path: Path, key_path: Path, layout: PkiLayout) -> Certific
 def init_pki(
     home: Path,
     *,
-    hostnames: Iterable[str] = ("localhost",),
-    ips: Iterable[str] = ("127.0.0.1",),
+    hostnames: Iterable[str] | None = None,
+    ips: Iterable[str] | None = None,
 ) -> PkiLayout:
     """Create (or complete) the development PKI under ``home/pki`` and return its layout.
 
     Makes the SMKI root, organisation CA and device CA; the DCCKI CA; the DCC's ACB DS and KA
     (EUI 90B3D51F30000002, role 04) and DSP XML-signing (role 89) credentials in the key store;
-    the DCCKI server certificate for the dccsim endpoints (for hostnames and ips), the WAN
-    side's client certificate and the gateway emulator's server certificate. Idempotent: a
-    second call with the same arguments changes nothing; with other hostnames/ips it reissues
-    just the two server certificates.
+    the DCCKI server certificate for the dccsim endpoints, the WAN side's client certificate and
+    the gateway emulator's server certificate. The two server certificates name hostnames and
+    ips (default ``localhost`` and ``127.0.0.1``); given explicitly and different from what the
+    existing ones name, they are reissued, while None keeps whatever is there, so a caller that
+    only needs the PKI to exist (``dccsim seed``) never undoes ``dccsim pki init --hostname``.
+    Idempotent: a second call with the same arguments changes nothing.
     """
     layout = PkiLayout.of(home)
-    hosts, addresses = list(hostnames), list(ips)
+    wanted = None if hostnames is None and ips is None else (list(hostnames or ()), list(ips or ()))
     with _locked(layout):
         for directory in (
             layout.smki_root_cert.parent,
@@ -359,10 +360,8 @@ def init_pki(
             dccki = create_dccki_ca()
             dccki.save(layout.dccki_ca_cert, layout.dccki_ca_key)
         _write_if_changed(layout.tls_ca, certificate_pem(dccki.certificate), mode=PUBLIC_FILE_MODE)
-        _ensure_server(dccki, layout.tls_server_cert, layout.tls_server_key, hosts, addresses)
-        _ensure_server(
-            dccki, layout.gateway_server_cert, layout.gateway_server_key, hosts, addresses
-        )
+        _ensure_server(dccki, layout.tls_server_cert, layout.tls_server_key, wanted)
+        _ensure_server(dccki, layout.gateway_server_cert, layout.gateway_server_key, wanted)
         wan = _load_tls(layout.wan_client_cert, layout.wan_client_key, dccki)
         if wan is None or participant_identity(wan.certificate) != (DCC_USER_ID, DCC_EUI):
             issue_client_certificate(
@@ -371,16 +370,28 @@ def init_pki(
     return layout
 
 
+DEFAULT_SERVER_NAMES = (["localhost"], ["127.0.0.1"])
+
+
 def _ensure_server(
-    ca: CertificateAuthority, cert_path: Path, key_path: Path, hosts: list[str], ips: list[str]
+    ca: CertificateAuthority,
+    cert_path: Path,
+    key_path: Path,
+    wanted: tuple[list[str], list[str]] | None,
 ) -> None:
+    """Keep a whole server identity from ca that names wanted (anything, when wanted is None);
+    otherwise issue one for wanted or the default names."""
     current = _load_tls(cert_path, key_path, ca)
     if current is not None:
+        if wanted is None:
+            return
         dns, addresses = subject_alt_names(current.certificate)
+        hosts, ips = wanted
         if sorted(dns) == sorted(hosts) and sorted(addresses) == sorted(
             str(ipaddress.ip_address(a)) for a in ips
         ):
             return
+    hosts, ips = wanted or DEFAULT_SERVER_NAMES
     issue_server_certificate(ca, hostnames=hosts, ip_addresses=ips).write(cert_path, key_path)
 
 
@@ -542,7 +553,6 @@ def issue_devices(
     """issue_device for many EUIs (in order), writing the key store batch devices at a time."""
     layout = PkiLayout.of(home)
     ca, store = _device_ca(layout), layout.keystore()
-    pairs: list[tuple[Entry, Entry]] = []
     pending: list[tuple[bytes, KeyUsage, x509.Certificate, ec.EllipticCurvePrivateKey, None]] = []
     slots: list[tuple[int, int]] = []  # (pair index, 0 for DS / 1 for KA) of each pending item
     found: list[list[Entry | None]] = []
@@ -553,9 +563,14 @@ def issue_devices(
         pending.clear()
         slots.clear()
 
+    seen: dict[bytes, list[Entry | None]] = {}
     for eui in euis:
+        if eui in seen:  # the same device twice in one call: issue it once
+            found.append(seen[eui])
+            continue
         pair: list[Entry | None] = [None, None]
         found.append(pair)
+        seen[eui] = pair
         for position, usage in enumerate((KeyUsage.DS, KeyUsage.KA)):
             if (eui, usage) in store:
                 entry = store.get(eui, usage)
@@ -573,6 +588,7 @@ def issue_devices(
         if len(pending) >= 2 * batch:
             flush()
     flush()
+    pairs = []
     for ds, ka in found:
         assert ds is not None and ka is not None
         pairs.append((ds, ka))

@@ -26,14 +26,14 @@ def ensure_private_dir(path: Path) -> Path:
 def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_FILE_MODE) -> None:
     """Write data to path so that readers see the old file or the new one, never a torn one:
     a temp file in the same directory (created with mode, so a key is never world-readable
-    even for an instant), then os.replace. Creates the parent directory if it is missing."""
+    even for an instant), then os.replace. Creates a missing parent directory (mode 0700)."""
     # The temp name is unique per process and thread; O_EXCL catches anything left by a crash.
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(temp, flags, mode)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         fd = os.open(temp, flags, mode)
     except FileExistsError:
         os.unlink(temp)

@@ -2,8 +2,9 @@
 
 The profile (PROTOCOL.md, "SMKI certificates"): P-256 keys signed with ECDSA-SHA256; an
 end-entity keyUsage that is critical with exactly one of digitalSignature or keyAgreement; an
-8-byte subjectKeyIdentifier (RFC 5280 method 2) and an 8-byte authorityKeyIdentifier except on
-XML-signing certificates; a critical certificatePolicies naming the organisation or device policy.
+8-byte subjectKeyIdentifier (RFC 5280 method 2) and, where present, an 8-byte
+authorityKeyIdentifier (dccsim leaves it off XML-signing certificates); a critical
+certificatePolicies naming the organisation or device policy.
 Organisation certificates name the party by ``OU`` (its remote-party role, 2 upper-case hex
 digits) and ``x500UniqueIdentifier`` (BIT STRING of its EUI-64); device certificates have an empty
 subject and a critical subjectAltName whose only entry is a hardwareModuleName carrying the EUI.
@@ -42,6 +43,7 @@ GBCS_HW_TYPE = x509.ObjectIdentifier("1.2.826.0.1.8641679.1.2.2.1")
 DEVICE_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 EUI_LENGTH = 8
+KEY_ID_LENGTH = 8
 
 
 class Role(IntEnum):
@@ -76,12 +78,6 @@ class ProfileError(ValueError):
     """A request to issue a certificate that the GBCS profile does not allow."""
 
 
-def _key_usage(*bits: str) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        **{name: name in bits for name in (*_KU_BITS, "encipher_only", "decipher_only")}
-    )
-
-
 _KU_BITS = (
     "digital_signature",
     "content_commitment",
@@ -91,6 +87,14 @@ _KU_BITS = (
     "key_cert_sign",
     "crl_sign",
 )
+
+
+def _key_usage(*bits: str) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        **{name: name in bits for name in (*_KU_BITS, "encipher_only", "decipher_only")}
+    )
+
+
 # Built once: every certificate of a kind shares these objects.
 _KU_DIGITAL_SIGNATURE = _key_usage("digital_signature")
 _KU_KEY_AGREEMENT = _key_usage("key_agreement")
@@ -123,12 +127,12 @@ def _check_p256(public_key: object) -> ec.EllipticCurvePublicKey:
 def key_identifier(public_key: ec.EllipticCurvePublicKey) -> bytes:
     """The 8-byte key identifier SMKI uses: RFC 5280 4.2.1.2 method 2 (0100 + low 60 bits of SHA-1).
 
-    Checked against every reference certificate's subjectKeyIdentifier.
+    It is what the ZAZ1 and RTDS certificates carry as subjectKeyIdentifier.
     """
     point = public_key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    digest = hashlib.sha1(point, usedforsecurity=False).digest()[-EUI_LENGTH:]
+    digest = hashlib.sha1(point, usedforsecurity=False).digest()[-KEY_ID_LENGTH:]
     return bytes([0x40 | (digest[0] & 0x0F)]) + digest[1:]
 
 
@@ -675,7 +679,7 @@ def profile_problems(certificate: x509.Certificate) -> list[str]:
         problems.append("no subjectKeyIdentifier")
     else:
         assert isinstance(ski_ext.value, x509.SubjectKeyIdentifier)
-        if len(ski_ext.value.digest) != EUI_LENGTH:
+        if len(ski_ext.value.digest) != KEY_ID_LENGTH:
             problems.append(f"subjectKeyIdentifier is {len(ski_ext.value.digest)} bytes, not 8")
         if ski_ext.critical:
             problems.append("subjectKeyIdentifier is critical")
@@ -688,7 +692,7 @@ def profile_problems(certificate: x509.Certificate) -> list[str]:
     else:
         assert isinstance(aki_ext.value, x509.AuthorityKeyIdentifier)
         aki = aki_ext.value
-        if aki.key_identifier is None or len(aki.key_identifier) != EUI_LENGTH:
+        if aki.key_identifier is None or len(aki.key_identifier) != KEY_ID_LENGTH:
             problems.append("authorityKeyIdentifier keyIdentifier is not 8 bytes")
         if aki.authority_cert_issuer is not None or aki.authority_cert_serial_number is not None:
             problems.append("authorityKeyIdentifier carries issuer/serial")

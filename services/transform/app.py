@@ -186,7 +186,8 @@ class Transformer:
                 request_id,
                 {
                     "user_id": context.get("user_id"),
-                    "delivery_key": f"{rid.response_id()}:{code}",
+                    # One async Response per request: the first outcome wins, redeliveries collapse.
+                    "delivery_key": f"response:{rid.response_id()}",
                     "xml": xml,
                     "received_at": context.get("received_at"),
                 },

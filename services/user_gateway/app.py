@@ -21,7 +21,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 from prometheus_client import Counter, Histogram
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from dccsim.bus import Bus, Envelope
 from dccsim.bus.topology import DELIVERY_OUTBOUND, INVENTORY_CHANGED, INVENTORY_RPC, SR_ACCEPTED
@@ -37,6 +36,7 @@ from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.storage import create_engine
 from services.user_gateway.checks import AcceptedRequest, CheckChain, DeviceCache, WebService
 from services.user_gateway.counters import CounterStore
 from services.user_gateway.delivery import Outbox
@@ -248,22 +248,14 @@ async def _setup(rt: ServiceRuntime) -> None:
     keystore = KeyStore(settings.keystore_dir)
     signer = ResponseSigner(keystore)
     participants = ParticipantRegister(settings.home)
-    engine = create_async_engine(
-        settings.user_gateway_db_url or settings.sqlite_url("user_gateway")
-    )
-    rt.cleanups.append(engine.dispose)
-    if engine.dialect.name == "sqlite":
-        from sqlalchemy import event
+    base_url = settings.user_gateway_db_url
+    counters_engine = create_engine(base_url or settings.sqlite_url("request_counters"))
+    outbox_engine = create_engine(base_url or settings.sqlite_url("delivery_outbox"))
+    rt.cleanups.append(counters_engine.dispose)
+    rt.cleanups.append(outbox_engine.dispose)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-    counters = CounterStore(engine)
+    counters = CounterStore(counters_engine)
+    rt.cleanups.append(counters.close)
     await counters.create_schema()
 
     async def fetch_device(eui: str, request_id: str) -> dict[str, Any] | None:
@@ -305,7 +297,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     # The DCC's client identity towards Users' Receive Response Services.
     client_ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
 
-    outbox = Outbox(engine, settings, participants, client_ctx, rt.metrics)
+    outbox = Outbox(outbox_engine, settings, participants, client_ctx, rt.metrics)
     await outbox.create_schema()
     rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
     rt.spawn(outbox.run(), "delivery")

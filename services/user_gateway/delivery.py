@@ -10,6 +10,8 @@ inspection. Nothing is dropped silently: every outcome is a row and a metric.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import ssl
 import time
@@ -19,7 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Float, Integer, LargeBinary, String, Text, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dccsim.bus import Envelope, Permanent
@@ -27,6 +29,7 @@ from dccsim.config import UserGatewaySettings
 from dccsim.logging import request_context
 from dccsim.metrics import ServiceMetrics
 from dccsim.participants import ParticipantRegister
+from dccsim.storage import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,13 @@ class DeliveryMetrics:
 
 
 class Outbox:
+    """The persistent outbox and its delivery worker.
+
+    Rows are the truth; the worker keeps the schedule (a heap of (due time, id)) in memory,
+    rebuilt from the pending rows at start, so it never polls the database. Writes go through a
+    group commit. One worker owns one outbox (one User Gateway process per database).
+    """
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -85,18 +95,33 @@ class Outbox:
         metrics: ServiceMetrics,
     ) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.settings = settings
         self.participants = participants
         self.client_ssl = client_ssl
         self.metrics = DeliveryMetrics(metrics)
+        self.writes = GroupCommit(engine)
+        self._schedule: list[tuple[float, int]] = []
+        self._scheduled: set[int] = set()
         self._wake = asyncio.Event()
-        self._in_flight: set[int] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.metrics.pending.set_function(lambda: float(len(self._scheduled)))
 
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(OutboxBase.metadata.create_all)
+            rows = await conn.execute(
+                select(OutboxEntry.id, OutboxEntry.next_attempt_at).where(
+                    OutboxEntry.status == PENDING
+                )
+            )
+            for entry_id, due in rows:
+                self._schedule_entry(entry_id, due)
+
+    def _schedule_entry(self, entry_id: int, due: float) -> None:
+        if entry_id not in self._scheduled:
+            self._scheduled.add(entry_id)
+            heapq.heappush(self._schedule, (due, entry_id))
+            self._wake.set()
 
     async def enqueue(self, envelope: Envelope) -> None:
         """Bus handler for ``duis.response``: persist, then (by returning) let the bus ack."""
@@ -119,13 +144,23 @@ class Outbox:
             status=PENDING,
         )
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        async with self.sessions.begin() as session:
-            await session.execute(insert(OutboxEntry).values(**values).on_conflict_do_nothing())
-        self._wake.set()
+
+        async def store(conn: AsyncConnection) -> int | None:
+            result = await conn.execute(
+                insert(OutboxEntry)
+                .values(**values)
+                .on_conflict_do_nothing()
+                .returning(OutboxEntry.id)
+            )
+            return result.scalar()
+
+        entry_id = await self.writes.run(store)
+        if entry_id is not None:  # None: a duplicate of an entry already held
+            self._schedule_entry(entry_id, now)
 
     async def pending_count(self) -> int:
-        async with self.sessions() as session:
-            n = await session.scalar(
+        async with self.engine.connect() as conn:
+            n = await conn.scalar(
                 select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == PENDING)
             )
             return int(n or 0)
@@ -138,50 +173,42 @@ class Outbox:
             limit=self.settings.delivery_concurrency,
         )
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
-        semaphore = asyncio.Semaphore(self.settings.delivery_concurrency)
+        slots = asyncio.Semaphore(self.settings.delivery_concurrency)
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                due = await self._due(limit=self.settings.delivery_concurrency * 4)
-                self.metrics.pending.set(await self.pending_count())
-                for entry in due:
-                    self._in_flight.add(entry.id)
-                    await semaphore.acquire()
+                due = self._take_due(self.settings.delivery_concurrency)
+                if not due:
+                    self._wake.clear()
+                    wait = self._schedule[0][0] - time.time() if self._schedule else 1.0
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, wait))
+                    continue
+                for entry in await self._load(due):
+                    await slots.acquire()
                     task = asyncio.create_task(self._attempt(entry))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                    task.add_done_callback(lambda _: semaphore.release())
-                if not due:
-                    self._wake.clear()
-                    wait = await self._seconds_to_next()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=min(wait, 1.0))
-                    except TimeoutError:
-                        pass
+                    task.add_done_callback(lambda _: slots.release())
         finally:
             for task in tasks:
                 task.cancel()
             await self._session.close()
+            await self.writes.close()
 
-    async def _due(self, limit: int) -> list[OutboxEntry]:
+    def _take_due(self, limit: int) -> list[int]:
         now = time.time()
-        async with self.sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(OutboxEntry)
-                    .where(OutboxEntry.status == PENDING, OutboxEntry.next_attempt_at <= now)
-                    .order_by(OutboxEntry.next_attempt_at)
-                    .limit(limit)
-                )
-            ).all()
-        return [r for r in rows if r.id not in self._in_flight]
+        out: list[int] = []
+        while self._schedule and self._schedule[0][0] <= now and len(out) < limit:
+            out.append(heapq.heappop(self._schedule)[1])
+        return out
 
-    async def _seconds_to_next(self) -> float:
-        async with self.sessions() as session:
-            nxt = await session.scalar(
-                select(func.min(OutboxEntry.next_attempt_at)).where(OutboxEntry.status == PENDING)
-            )
-        return 1.0 if nxt is None else max(0.0, float(nxt) - time.time())
+    async def _load(self, ids: list[int]) -> list[OutboxEntry]:
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            rows = (await session.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids)))).all()
+        found = {r.id for r in rows}
+        self._scheduled.difference_update(set(ids) - found)
+        return [r for r in rows if r.status == PENDING]
 
     async def _attempt(self, entry: OutboxEntry) -> None:
         try:
@@ -189,10 +216,9 @@ class Outbox:
                 error = await self._post(entry)
                 await self._record(entry, error)
         except Exception:
-            log.exception("delivery bookkeeping failed")
-        finally:
-            self._in_flight.discard(entry.id)
-            self._wake.set()
+            log.exception("delivery bookkeeping failed; retrying the entry later")
+            self._scheduled.discard(entry.id)
+            self._schedule_entry(entry.id, time.time() + self.settings.delivery_retry_max_s)
 
     async def _post(self, entry: OutboxEntry) -> str | None:
         participant = self.participants.get(entry.user_id)
@@ -214,51 +240,48 @@ class Outbox:
 
     async def _record(self, entry: OutboxEntry, error: str | None) -> None:
         now = time.time()
-        async with self.sessions.begin() as session:
-            if error is None:
-                await session.execute(
-                    update(OutboxEntry)
-                    .where(OutboxEntry.id == entry.id)
-                    .values(
-                        status=DELIVERED,
-                        delivered_at=now,
-                        attempts=entry.attempts + 1,
-                        last_error=None,
-                    )
-                )
-                self.metrics.attempts.labels("delivered").inc()
-                self.metrics.delivered.inc()
-                self.metrics.latency.observe(now - entry.created_at)
-                log.info(
-                    "delivered", extra={"user_id": entry.user_id, "attempts": entry.attempts + 1}
-                )
-                return
-            attempts = entry.attempts + 1
+        attempts = entry.attempts + 1
+        if error is None:
+            values: dict[str, object] = dict(
+                status=DELIVERED, delivered_at=now, attempts=attempts, last_error=None
+            )
+        elif now - entry.created_at >= self.settings.delivery_hold_s:
+            values = dict(status=EXPIRED, attempts=attempts, last_error=error)
+        else:
+            backoff = min(
+                self.settings.delivery_retry_initial_s * 2 ** (attempts - 1),
+                self.settings.delivery_retry_max_s,
+            )
+            values = dict(next_attempt_at=now + backoff, attempts=attempts, last_error=error)
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(OutboxEntry).where(OutboxEntry.id == entry.id).values(**values)
+            )
+
+        await self.writes.run(write)
+        self._scheduled.discard(entry.id)
+        if error is None:
+            self.metrics.attempts.labels("delivered").inc()
+            self.metrics.delivered.inc()
+            self.metrics.latency.observe(now - entry.created_at)
+            log.info("delivered", extra={"user_id": entry.user_id, "attempts": attempts})
+        elif values.get("status") == EXPIRED:
             self.metrics.attempts.labels("failed").inc()
-            if now - entry.created_at >= self.settings.delivery_hold_s:
-                status, nxt = EXPIRED, now
-                self.metrics.expired.inc()
-                log.error(
-                    "delivery expired after the hold period",
-                    extra={"user_id": entry.user_id, "error": error},
-                )
-            else:
-                status = PENDING
-                backoff = min(
-                    self.settings.delivery_retry_initial_s * 2 ** (attempts - 1),
-                    self.settings.delivery_retry_max_s,
-                )
-                nxt = now + backoff
-                log.warning(
-                    "delivery failed; will retry",
-                    extra={
-                        "user_id": entry.user_id,
-                        "error": error,
-                        "retry_in_s": round(backoff, 3),
-                    },
-                )
-            await session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.id == entry.id)
-                .values(status=status, next_attempt_at=nxt, attempts=attempts, last_error=error)
+            self.metrics.expired.inc()
+            log.error(
+                "delivery expired after the hold period",
+                extra={"user_id": entry.user_id, "error": error},
+            )
+        else:
+            self.metrics.attempts.labels("failed").inc()
+            next_at = float(str(values["next_attempt_at"]))
+            self._schedule_entry(entry.id, next_at)
+            log.warning(
+                "delivery failed; will retry",
+                extra={
+                    "user_id": entry.user_id,
+                    "error": error,
+                    "retry_in_s": round(next_at - now, 3),
+                },
             )
