@@ -3,8 +3,7 @@
     dccsim up                 start every service as a child process (PKI and demo estate first)
     dccsim run SERVICE        run one service in the foreground
     dccsim services           list the runnable services
-    dccsim pki init           create the development PKI (idempotent)
-    dccsim pki issue-party    issue a participant's credentials bundle
+    dccsim pki ...            the development PKI (init, issue-party, ...)
     dccsim seed               the demo participant and a small estate
     dccsim send SRV --device EUI   send a signed Service Request as the demo participant
     dccsim receive            run the demo participant's Receive Response Service
@@ -99,46 +98,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     info = SERVICES.get(args.service)
     settings = info.settings() if info else config.CommonSettings()
     runnable[args.service].load()(settings)
-    return 0
-
-
-def cmd_pki_init(args: argparse.Namespace) -> int:
-    from dccsim.pki.devpki import init_pki
-
-    layout = init_pki(
-        _home(), hostnames=args.hostname or ["localhost"], ips=args.ip or ["127.0.0.1"]
-    )
-    print(f"development PKI ready under {layout.pki_dir}")
-    print(f"  DCCKI CA      {layout.dccki_ca_cert}")
-    print(f"  SMKI CAs      {layout.smki_ca_bundle}")
-    print(f"  key store     {layout.keystore_dir}")
-    return 0
-
-
-def cmd_pki_issue_party(args: argparse.Namespace) -> int:
-    from dccsim.duis.catalogue import UserRole
-    from dccsim.pki.smki import Role
-    from dccsim.seed import seed_participant
-
-    role = {
-        "supplier": Role.SUPPLIER,
-        "network-operator": Role.NETWORK_OPERATOR,
-        "other": Role.OTHER,
-    }[args.role]
-    user_roles = {
-        "supplier": {UserRole.IMPORT_SUPPLIER, UserRole.GAS_SUPPLIER},
-        "network-operator": {UserRole.ELECTRICITY_DISTRIBUTOR, UserRole.GAS_TRANSPORTER},
-        "other": {UserRole.OTHER_USER},
-    }[args.role]
-    out = seed_participant(
-        _home(),
-        eui=args.eui,
-        user_id=args.user_id,
-        roles=frozenset(user_roles),
-        role=role,
-        response_url=args.response_url,
-    )
-    print(f"participant {args.user_id} ({args.eui}) bundle: {out} (see its README.md)")
     return 0
 
 
@@ -365,21 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("services", help="list runnable services").set_defaults(func=cmd_services)
 
-    pki = sub.add_parser("pki", help="the development PKI")
-    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
-    init = pki_sub.add_parser("init", help="create the development PKI (idempotent)")
-    init.add_argument("--hostname", action="append", help="server certificate DNS name")
-    init.add_argument("--ip", action="append", help="server certificate IP address")
-    init.set_defaults(func=cmd_pki_init)
-    party = pki_sub.add_parser("issue-party", help="issue a participant's credentials bundle")
-    party.add_argument("--eui", required=True, help="EUI-64, e.g. 90-B3-D5-1F-30-01-00-00")
-    party.add_argument(
-        "--role", choices=["supplier", "network-operator", "other"], default="supplier"
-    )
-    party.add_argument("--user-id", required=True, help="DCC User ID (the TLS identity)")
-    party.add_argument("--response-url", help="the participant's Receive Response Service")
-    party.set_defaults(func=cmd_pki_issue_party)
-
     seed = sub.add_parser("seed", help="the demo participant and estate")
     seed.add_argument("--premises", type=int, default=3)
     seed.add_argument("--response-url")
@@ -397,7 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--port", type=int, default=8490)
     receive.add_argument("--participant", help="bundle folder (default: the demo Supplier)")
     receive.set_defaults(func=cmd_receive)
+    _register_plugins(sub)
     return parser
+
+
+def _register_plugins(sub: Any) -> None:
+    """Command groups contributed through the ``dccsim.commands`` entry points."""
+    for ep in entry_points(group="dccsim.commands"):
+        try:
+            register = ep.load()
+        except ImportError as exc:  # a part not installed, or not written yet
+            if os.environ.get("DCCSIM_DEBUG"):
+                print(f"dccsim: command group {ep.name} unavailable: {exc}", file=sys.stderr)
+            continue
+        register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
