@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,9 @@ async def run_service(
     use_bus: bool = True,
 ) -> None:
     dlog.configure(settings, name)
+    # Database drivers (aiosqlite) run in a worker thread; with the default 5 ms GIL switch
+    # interval every handoff to it can wait that long behind the busy event loop.
+    sys.setswitchinterval(0.0005)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = ServiceMetrics(name)
     bus = Bus(settings, metrics, name=f"dccsim-{name}")

@@ -36,7 +36,7 @@ from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
-from dccsim.storage import create_engine
+from dccsim.storage import Database
 from services.user_gateway.checks import AcceptedRequest, CheckChain, DeviceCache, WebService
 from services.user_gateway.counters import CounterStore
 from services.user_gateway.delivery import Outbox
@@ -249,12 +249,12 @@ async def _setup(rt: ServiceRuntime) -> None:
     signer = ResponseSigner(keystore)
     participants = ParticipantRegister(settings.home)
     base_url = settings.user_gateway_db_url
-    counters_engine = create_engine(base_url or settings.sqlite_url("request_counters"))
-    outbox_engine = create_engine(base_url or settings.sqlite_url("delivery_outbox"))
-    rt.cleanups.append(counters_engine.dispose)
-    rt.cleanups.append(outbox_engine.dispose)
+    counters_db = Database(base_url or settings.sqlite_url("request_counters"))
+    outbox_db = Database(base_url or settings.sqlite_url("delivery_outbox"))
+    rt.cleanups.append(counters_db.dispose)
+    rt.cleanups.append(outbox_db.dispose)
 
-    counters = CounterStore(counters_engine)
+    counters = CounterStore(counters_db)
     rt.cleanups.append(counters.close)
     await counters.create_schema()
 
@@ -270,9 +270,18 @@ async def _setup(rt: ServiceRuntime) -> None:
 
     await rt.bus.subscribe_events(INVENTORY_CHANGED, on_inventory_changed)
 
+    signer_certificates: dict[int, x509.Certificate] = {}
+
     def find_certificate(serial: int) -> x509.Certificate | None:
-        entry = keystore.by_serial(serial)
-        return entry.certificate if entry is not None else None
+        # Certificates never change under a serial; only found ones are kept (a new party's
+        # certificate is found as soon as the key store holds it).
+        cert = signer_certificates.get(serial)
+        if cert is None:
+            entry = keystore.by_serial(serial)
+            if entry is None:
+                return None
+            cert = signer_certificates[serial] = entry.certificate
+        return cert
 
     chain = CheckChain(
         find_certificate=find_certificate, advance_counter=counters.advance, devices=devices
@@ -297,7 +306,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     # The DCC's client identity towards Users' Receive Response Services.
     client_ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
 
-    outbox = Outbox(outbox_engine, settings, participants, client_ctx, rt.metrics)
+    outbox = Outbox(outbox_db, settings, participants, client_ctx, rt.metrics)
     await outbox.create_schema()
     rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
     rt.spawn(outbox.run(), "delivery")

@@ -7,14 +7,14 @@ signed integers never overflow and string order equals numeric order.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
-from sqlalchemy import String, insert, select, update
+from sqlalchemy import Connection, String, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dccsim.duis.codes import INVALID_REQUEST_ID, DuisError
-from dccsim.storage import GroupCommit
+from dccsim.storage import Database, GroupCommit
 
 
 class CounterBase(DeclarativeBase):
@@ -27,6 +27,17 @@ class RequestCounter(CounterBase):
     last_counter: Mapped[str] = mapped_column(String(20))
 
 
+_COUNTERS = cast(Table, RequestCounter.__table__)
+# Prepared once; SQLAlchemy caches their compiled form.
+_ADVANCE = (
+    _COUNTERS.update()
+    .where(_COUNTERS.c.originator == bindparam("o"), _COUNTERS.c.last_counter < bindparam("c"))
+    .values(last_counter=bindparam("c"))
+)
+_LAST = select(_COUNTERS.c.last_counter).where(_COUNTERS.c.originator == bindparam("o"))
+_FIRST = _COUNTERS.insert().values(originator=bindparam("o"), last_counter=bindparam("c"))
+
+
 def _pad(counter: int) -> str:
     return f"{counter:020d}"
 
@@ -36,16 +47,14 @@ class CounterStore:
     request is taken. The conditional UPDATE still guards the database, so two gateways sharing
     one (PostgreSQL) store cannot both accept the same counter."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.writes = GroupCommit(engine)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.writes = GroupCommit(db)
         self._last: dict[str, int | None] = {}
         self._loading: dict[str, asyncio.Future[int | None]] = {}
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(CounterBase.metadata.create_all)
+        await self.db.create_all(CounterBase.metadata)
 
     async def close(self) -> None:
         await self.writes.close()
@@ -59,9 +68,14 @@ class CounterStore:
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._loading[originator] = future
         try:
-            async with self.sessions() as session:
-                row = await session.get(RequestCounter, originator)
-            value = int(row.last_counter) if row else None
+            stored = await self.db.run(
+                lambda conn: conn.scalar(
+                    select(RequestCounter.last_counter).where(
+                        RequestCounter.originator == originator
+                    )
+                )
+            )
+            value = int(stored) if stored is not None else None
             self._last.setdefault(originator, value)
             future.set_result(self._last[originator])
             return self._last[originator]
@@ -83,23 +97,15 @@ class CounterStore:
             )
         self._last[originator] = counter  # reserved: later requests must beat it
 
-        async def persist(conn: AsyncConnection) -> bool:
-            result = await conn.execute(
-                update(RequestCounter)
-                .where(RequestCounter.originator == originator)
-                .where(RequestCounter.last_counter < _pad(counter))
-                .values(last_counter=_pad(counter))
-            )
-            if result.rowcount == 1:
+        padded = _pad(counter)
+
+        def persist(conn: Connection) -> bool:
+            params = {"o": originator, "c": padded}
+            if conn.execute(_ADVANCE, params).rowcount == 1:
                 return True
-            existing = await conn.scalar(
-                select(RequestCounter.last_counter).where(RequestCounter.originator == originator)
-            )
-            if existing is not None:
+            if conn.scalar(_LAST, params) is not None:
                 return False
-            await conn.execute(
-                insert(RequestCounter).values(originator=originator, last_counter=_pad(counter))
-            )
+            conn.execute(_FIRST, params)
             return True
 
         try:

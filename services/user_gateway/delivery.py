@@ -15,21 +15,21 @@ import heapq
 import logging
 import ssl
 import time
+from typing import cast
 
 import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Float, Integer, LargeBinary, String, Text, func, select, update
+from sqlalchemy import Connection, Float, Integer, LargeBinary, String, Table, Text, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from dccsim.bus import Envelope, Permanent
 from dccsim.config import UserGatewaySettings
 from dccsim.logging import request_context
 from dccsim.metrics import ServiceMetrics
 from dccsim.participants import ParticipantRegister
-from dccsim.storage import GroupCommit
+from dccsim.storage import Database, GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ class OutboxEntry(OutboxBase):
     status: Mapped[str] = mapped_column(String(16), index=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+_OUTBOX = cast(
+    Table, OutboxEntry.__table__
+)  # Core statements: the ORM adds nothing to these writes
 
 
 class DeliveryMetrics:
@@ -88,18 +93,19 @@ class Outbox:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         settings: UserGatewaySettings,
         participants: ParticipantRegister,
         client_ssl: ssl.SSLContext | None,
         metrics: ServiceMetrics,
     ) -> None:
-        self.engine = engine
+        self.db = db
         self.settings = settings
         self.participants = participants
         self.client_ssl = client_ssl
         self.metrics = DeliveryMetrics(metrics)
-        self.writes = GroupCommit(engine)
+        self.writes = GroupCommit(db)
+        self._fresh: dict[int, OutboxEntry] = {}  # entries enqueued here, so no reload is needed
         self._schedule: list[tuple[float, int]] = []
         self._scheduled: set[int] = set()
         self._wake = asyncio.Event()
@@ -107,15 +113,16 @@ class Outbox:
         self.metrics.pending.set_function(lambda: float(len(self._scheduled)))
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(OutboxBase.metadata.create_all)
-            rows = await conn.execute(
+        await self.db.create_all(OutboxBase.metadata)
+        rows = await self.db.run(
+            lambda conn: conn.execute(
                 select(OutboxEntry.id, OutboxEntry.next_attempt_at).where(
                     OutboxEntry.status == PENDING
                 )
-            )
-            for entry_id, due in rows:
-                self._schedule_entry(entry_id, due)
+            ).all()
+        )
+        for entry_id, due in rows:
+            self._schedule_entry(entry_id, due)
 
     def _schedule_entry(self, entry_id: int, due: float) -> None:
         if entry_id not in self._scheduled:
@@ -143,27 +150,30 @@ class Outbox:
             attempts=0,
             status=PENDING,
         )
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
 
-        async def store(conn: AsyncConnection) -> int | None:
-            result = await conn.execute(
+        def store(conn: Connection) -> int | None:
+            result = conn.execute(
                 insert(OutboxEntry)
                 .values(**values)
                 .on_conflict_do_nothing()
                 .returning(OutboxEntry.id)
             )
-            return result.scalar()
+            entry_id: int | None = result.scalar()
+            return entry_id
 
         entry_id = await self.writes.run(store)
         if entry_id is not None:  # None: a duplicate of an entry already held
+            self._fresh[entry_id] = OutboxEntry(id=entry_id, **values)
             self._schedule_entry(entry_id, now)
 
     async def pending_count(self) -> int:
-        async with self.engine.connect() as conn:
-            n = await conn.scalar(
+        n = await self.db.run(
+            lambda conn: conn.scalar(
                 select(func.count()).select_from(OutboxEntry).where(OutboxEntry.status == PENDING)
             )
-            return int(n or 0)
+        )
+        return int(n or 0)
 
     async def run(self) -> None:
         """The delivery worker: forever, deliver what is due."""
@@ -204,8 +214,19 @@ class Outbox:
         return out
 
     async def _load(self, ids: list[int]) -> list[OutboxEntry]:
-        async with AsyncSession(self.engine, expire_on_commit=False) as session:
-            rows = (await session.scalars(select(OutboxEntry).where(OutboxEntry.id.in_(ids)))).all()
+        rows = [self._fresh[i] for i in ids if i in self._fresh]
+        missing = [i for i in ids if i not in self._fresh]
+        if missing:
+
+            def read(conn: Connection) -> list[OutboxEntry]:
+                with Session(bind=conn, expire_on_commit=False) as session:
+                    found = session.scalars(
+                        select(OutboxEntry).where(OutboxEntry.id.in_(missing))
+                    ).all()
+                    session.expunge_all()
+                    return list(found)
+
+            rows.extend(await self.db.run(read))
         found = {r.id for r in rows}
         self._scheduled.difference_update(set(ids) - found)
         return [r for r in rows if r.status == PENDING]
@@ -254,18 +275,20 @@ class Outbox:
             )
             values = dict(next_attempt_at=now + backoff, attempts=attempts, last_error=error)
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                update(OutboxEntry).where(OutboxEntry.id == entry.id).values(**values)
-            )
+        def write(conn: Connection) -> None:
+            conn.execute(_OUTBOX.update().where(_OUTBOX.c.id == entry.id).values(**values))
 
         await self.writes.run(write)
         self._scheduled.discard(entry.id)
+        for key, value in values.items():  # keep the in-memory copy in step
+            setattr(entry, key, value)
+        if values.get("status") in (DELIVERED, EXPIRED):
+            self._fresh.pop(entry.id, None)
         if error is None:
             self.metrics.attempts.labels("delivered").inc()
             self.metrics.delivered.inc()
             self.metrics.latency.observe(now - entry.created_at)
-            log.info("delivered", extra={"user_id": entry.user_id, "attempts": attempts})
+            log.debug("delivered", extra={"user_id": entry.user_id, "attempts": attempts})
         elif values.get("status") == EXPIRED:
             self.metrics.attempts.labels("failed").inc()
             self.metrics.expired.inc()
