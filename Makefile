@@ -36,6 +36,8 @@ lint: venv
 bench: venv broker
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.pki
+	$(BIN)/python -m bench.gbcs
+	$(BIN)/python -m bench.inventory
 
 soak: venv broker
 	$(BIN)/python -m pytest -m slow -p no:randomly

@@ -67,9 +67,10 @@ async def broker_relay(url: str, n: int, concurrency: int) -> float:
 
             return on_message
 
+        consumers = []
         for i, name in enumerate(names):
             q = await cons.get_queue(name)
-            await q.consume(stage(i))
+            consumers.append((q, await q.consume(stage(i))))
         body = b"x" * 400  # about a 4.1.1 envelope's size
         sent = 0
         start = time.perf_counter()
@@ -91,6 +92,8 @@ async def broker_relay(url: str, n: int, concurrency: int) -> float:
                 await publish_one()
                 sent += 1
         elapsed = time.perf_counter() - start
+        for q, tag in consumers:
+            await q.cancel(tag)
         for name in names:
             await pub.queue_delete(name)
     return n / elapsed

@@ -63,6 +63,14 @@ SERVICES: dict[str, ServiceInfo] = {
             for ws in ("serviceS", "serviceD", "serviceT")
         },
     ),
+    "smki_repository": ServiceInfo(
+        config.SmkiRepositorySettings,
+        lambda s: s.smki_repository_metrics_port,
+        lambda s: {
+            "smki_repository": f"http://{s.smki_repository_host}:{s.smki_repository_port}"
+            "/services/certificatesearch"
+        },
+    ),
     "testing": ServiceInfo(
         config.TestingSettings,
         lambda s: s.testing_metrics_port,
@@ -70,7 +78,15 @@ SERVICES: dict[str, ServiceInfo] = {
     ),
 }
 # Start order: the inventory answers RPCs the User Gateway makes; the gateway before the WAN.
-START_ORDER = ("inventory", "gateway", "transform", "wan", "user_gateway", "testing")
+START_ORDER = (
+    "inventory",
+    "gateway",
+    "transform",
+    "wan",
+    "user_gateway",
+    "smki_repository",
+    "testing",
+)
 
 
 def _home() -> Path:

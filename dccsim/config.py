@@ -174,3 +174,10 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = 7443
     gateway_metrics_port: int = 9106
     gateway_latency_ms: float = Field(default=0.0, ge=0, description="added per command")
+
+
+class SmkiRepositorySettings(CommonSettings):
+    section: ClassVar[str] = "smki_repository"
+    smki_repository_host: str = "127.0.0.1"
+    smki_repository_port: int = 8083
+    smki_repository_metrics_port: int = 9107

@@ -21,11 +21,17 @@ from typing import Any, ClassVar, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim.gbcs.crypto import verify_mac
-from dccsim.gbcs.dlms import AccessRequest, decode_apdu, encode_date_time
+from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
+from dccsim.gbcs.dlms import AccessRequest, decode_apdu, encode_date_time, null
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import CRA_COMMAND, GeneralCiphering, decode_message
-from dccsim.gbcs.usecases import ACTION_OTHER_REASON, UseCase, build_access_error_response
+from dccsim.gbcs.usecases import (
+    ACTION_OTHER_REASON,
+    USE_CASES_BY_CODE,
+    UseCase,
+    build_access_error_response,
+    build_signed_access_response,
+)
 
 # GBCS alert codes a device raises instead of answering
 ALERT_INTEGRITY_CHECK_FAILED = 0x8F1E  # "Integrity check of content or format of command failed"
@@ -54,10 +60,12 @@ class DeviceFault(Exception):
 
 @dataclass(frozen=True)
 class RemoteParty:
-    """A remote party the device trusts: its EUI-64 and Key Agreement public key."""
+    """A remote party the device trusts: its EUI-64, Key Agreement public key and, for the
+    critical commands it may sign, its Digital Signing public key."""
 
     eui: bytes
     ka_public_key: ec.EllipticCurvePublicKey
+    ds_public_key: ec.EllipticCurvePublicKey | None = None
 
 
 Handler = Callable[..., bytes]
@@ -151,6 +159,15 @@ class GbcsDevice:
         last = self.last_counters.get(header.originator_title)
         if last is not None and header.originator_counter <= last:
             raise self._refuse(ALERT_FAILED_AUTHENTICATION_OTHER, "replayed originator counter")
+        use_case = USE_CASES_BY_CODE.get(header.message_code)
+        if use_case is not None and use_case.critical:
+            # a critical command must carry its originator's signature (the Signed Pre-Command)
+            if remote_party.ds_public_key is None or not verify_frame_signature(
+                header, remote_party.ds_public_key
+            ):
+                raise self._refuse(
+                    ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE, "bad critical command signature"
+                )
         self.last_counters[header.originator_title] = header.originator_counter
 
         now = self.clock()
@@ -177,14 +194,25 @@ class GbcsDevice:
     def _error_response(
         self, command: GeneralCiphering, result: int, now: datetime, remote_party: RemoteParty
     ) -> bytes:
+        use_case = USE_CASES_BY_CODE.get(command.general_signing.message_code)
         try:
-            response = build_access_error_response(
-                command=command,
-                result=result,
-                date_time=encode_date_time(now),
-                device_ka_private=self.ka_private_key,
-                recipient_ka_public=remote_party.ka_public_key,
-            )
+            if use_case is not None and use_case.critical:
+                request = decode_apdu(command.general_signing.payload)
+                assert isinstance(request, AccessRequest)
+                response = build_signed_access_response(
+                    command=command,
+                    data=tuple(null() for _ in request.specs),
+                    results=tuple(result for _ in request.specs),
+                    device_ds_private=self.ds_private_key,
+                )
+            else:
+                response = build_access_error_response(
+                    command=command,
+                    result=result,
+                    date_time=encode_date_time(now),
+                    device_ka_private=self.ka_private_key,
+                    recipient_ka_public=remote_party.ka_public_key,
+                )
         except GbcsError as exc:
             raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
         self.refusals += 1

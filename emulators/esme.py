@@ -5,14 +5,26 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim.gbcs.dlms import encode_date_time
+from dccsim.gbcs import dlms
+from dccsim.gbcs.dlms import AccessRequest, encode_date_time
+from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
-from dccsim.gbcs.usecases import ECS17B, ImportRegisters, build_ecs17b_response
+from dccsim.gbcs.usecases import (
+    ACTION_OTHER_REASON,
+    ACTION_SUCCESS,
+    ECS17B,
+    USE_CASES_BY_NAME,
+    ImportRegisters,
+    build_access_response,
+    build_ecs17b_response,
+    build_signed_access_response,
+)
 from emulators.device import GbcsDevice, RemoteParty, on
 
 REGISTER_MODULUS = 1 << 32  # double-long-unsigned registers roll over
@@ -45,6 +57,14 @@ class LoadProfile:
         )
 
 
+class SupplyState(IntEnum):
+    """The load switch, as the disconnect control object's control_state reports it."""
+
+    DISCONNECTED = 0
+    CONNECTED = 1
+    ARMED = 2  # ready_for_reconnection: the consumer closes it
+
+
 class Esme(GbcsDevice):
     """An ESME: import registers derived from the injected clock and its load profile."""
 
@@ -71,6 +91,11 @@ class Esme(GbcsDevice):
         )
         self.load_profile = load_profile or LoadProfile()
         self.epoch = epoch if epoch is not None else clock()
+        self.supply = SupplyState.CONNECTED
+        self.clock_offset = timedelta()  # device clock minus the injected clock (set by ECS70)
+
+    def device_time(self, now: datetime) -> datetime:
+        return now + self.clock_offset
 
     def registers(self, now: datetime) -> ImportRegisters:
         """The import registers at ``now`` (never below their start values)."""
@@ -106,3 +131,105 @@ class Esme(GbcsDevice):
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
         )
+
+    def _signed_success(self, command: GeneralCiphering, request: AccessRequest | None) -> bytes:
+        if request is None:
+            raise GbcsError("critical command payload is not an Access Request")
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(ACTION_SUCCESS for _ in request.specs),
+            device_ds_private=self.ds_private_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS42"])
+    def enable_supply(
+        self, *, command: GeneralCiphering, request: AccessRequest | None, **_: Any
+    ) -> bytes:
+        """ECS42 (7.1): close the load switch."""
+        self.supply = SupplyState.CONNECTED
+        return self._signed_success(command, request)
+
+    @on(USE_CASES_BY_NAME["ECS43"])
+    def disable_supply(
+        self, *, command: GeneralCiphering, request: AccessRequest | None, **_: Any
+    ) -> bytes:
+        """ECS43 (7.2): open the load switch."""
+        self.supply = SupplyState.DISCONNECTED
+        return self._signed_success(command, request)
+
+    @on(USE_CASES_BY_NAME["ECS44"])
+    def arm_supply(
+        self, *, command: GeneralCiphering, request: AccessRequest | None, **_: Any
+    ) -> bytes:
+        """ECS44 (7.3): arm the load switch; an open switch becomes ready for the consumer to
+        close (a closed one stays closed)."""
+        if self.supply == SupplyState.DISCONNECTED:
+            self.supply = SupplyState.ARMED
+        return self._signed_success(command, request)
+
+    @on(USE_CASES_BY_NAME["ECS45"])
+    def read_supply_status(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """ECS45 (7.4): the load switch state, MAC'd (no date-time, as the RTDS response)."""
+        return build_access_response(
+            command=command,
+            data=(dlms.enum(int(self.supply)),),
+            results=(ACTION_SUCCESS,),
+            date_time=None,
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+    def consumer_closes_switch(self) -> None:
+        """The consumer pressing the button on an armed meter."""
+        if self.supply == SupplyState.ARMED:
+            self.supply = SupplyState.CONNECTED
+
+    @on(USE_CASES_BY_NAME["ECS70"])
+    def set_clock(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS70 (6.11, 8.1.1): adjust the clock to the validity interval's start when the
+        command arrives within it; answer with the clock's time and status."""
+        if request is None or len(request.data) != 5 or len(request.data[1].items) != 3:
+            raise GbcsError("ECS70 command does not carry the set-clock layout")
+        start = _parse_date_time(request.data[1].items[1].octets)
+        end = _parse_date_time(request.data[1].items[2].octets)
+        device_now = self.device_time(now)
+        results = [ACTION_SUCCESS] * 5
+        if start <= device_now <= end or start <= now <= end:
+            self.clock_offset = start - now
+        else:
+            results[2] = ACTION_OTHER_REASON  # outside the tolerance: not adjusted
+        data = (
+            dlms.null(),
+            dlms.null(),
+            dlms.null(),
+            dlms.octet_string(encode_date_time(self.device_time(now))),
+            dlms.unsigned(0),  # clock status: all bits clear
+        )
+        return build_signed_access_response(
+            command=command,
+            data=data,
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+        )
+
+
+def _parse_date_time(raw: bytes) -> datetime:
+    """A fully specified 12-byte DLMS date-time (UTC) as an aware datetime."""
+    if len(raw) != 12:
+        raise GbcsError("bad DLMS date-time length")
+    try:
+        return datetime(
+            int.from_bytes(raw[:2], "big"), raw[2], raw[3], raw[5], raw[6], raw[7], tzinfo=UTC
+        )
+    except ValueError as exc:
+        raise GbcsError(f"unspecified or bad DLMS date-time {raw.hex()}") from exc

@@ -19,6 +19,7 @@ from dccsim.gbcs.crypto import (
     decrypt_content,
     encrypt_content,
     seal,
+    sign_frame,
     verify_mac,
 )
 from dccsim.gbcs.dlms import (
@@ -102,12 +103,20 @@ USE_CASES: tuple[UseCase, ...] = (
         critical=True,
     ),
     UseCase(
+        "ECS45",
+        "Read Status of Load Switch in the ESME",
+        0x0052,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("7.4",),
+    ),
+    UseCase(
         "ECS70",
         "Set clock on ESME",
         0x0062,
         CRA_COMMAND,
         PayloadKind.DLMS,
-        ("6.11",),
+        ("6.11", "8.1.1"),
         critical=True,
     ),
 )
@@ -299,7 +308,9 @@ class ImportRegisters:
         return registers
 
 
-def _response_frame(command: GeneralSigning, date_time: bytes, payload: bytes) -> GeneralSigning:
+def _response_frame(
+    command: GeneralSigning, date_time: bytes | None, payload: bytes
+) -> GeneralSigning:
     return GeneralSigning(
         cra_flag=CRA_RESPONSE,
         originator_counter=command.originator_counter,
@@ -396,6 +407,55 @@ def build_access_error_response(
     )
     frame = _response_frame(header, date_time, response.encode())
     return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
+
+
+def build_access_response(
+    *,
+    command: GeneralCiphering,
+    data: tuple[Data, ...],
+    results: tuple[int, ...],
+    date_time: bytes | None,
+    device_ka_private: ec.EllipticCurvePrivateKey,
+    recipient_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """A non-critical DLMS command's response: one ``data`` item and one result per request
+    specification, General Signing with ``00`` in General Ciphering, MAC'd by the device.
+    ``date_time`` is the header's (None for use cases whose responses carry none, e.g. ECS45)."""
+    frame = _response_frame(
+        command.general_signing, date_time, _access_response(command, data, results)
+    )
+    return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
+
+
+def build_signed_access_response(
+    *,
+    command: GeneralCiphering,
+    data: tuple[Data, ...],
+    results: tuple[int, ...],
+    device_ds_private: ec.EllipticCurvePrivateKey,
+) -> bytes:
+    """A critical DLMS command's response: General Signing (no date-time) signed with the
+    device's DS key, not MAC'd, as the RTDS ECS42/43/44/70 responses are."""
+    frame = _response_frame(command.general_signing, None, _access_response(command, data, results))
+    return sign_frame(frame, device_ds_private).encode()
+
+
+def _access_response(
+    command: GeneralCiphering, data: tuple[Data, ...], results: tuple[int, ...]
+) -> bytes:
+    request = _command_request(command)
+    if len(data) != len(request.specs) or len(results) != len(request.specs):
+        raise GbcsError("a DLMS response has one data item and one result per specification")
+    return AccessResponse(
+        invoke_id_and_priority=request.invoke_id_and_priority,
+        date_time=b"",
+        request_specs=None,
+        data=data,
+        results=tuple(
+            ResponseSpec(_RESPONSE_KIND[spec.kind], result)
+            for spec, result in zip(request.specs, results, strict=True)
+        ),
+    ).encode()
 
 
 class DeviceResultError(GbcsError):

@@ -7,5 +7,7 @@
 - ``devpki``: the development PKI behind ``dccsim pki init`` (CAs, the DCC's own identities,
   participants' bundles, emulated devices' credentials).
 - ``files``: atomic, permission-aware reading and writing of certificates and keys.
+- ``external``: importing DCC's ZAZ1 and RTDS test key sets (legacy: expiry not enforced).
+- ``crl``: the revocation register and a CRL per CA; ``revocation``: ``dccsim pki revoke``.
 - ``bench``: how fast device credentials are issued.
 """

@@ -5,12 +5,23 @@ dccsim's endpoints and client certificates (clientAuth) for User Systems. A clie
 says who is connecting: ``CN`` = the DCC User ID and, when the participant has one, the subject
 ``serialNumber`` = its EUI-64 as 16 upper-case hex digits; participant_identity() reads both back.
 The ssl contexts verify peers against the DCCKI CA, TLS 1.2 at least, 1.3 when both sides can.
+
+Revocation: a server context given the DCCKI CRL checks every client certificate against it
+(``VERIFY_CRL_CHECK_LEAF``), and a CrlWatcher loads each new CRL into that same live context,
+so a revoked client is refused from the next handshake on without restarting the server.
+Python's ssl has no call to remove a CRL from a context's store, but OpenSSL keeps every CRL
+loaded and, for one issuer, checks against the one with the latest thisUpdate (crl.build_crl
+makes each new CRL strictly later), so adding the new CRL is enough; the old ones stay in memory
+(a few hundred bytes per revocation). Connections already open are not cut.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
+import logging
 import os
 import ssl
 from pathlib import Path
@@ -33,6 +44,8 @@ DEFAULT_CA_LIFETIME = dt.timedelta(days=20 * 365)
 DEFAULT_LEAF_LIFETIME = dt.timedelta(days=10 * 365)
 
 StrPath = str | os.PathLike[str]
+
+log = logging.getLogger(__name__)
 
 
 class TlsIdentity(NamedTuple):
@@ -256,14 +269,90 @@ def server_ssl_context(
     ca_path: StrPath,
     *,
     require_client_cert: bool = True,
+    crl_path: StrPath | None = None,
 ) -> ssl.SSLContext:
     """A server context presenting cert_path/key_path. With require_client_cert the handshake
     fails unless the client shows a certificate from the CA(s) in ca_path; without, no client
-    certificate is asked for."""
+    certificate is asked for. With crl_path (the DCCKI CRL) a revoked client certificate fails
+    the handshake too; keep it current with CrlWatcher(context, crl_path)."""
     context = _base_context(ssl.PROTOCOL_TLS_SERVER, ca_path)
     context.load_cert_chain(os.fspath(cert_path), os.fspath(key_path))
     context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    if crl_path is not None:
+        load_crl_into(context, crl_path)
     return context
+
+
+def load_crl_into(context: ssl.SSLContext, crl_path: StrPath) -> None:
+    """Add the CRL (PEM) at crl_path to context's trust store and check client (leaf)
+    certificates against it from the next handshake on. FileNotFoundError when it is missing;
+    ssl.SSLError when it is not a CRL."""
+    context.load_verify_locations(cafile=os.fspath(crl_path))
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+class CrlWatcher:
+    """Keeps a live server context's CRL current: whenever the file at crl_path changes (it is
+    replaced atomically on each publication), the new CRL is loaded into context.
+
+    check() looks once (call it after a revocation for an immediate effect); run() looks every
+    interval seconds until cancelled; start() runs it as a task that stop() cancels. Until the
+    file exists the context checks no CRL (a missing CRL would refuse every client), with a
+    warning; ``dccsim pki init`` publishes one for the DCCKI CA from the start.
+    """
+
+    def __init__(
+        self, context: ssl.SSLContext, crl_path: StrPath, *, interval: float = 1.0
+    ) -> None:
+        self.context = context
+        self.crl_path = os.fspath(crl_path)
+        self.interval = interval
+        self.reloads = 0
+        self._stamp: tuple[int, int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._warned = False
+        self.check()
+
+    def check(self) -> bool:
+        """Load the CRL if it changed since last time; True when it did."""
+        try:
+            stat = os.stat(self.crl_path)
+        except FileNotFoundError:
+            if not self._warned:
+                log.warning(
+                    "no CRL at %s: client certificates are not checked for revocation",
+                    self.crl_path,
+                )
+                self._warned = True
+            return False
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if stamp == self._stamp:
+            return False
+        try:
+            load_crl_into(self.context, self.crl_path)
+        except (OSError, ssl.SSLError):
+            log.exception("could not load the CRL at %s; keeping the previous one", self.crl_path)
+            return False
+        self._stamp = stamp
+        self.reloads += 1
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="crl-watcher")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def client_ssl_context(cert_path: StrPath, key_path: StrPath, ca_path: StrPath) -> ssl.SSLContext:

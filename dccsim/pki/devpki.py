@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dccsim.pki.crl import RevocationRegister, ensure_crl
 from dccsim.pki.dccki import (
     TlsIdentity,
     create_dccki_ca,
@@ -59,6 +60,12 @@ DCC_USER_ID = "DCC"
 # emulators, golden tests) never finds one not yet valid.
 SMKI_NOT_BEFORE = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 ORGANISATION_NOT_AFTER = dt.datetime(2099, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+SMKI_ROOT_AUTHORITY = "smki-root"
+SMKI_ORGANISATION_AUTHORITY = "smki-oca"
+SMKI_DEVICE_AUTHORITY = "smki-dca"
+DCCKI_AUTHORITY = "dccki"
 
 
 class PkiError(RuntimeError):
@@ -131,6 +138,33 @@ class PkiLayout:
 
     def keystore(self) -> KeyStore:
         return _keystore(self.keystore_dir)
+
+    @property
+    def crl_dir(self) -> Path:
+        return self.pki_dir / "crl"
+
+    @property
+    def dccki_crl(self) -> Path:
+        """The DCCKI CA's CRL (PEM): TLS servers watch it (dccki.CrlWatcher)."""
+        return self.crl_path(DCCKI_AUTHORITY)
+
+    @property
+    def revocations(self) -> Path:
+        """The revocation register (crl.RevocationRegister)."""
+        return self.pki_dir / "revocations.jsonl"
+
+    def crl_path(self, authority: str) -> Path:
+        """Where the CRL of one of AUTHORITIES is published."""
+        return self.crl_dir / f"{authority}.crl.pem"
+
+    def authorities(self) -> dict[str, tuple[Path, Path, str]]:
+        """dccsim's own CAs: name -> (certificate path, private key path, ``smki``/``dccki``)."""
+        return {
+            SMKI_ROOT_AUTHORITY: (self.smki_root_cert, self.smki_root_key, "smki"),
+            SMKI_ORGANISATION_AUTHORITY: (self.smki_issuing_cert, self.smki_issuing_key, "smki"),
+            SMKI_DEVICE_AUTHORITY: (self.smki_device_ca_cert, self.smki_device_ca_key, "smki"),
+            DCCKI_AUTHORITY: (self.dccki_ca_cert, self.dccki_ca_key, "dccki"),
+        }
 
 
 @dataclass(frozen=True)
@@ -367,6 +401,19 @@ def init_pki(
             issue_client_certificate(
                 dccki, common_name=DCC_USER_ID, eui=DCC_EUI, organisation="DCC WAN"
             ).write(layout.wan_client_cert, layout.wan_client_key)
+
+        # A CRL per CA from the start: a TLS server checking CRLs refuses every peer whose
+        # issuer has none. Republished when missing, stale or signed by a CA since replaced.
+        ensure_private_dir(layout.crl_dir)
+        register = RevocationRegister(layout.revocations)
+        cas = {
+            SMKI_ROOT_AUTHORITY: root,
+            SMKI_ORGANISATION_AUTHORITY: issuing,
+            SMKI_DEVICE_AUTHORITY: device_ca,
+            DCCKI_AUTHORITY: dccki,
+        }
+        for name, ca in cas.items():
+            ensure_crl(layout.crl_path(name), ca, register.of(name))
     return layout
 
 

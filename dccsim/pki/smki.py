@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
@@ -116,11 +118,25 @@ def _check_eui(eui: bytes) -> bytes:
     return bytes(eui)
 
 
+def describe_key(key: object) -> str:
+    """What kind of key this is, for error messages: ``P-256 (secp256r1) EC``, ``RSA-2048``..."""
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        curve = key.curve
+        nist = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(curve.name)
+        return f"{nist} ({curve.name}) EC" if nist else f"{curve.name} EC"
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return f"RSA-{key.key_size}"
+    return type(key).__name__.removeprefix("_").replace("PublicKey", "").replace("PrivateKey", "")
+
+
 def _check_p256(public_key: object) -> ec.EllipticCurvePublicKey:
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):
-        raise ProfileError("GBCS certificates carry P-256 (secp256r1) keys only")
+        raise ProfileError(
+            "GBCS certificates carry P-256 (secp256r1) keys only, "
+            f"not a {describe_key(public_key)} key"
+        )
     return public_key
 
 
@@ -792,3 +808,149 @@ def _organisation_problems(
         if issuer_roles != [Role.ISSUING_AUTHORITY]:
             problems.append("issuer is not an Issuing Authority (OU=07)")
     return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Checking what comes in from outside (imports, the CLI)
+# --------------------------------------------------------------------------------------------
+
+_ROLE_NAMES: dict[str, Role] = {
+    "root": Role.ROOT,
+    "recovery": Role.RECOVERY,
+    "supplier": Role.SUPPLIER,
+    "network-operator": Role.NETWORK_OPERATOR,
+    "acb": Role.ACB,
+    "access-control-broker": Role.ACB,
+    "transitional-cos": Role.TRANSITIONAL_COS,
+    "wan-provider": Role.WAN_PROVIDER,
+    "issuing-authority": Role.ISSUING_AUTHORITY,
+    "load-controller": Role.LOAD_CONTROLLER,
+    "other": Role.OTHER,
+    "xml-sign": Role.XML_SIGN,
+    "dsp-xml-sign": Role.DSP_XML_SIGN,
+}
+
+
+def known_roles() -> str:
+    """The GBCS remote-party roles as ``02 supplier, ...``, for error messages and help."""
+    names: dict[Role, str] = {}
+    for name, role in _ROLE_NAMES.items():
+        names.setdefault(role, name)
+    return ", ".join(f"{role_text(role)} {names[role]}" for role in Role)
+
+
+def role_from(value: str | int) -> Role:
+    """A GBCS remote-party role from a name (``supplier``, ``network-operator``...), 2 hex digits
+    as an OU writes it (``02``, ``87``), ``0x`` hex or a number. ProfileError naming the value and
+    the known roles when it is none of them."""
+    if isinstance(value, int):
+        number: int | None = value
+    else:
+        text = value.strip().lower().replace("_", "-").replace(" ", "-")
+        if text in _ROLE_NAMES:
+            return _ROLE_NAMES[text]
+        try:
+            number = int(text, 16) if text.startswith("0x") or len(text) == 2 else int(text)
+        except ValueError:
+            number = None
+    if number is None or number not in Role._value2member_map_:
+        raise ProfileError(f"unknown role {value!r}: GBCS remote-party roles are {known_roles()}")
+    return Role(number)
+
+
+def _what(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def parse_smki_certificate(data: bytes, *, source: str | None = None) -> x509.Certificate:
+    """A certificate from PEM or DER bytes, or ProfileError saying what is wrong with them
+    (``source``, e.g. a file name, starts the message): malformed PEM, a PEM block that holds
+    something else (a private key, a public key), or bytes that are not a DER certificate."""
+    what = _what(source)
+    if b"-----BEGIN" in data:
+        kinds = re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)
+        if kinds and b"CERTIFICATE" not in kinds:
+            raise ProfileError(f"{what}PEM holds a {kinds[0].decode().lower()}, not a certificate")
+        try:
+            return x509.load_pem_x509_certificate(data)
+        except ValueError as error:
+            raise ProfileError(f"{what}malformed PEM certificate ({error})") from None
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError as error:
+        raise ProfileError(f"{what}not a certificate: neither PEM nor DER ({error})") from None
+
+
+def parse_smki_private_key(data: bytes, *, source: str | None = None) -> ec.EllipticCurvePrivateKey:
+    """An unencrypted P-256 private key from PEM or DER (PKCS#8 or SEC1), or ProfileError naming
+    what is wrong: malformed PEM, not a private key, encrypted, or a key of the wrong kind."""
+    what = _what(source)
+    try:
+        if b"-----BEGIN" in data:
+            key: PrivateKeyTypes = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        raise ProfileError(f"{what}private key is encrypted; dccsim needs it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm) as error:
+        form = "PEM" if b"-----BEGIN" in data else "DER"
+        raise ProfileError(f"{what}malformed {form} private key ({error})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ProfileError(
+            f"{what}{describe_key(key)} private key: GBCS keys are P-256 (secp256r1) only"
+        )
+    return key
+
+
+def check_smki_certificate(
+    certificate: x509.Certificate, *, source: str | None = None
+) -> KeyUsage | None:
+    """Refuse what no GBCS party can use and return the certificate's usage (None for a CA).
+
+    ProfileError, naming the problem, for: a key that is not P-256 (``P-384 (secp384r1) EC``,
+    ``RSA-2048``...); a signature other than ECDSA-SHA256; an end-entity keyUsage that allows
+    both digitalSignature and keyAgreement (or neither); an OU naming no known role. Lesser
+    departures from the profile are for profile_problems() to list.
+    """
+    what = _what(source)
+    public_key = certificate.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+        public_key.curve, ec.SECP256R1
+    ):
+        raise ProfileError(
+            f"{what}certificate serial {certificate.serial_number} has a "
+            f"{describe_key(public_key)} key: GBCS certificates carry P-256 (secp256r1) keys only"
+        )
+    if certificate.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+        name = getattr(certificate.signature_algorithm_oid, "_name", "")
+        raise ProfileError(
+            f"{what}certificate serial {certificate.serial_number} is signed with "
+            f"{name or certificate.signature_algorithm_oid.dotted_string}, not ECDSA-SHA256"
+        )
+    try:
+        ku = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise ProfileError(
+            f"{what}certificate serial {certificate.serial_number} has no keyUsage"
+        ) from None
+    if not ku.key_cert_sign:
+        if ku.digital_signature and ku.key_agreement:
+            raise ProfileError(
+                f"{what}certificate serial {certificate.serial_number}: keyUsage allows both "
+                "digitalSignature and keyAgreement; a GBCS certificate is for exactly one"
+            )
+        if not (ku.digital_signature or ku.key_agreement):
+            raise ProfileError(
+                f"{what}certificate serial {certificate.serial_number}: keyUsage allows neither "
+                "digitalSignature nor keyAgreement"
+            )
+    for attribute in _attributes(certificate.subject, NameOID.ORGANIZATIONAL_UNIT_NAME):
+        value = attribute.value
+        text = value if isinstance(value, str) else repr(value)
+        role = parse_role(text)
+        if role is None or role not in Role._value2member_map_:
+            raise ProfileError(
+                f"{what}certificate serial {certificate.serial_number}: OU {text!r} names no "
+                f"GBCS remote-party role (known: {known_roles()})"
+            )
+    return usage_of(certificate)

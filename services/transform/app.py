@@ -13,8 +13,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,27 +28,33 @@ from dccsim.bus.topology import (
 from dccsim.config import TransformSettings
 from dccsim.duis import xmldsig
 from dccsim.duis.requestid import DCC_EUI, RequestId
-from dccsim.duis.xml import build_response, to_bytes
-from dccsim.gbcs.usecases import build_ecs17b_command
+from dccsim.duis.xml import build_response, parse_safely, to_bytes
+from dccsim.gbcs.critical import SignedPreCommandError
+from dccsim.gbcs.errors import GbcsError
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
+from services.transform.srvs import (
+    TRANSFORMATIONS_BY_KEY,
+    PreCommandRegister,
+    Transformation,
+    build_command,
+    build_pre_command,
+    command_from_signed_pre_command,
+)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CommandBuilder:
-    """How one (SRV, device type) becomes a GBCS command."""
+# The transformation table: (SRV, device type) -> GBCS use case (services/transform/srvs.py).
+TRANSFORMS: dict[tuple[str, str], Transformation] = TRANSFORMATIONS_BY_KEY
 
-    use_case: str
-    build: Callable[..., bytes]
-
-
-# The transformation table: (SRV, device type) -> GBCS use case.
-TRANSFORMS: dict[tuple[str, str], CommandBuilder] = {
-    ("4.1.1", "ESME"): CommandBuilder("ECS17b", build_ecs17b_command),
-}
+# DUIS codes for a Signed Pre-Command the DCC will not send (DUIS names none of its own):
+# a signature that does not verify does not show the request comes from the User (as E1 for
+# XML signatures); one that is not the Pre-Command issued is a request wrong for its URL.
+SIGNED_PRE_COMMAND_SIGNATURE_INVALID = "E1"
+SIGNED_PRE_COMMAND_MISMATCH = "E13"
+CRITICAL_WITHOUT_SIGNATURE = "E12"  # a critical SRV sent with CV 1/2/3
 
 
 class Keys:
@@ -70,6 +74,7 @@ class Keys:
         self.dsp_key: ec.EllipticCurvePrivateKey = dsp.private_key
         self.dsp_certificate = dsp.certificate
         self._device_ka: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        self._user_ds: dict[bytes, ec.EllipticCurvePublicKey] = {}
 
     def device_ka_public(self, eui: bytes) -> ec.EllipticCurvePublicKey:
         key = self._device_ka.get(eui)
@@ -78,6 +83,16 @@ class Keys:
             if not isinstance(public, ec.EllipticCurvePublicKey):
                 raise KeyStoreError(f"device {eui.hex()} KA certificate is not EC")
             key = self._device_ka[eui] = public
+        return key
+
+    def user_ds_public(self, eui: bytes) -> ec.EllipticCurvePublicKey:
+        """The User's SMKI Digital Signing public key (it signs Pre-Commands)."""
+        key = self._user_ds.get(eui)
+        if key is None:
+            public = self.keystore.certificate(eui, KeyUsage.DS).public_key()
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise KeyStoreError(f"User {eui.hex()} DS certificate is not EC")
+            key = self._user_ds[eui] = public
         return key
 
 
@@ -103,15 +118,75 @@ class Transformer:
         self.rt = rt
         self.keys = keys
         self.metrics = TransformMetrics(rt)
+        self.issued = PreCommandRegister()
+
+    def pre_command(self, request_id: str, body: dict[str, Any]) -> bytes:
+        """CV 4: the Pre-Command for a critical SR (``body`` as on ``sr.accepted``), remembered
+        for checking the Signed Pre-Command that comes back. Raises :class:`GbcsError` when the
+        SRV is not critical or not transformable, or its DUIS body lacks a value."""
+        transformation = self._transformation(body)
+        if transformation is None:
+            raise GbcsError(f"no transformation for SRV {body.get('srv')}")
+        pre = build_pre_command(
+            transformation,
+            originator_title=bytes(body["originator"]),
+            device_title=bytes(body["target"]),
+            counter=int(body["counter"]),
+            body=_body_element(body),
+        )
+        self.issued.put(request_id, pre)
+        self.metrics.commands.labels(f"{transformation.use_case}-pre-command").inc()
+        return pre
+
+    def _transformation(self, body: dict[str, Any]) -> Transformation | None:
+        device = body.get("device") or {}
+        return TRANSFORMS.get((str(body["srv"]), str(device.get("device_type", ""))))
+
+    def _command(
+        self, request_id: str, transformation: Transformation, body: dict[str, Any]
+    ) -> bytes | str:
+        """The GBCS command for this request, or the DUIS code to refuse it with."""
+        target = bytes(body["target"])
+        device_ka = self.keys.device_ka_public(target)
+        if not transformation.critical:
+            return build_command(
+                transformation,
+                originator_title=bytes(body["originator"]),
+                device_title=target,
+                counter=int(body["counter"]),
+                acb_ka_private=self.keys.acb_ka_private,
+                device_ka_public=device_ka,
+                body=_body_element(body),
+            )
+        signed = body.get("signed_pre_command")
+        if not isinstance(signed, bytes):
+            return CRITICAL_WITHOUT_SIGNATURE
+        issued = self.issued.get(request_id)
+        if issued is None:
+            log.info("Signed Pre-Command for no Pre-Command issued", extra={"srv": body["srv"]})
+            return SIGNED_PRE_COMMAND_MISMATCH
+        try:
+            return command_from_signed_pre_command(
+                signed,
+                pre_command=issued,
+                user_ds_public=self.keys.user_ds_public(bytes(body["originator"])),
+                acb_ka_private=self.keys.acb_ka_private,
+                device_ka_public=device_ka,
+            )
+        except SignedPreCommandError as exc:
+            log.info("Signed Pre-Command refused", extra={"check": exc.check})
+            if exc.check == "signature":
+                return SIGNED_PRE_COMMAND_SIGNATURE_INVALID
+            return SIGNED_PRE_COMMAND_MISMATCH
 
     async def on_request(self, env: Envelope) -> None:
         body = env.body
         device = body.get("device") or {}
         srv = str(body["srv"])
         device_type = str(device.get("device_type", ""))
-        builder = TRANSFORMS.get((srv, device_type))
+        transformation = self._transformation(body)
         context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
-        if builder is None:
+        if transformation is None:
             # Accepted but not transformable: answer the User rather than drop it.
             log.error(
                 "no transformation for SRV on this device type",
@@ -120,19 +195,17 @@ class Transformer:
             await self._respond(env.request_id, context, code="E11", payload=None)
             return
         start = time.perf_counter()
-        target = bytes(body["target"])
         try:
-            frame = builder.build(
-                originator_title=bytes(body["originator"]),
-                device_title=target,
-                counter=int(body["counter"]),
-                acb_ka_private=self.keys.acb_ka_private,
-                device_ka_public=self.keys.device_ka_public(target),
-            )
+            frame = self._command(env.request_id, transformation, body)
         except KeyStoreError as exc:
-            raise Permanent(f"no KA certificate for device: {exc}") from exc
+            raise Permanent(f"no certificate for device or User: {exc}") from exc
+        except GbcsError as exc:
+            raise Permanent(f"cannot build {transformation.use_case}: {exc.reason}") from exc
+        if isinstance(frame, str):
+            await self._respond(env.request_id, context, code=frame, payload=None)
+            return
         self.metrics.build_duration.observe(time.perf_counter() - start)
-        self.metrics.commands.labels(builder.use_case).inc()
+        self.metrics.commands.labels(transformation.use_case).inc()
         await self.rt.bus.publish(
             GBCS_COMMAND,
             Envelope(
@@ -140,7 +213,7 @@ class Transformer:
                 env.request_id,
                 {
                     **context,
-                    "use_case": builder.use_case,
+                    "use_case": transformation.use_case,
                     "frame": frame,
                     "device_eui": device.get("eui"),
                     "hub_eui": device.get("hub_eui"),
@@ -193,6 +266,12 @@ class Transformer:
                 },
             ),
         )
+
+
+def _body_element(body: dict[str, Any]) -> Any:
+    """The DUIS Service Request body element, when the gateway forwarded it (``body_xml``)."""
+    xml = body.get("body_xml")
+    return parse_safely(bytes(xml)) if xml else None
 
 
 async def _setup(rt: ServiceRuntime) -> None:

@@ -172,7 +172,7 @@ async def test_topology_restored_after_connection_cut(bus: Bus, vhost: tuple[str
         await ch.queue_delete("transform.requests")
     reconnects = sample(bus.metrics, "dccsim_bus_reconnects_total")
     assert close_connections(vhost[0], "test-bus") >= 1
-    await wait_for(lambda: sample(bus.metrics, "dccsim_bus_reconnects_total") > reconnects, 30)
+    await wait_for(lambda: sample(bus.metrics, "dccsim_bus_reconnects_total") > reconnects, 90)
     await asyncio.sleep(0.5)
     await bus.publish(SR_ACCEPTED, Envelope("sr", "A:B:9", {}))
     await wait_for(lambda: "A:B:9" in seen, 15)

@@ -1,0 +1,255 @@
+"""A GBCS message as plain JSON-able fields, with the outcome of every MAC and signature check.
+
+What ``dccsim gbcs decode`` prints. Pure: the keys come from an injected :class:`KeyLookup`
+(the CLI builds one over key-store folders), nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dccsim.gbcs.crypto import ACB_EUI, verify_frame_signature, verify_mac
+from dccsim.gbcs.dlms import (
+    AccessRequest,
+    AccessResponse,
+    BitString,
+    CompactArray,
+    Data,
+    DataNotification,
+    DlmsApdu,
+    RequestSpec,
+    decode_apdu,
+)
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import (
+    CRA_ALERT,
+    CRA_COMMAND,
+    CRA_RESPONSE,
+    GeneralCiphering,
+    GeneralSigning,
+    decode_message,
+)
+from dccsim.gbcs.usecases import USE_CASES_BY_CODE
+
+CheckStatus = Literal["verified", "failed", "unchecked", "absent"]
+_CRA_NAMES = {CRA_COMMAND: "command", CRA_RESPONSE: "response", CRA_ALERT: "alert"}
+_DLMS_TAGS = (0xD9, 0xDA, 0x0F)
+_PAYLOAD_KINDS = {0x30: "asn1", 0x01: "zigbee", 0x02: "zigbee", 0x04: "zigbee", 0x05: "zigbee"}
+
+
+class KeyLookup(Protocol):
+    """Where :func:`describe` finds keys; each method answers None when it has no such key."""
+
+    def ka_private(self, eui: bytes) -> ec.EllipticCurvePrivateKey | None: ...
+
+    def ka_public(self, eui: bytes) -> ec.EllipticCurvePublicKey | None: ...
+
+    def ds_public(self, eui: bytes) -> ec.EllipticCurvePublicKey | None: ...
+
+
+class NoKeys:
+    """A :class:`KeyLookup` without any key: every check is ``unchecked``."""
+
+    def ka_private(self, eui: bytes) -> ec.EllipticCurvePrivateKey | None:
+        return None
+
+    def ka_public(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
+        return None
+
+    def ds_public(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
+        return None
+
+
+def eui_text(eui: bytes) -> str:
+    """An EUI-64 as DUIS writes it: ``90-B3-D5-1F-30-01-00-00``."""
+    return "-".join(f"{b:02X}" for b in eui)
+
+
+def obis_text(instance_id: bytes) -> str:
+    """A COSEM instance id as an OBIS code, ``a-b:c.d.e.f``."""
+    a, b, c, d, e, f = instance_id
+    return f"{a}-{b}:{c}.{d}.{e}.{f}"
+
+
+def data_to_json(item: Data) -> Any:
+    """A DLMS value as ``{"type": ..., "value": ...}``; octets as hex, members as lists."""
+    value = item.value
+    out: Any
+    if isinstance(value, tuple):
+        out = [data_to_json(member) for member in value]
+    elif isinstance(value, bytes):
+        out = value.hex()
+    elif isinstance(value, BitString):
+        out = {"bits": value.bits, "octets": value.octets.hex()}
+    elif isinstance(value, CompactArray):
+        out = {
+            "type_description": value.type_description.hex(),
+            "contents": value.contents.hex(),
+        }
+    else:
+        out = value
+    return {"type": item.type.name.lower().replace("_", "-"), "value": out}
+
+
+def _spec_to_json(spec: RequestSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": spec.kind.name.lower().replace("_", "-"),
+        "class_id": spec.class_id,
+        "instance_id": obis_text(spec.instance_id),
+        "member_id": spec.member_id,
+    }
+    if spec.selection is not None:
+        out["selector"] = spec.selection.selector
+        out["selection"] = data_to_json(spec.selection.parameters)
+    return out
+
+
+def dlms_to_json(apdu: DlmsApdu) -> dict[str, Any]:
+    """A DLMS Access Request, Access Response or Data Notification as fields."""
+    common = {
+        "invoke_id_and_priority": f"{apdu.invoke_id_and_priority:#010x}",
+        "date_time": apdu.date_time.hex(),
+    }
+    if isinstance(apdu, AccessRequest):
+        return {
+            "apdu": "access-request",
+            **common,
+            "specs": [_spec_to_json(spec) for spec in apdu.specs],
+            "data": [data_to_json(item) for item in apdu.data],
+        }
+    if isinstance(apdu, AccessResponse):
+        return {
+            "apdu": "access-response",
+            **common,
+            "request_specs": (
+                None
+                if apdu.request_specs is None
+                else [_spec_to_json(spec) for spec in apdu.request_specs]
+            ),
+            "data": [data_to_json(item) for item in apdu.data],
+            "results": [{"kind": r.kind.name.lower(), "result": r.result} for r in apdu.results],
+        }
+    assert isinstance(apdu, DataNotification)
+    return {"apdu": "data-notification", **common, "body": data_to_json(apdu.body)}
+
+
+def _payload(payload: bytes) -> dict[str, Any]:
+    if payload[:1] and payload[0] in _DLMS_TAGS:
+        try:
+            return {"kind": "dlms", **dlms_to_json(decode_apdu(payload))}
+        except GbcsError as exc:
+            return {"kind": "dlms", "error": exc.reason, "hex": payload.hex()}
+    kind = _PAYLOAD_KINDS.get(payload[0], "unknown") if payload else "empty"
+    return {"kind": kind, "hex": payload.hex()}
+
+
+def _header(frame: GeneralSigning) -> dict[str, Any]:
+    use_case = USE_CASES_BY_CODE.get(frame.message_code) if frame.cra_flag != CRA_ALERT else None
+    extras = frame.other_info_extras
+    out: dict[str, Any] = {
+        "cra_flag": frame.cra_flag,
+        "cra": _CRA_NAMES.get(frame.cra_flag, "unknown"),
+        "originator_counter": frame.originator_counter,
+        "originator_title": eui_text(frame.originator_title),
+        "recipient_title": eui_text(frame.recipient_title),
+        "date_time": None if frame.date_time is None else frame.date_time.hex(),
+        "message_code": f"{frame.message_code:#06x}",
+        "use_case": None
+        if use_case is None
+        else {
+            "name": use_case.name,
+            "title": use_case.title,
+            "service_reference_variants": list(use_case.service_reference_variants),
+            "critical": use_case.critical,
+        },
+        "other_info_extras": extras.hex(),
+        "content_length": len(frame.payload),
+        "signature_field": frame.signature_field,
+    }
+    if frame.cra_flag == CRA_ALERT:
+        out["alert_code"] = f"{frame.message_code:#06x}"
+    if len(extras) >= 16:
+        out["user_eui"] = eui_text(extras[:8])
+        out["user_counter"] = int.from_bytes(extras[8:16], "big")
+    return out
+
+
+def _mac_pairs(frame: GeneralSigning) -> list[tuple[bytes, bytes]]:
+    """Who may have keyed the MAC. A command is MAC'd by the ACB for the device, whoever
+    originated it; a device-to-device command (PCS01, PCS02) by its two ends; a response or an
+    alert by its two ends."""
+    ends = (frame.originator_title, frame.recipient_title)
+    if frame.cra_flag == CRA_COMMAND and frame.originator_title != ACB_EUI:
+        return [(ACB_EUI, frame.recipient_title), ends]
+    if frame.cra_flag == CRA_COMMAND:
+        return [(ACB_EUI, frame.recipient_title)]
+    return [ends]
+
+
+def _check_mac(message: GeneralCiphering, keys: KeyLookup) -> dict[str, Any]:
+    """Static ECDH is symmetric, so either end's KA private key with the other end's
+    certificate recomputes the MAC key. ``failed`` only when every candidate pair could be
+    tried; a pair without keys leaves it ``unchecked``."""
+    tried: list[str] = []
+    untestable: list[str] = []
+    for pair in _mac_pairs(message.general_signing):
+        testable = False
+        for own, peer in (pair, pair[::-1]):
+            private, public = keys.ka_private(own), keys.ka_public(peer)
+            if private is None or public is None:
+                continue
+            testable = True
+            tried.append(f"{own.hex()}-ka.key + {peer.hex()}-ka.pem")
+            if verify_mac(message, private_key=private, peer_public_key=public):
+                return {"status": "verified", "keys": tried[-1]}
+        if not testable:
+            untestable.append(f"{pair[0].hex()} / {pair[1].hex()}")
+    if untestable:
+        return {
+            "status": "unchecked",
+            "reason": "no KA private key with the other end's certificate for "
+            + ", ".join(untestable),
+            "tried": tried,
+        }
+    return {"status": "failed", "keys": tried}
+
+
+def _check_signature(frame: GeneralSigning, keys: KeyLookup) -> dict[str, Any]:
+    if frame.signature is None:
+        return {"status": "absent"}
+    public = keys.ds_public(frame.originator_title)
+    if public is None:
+        return {
+            "status": "unchecked",
+            "reason": f"no DS certificate for {frame.originator_title.hex()}",
+        }
+    if verify_frame_signature(frame, public):
+        return {"status": "verified", "keys": f"{frame.originator_title.hex()}-ds.pem"}
+    return {"status": "failed", "keys": f"{frame.originator_title.hex()}-ds.pem"}
+
+
+def describe(data: bytes, keys: KeyLookup | None = None) -> dict[str, Any]:
+    """Decode ``data`` (a whole GBCS message) and check its MAC and signature with ``keys``.
+
+    Returns ``{"apdu", "length", "header", "payload", "mac", "signature", "ok"}``; ``ok`` is
+    False when a check that could be made failed (``unchecked`` is not a failure). Raises
+    :class:`GbcsError` when the frame does not decode.
+    """
+    keys = keys if keys is not None else NoKeys()
+    message = decode_message(data)
+    frame = message.general_signing if isinstance(message, GeneralCiphering) else message
+    mac = (
+        _check_mac(message, keys) if isinstance(message, GeneralCiphering) else {"status": "absent"}
+    )
+    signature = _check_signature(frame, keys)
+    return {
+        "apdu": "general-ciphering" if isinstance(message, GeneralCiphering) else "general-signing",
+        "length": len(data),
+        "header": _header(frame),
+        "payload": _payload(frame.payload),
+        "mac": mac,
+        "signature": signature,
+        "ok": mac["status"] != "failed" and signature["status"] != "failed",
+    }

@@ -1,0 +1,209 @@
+"""The transformation table: DUIS templates (reference/duis/templates) in, the RTDS vectors'
+GBCS out, byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from lxml import etree
+
+from dccsim.duis.xml import parse_service_request
+from dccsim.gbcs.critical import SignedPreCommandError
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
+from dccsim.pki.files import parse_private_key
+from services.transform.srvs import (
+    TRANSFORMATIONS,
+    PreCommandRegister,
+    build_command,
+    build_pre_command,
+    command_from_signed_pre_command,
+    lookup,
+)
+
+# (template, RTDS folder, vector prefix): the SUCCESS vectors, counter 1000 as in the templates
+CRITICAL = [
+    ("ECS42_7.1_SUCCESS_REQUEST_DUIS.XML", "7.1_ECS42", "ECS42_7.1_SUCCESS"),
+    ("ECS43_7.2_SUCCESS_REQUEST_DUIS.XML", "7.2_ECS43", "ECS43_7.2_SUCCESS"),
+    ("ECS44_7.3_SUCCESS_REQUEST_DUIS.XML", "7.3_ECS44", "ECS44_7.3_SUCCESS"),
+    ("ECS70_6.11_SUCCESS_REQUEST_DUIS.XML", "6.11_ECS70", "ECS70_6.11_SUCCESS"),
+    (
+        "ECS70Commission_8.1.1_SUCCESS_REQUEST_DUIS.XML",
+        "8.1.1_ECS70Commission",
+        "ECS70Commission_8.1.1_SUCCESS",
+    ),
+]
+NON_CRITICAL = [
+    ("ECS45_7.4_SUCCESS_REQUEST_DUIS.XML", "7.4_ECS45", "ECS45_7.4_SUCCESS"),
+    ("ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML", "4.1.1_ECS17b", "ECS17b_4.1.1_SINGLE_SUCCESS"),
+]
+
+
+def _vector(reference_dir: Path, folder: str, prefix: str, kind: str) -> bytes:
+    path = reference_dir / "gbcs" / "rtds" / folder / f"{prefix}_{kind}_GBCS.HEX"
+    return parse_hex_or_base64(path.read_text())
+
+
+def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
+    path = reference_dir / "gbcs" / "keystore" / f"{name}.pem"
+    key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
+def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
+    path = reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ka.key"
+    key = parse_private_key(path.read_bytes())
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+@pytest.mark.parametrize(("template", "folder", "prefix"), CRITICAL)
+def test_critical_template_becomes_the_rtds_pre_command(
+    reference_dir: Path, template: str, folder: str, prefix: str
+) -> None:
+    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    assert request.command_variant == 4
+    transformation = lookup(request.service_reference_variant, "ESME")
+    assert transformation is not None and transformation.critical
+    assert request.body_name == transformation.body_element
+    rid = request.request_id
+    pre = build_pre_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        body=request.body,
+    )
+    assert pre == _vector(reference_dir, folder, prefix, "PRECOMMAND")
+
+
+@pytest.mark.parametrize(("template", "folder", "prefix"), CRITICAL)
+def test_signed_pre_command_becomes_the_rtds_command(
+    reference_dir: Path, template: str, folder: str, prefix: str
+) -> None:
+    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    transformation = lookup(request.service_reference_variant, "ESME")
+    assert transformation is not None
+    rid = request.request_id
+    register = PreCommandRegister()
+    register.put(
+        "rid",
+        build_pre_command(
+            transformation,
+            originator_title=rid.originator,
+            device_title=rid.target,
+            counter=rid.counter,
+            body=request.body,
+        ),
+    )
+    command = decode_message(_vector(reference_dir, folder, prefix, "COMMAND"))
+    assert isinstance(command, GeneralCiphering)
+    issued = register.get("rid")
+    assert issued is not None
+    built = command_from_signed_pre_command(
+        command.general_signing.encode(),
+        pre_command=issued,
+        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+    )
+    assert built == command.encode()
+
+
+@pytest.mark.parametrize(("template", "folder", "prefix"), NON_CRITICAL)
+def test_non_critical_template_becomes_the_rtds_command(
+    reference_dir: Path, template: str, folder: str, prefix: str
+) -> None:
+    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    assert request.command_variant == 1
+    transformation = lookup(request.service_reference_variant, "ESME")
+    assert transformation is not None and not transformation.critical
+    assert request.body_name == transformation.body_element
+    rid = request.request_id
+    built = build_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+        body=request.body,
+    )
+    assert built == _vector(reference_dir, folder, prefix, "COMMAND")
+
+
+def test_signed_pre_command_for_another_request_is_refused(reference_dir: Path) -> None:
+    """The ECS43 Signed Pre-Command is validly signed, but the DCC issued ECS42 for this id."""
+    register = PreCommandRegister()
+    register.put("rid", _vector(reference_dir, "7.1_ECS42", "ECS42_7.1_SUCCESS", "PRECOMMAND"))
+    other = decode_message(_vector(reference_dir, "7.2_ECS43", "ECS43_7.2_SUCCESS", "COMMAND"))
+    assert isinstance(other, GeneralCiphering)
+    issued = register.get("rid")
+    assert issued is not None
+    with pytest.raises(SignedPreCommandError) as caught:
+        command_from_signed_pre_command(
+            other.general_signing.encode(),
+            pre_command=issued,
+            user_ds_public=_public(reference_dir, "90b3d51f30010000-ds"),
+            acb_ka_private=_acb(reference_dir),
+            device_ka_public=_public(reference_dir, "00db1234567890a0-ka"),
+        )
+    assert caught.value.check == "mismatch"
+
+
+def test_clock_body_without_date_time_is_a_gbcs_error() -> None:
+    transformation = lookup("6.11", "ESME")
+    assert transformation is not None
+    body = etree.fromstring(
+        b'<sr:SynchroniseClock xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+        b"<sr:TolerancePeriod>60</sr:TolerancePeriod></sr:SynchroniseClock>"
+    )
+    with pytest.raises(GbcsError, match="CurrentDateTime"):
+        build_pre_command(
+            transformation,
+            originator_title=bytes(8),
+            device_title=bytes(8),
+            counter=1,
+            body=body,
+        )
+
+
+def test_critical_srv_has_no_mac_only_command() -> None:
+    transformation = lookup("7.1", "ESME")
+    assert transformation is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(GbcsError, match="critical"):
+        build_command(
+            transformation,
+            originator_title=bytes(8),
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+        )
+
+
+def test_non_critical_srv_has_no_pre_command() -> None:
+    transformation = lookup("7.4", "ESME")
+    assert transformation is not None
+    with pytest.raises(GbcsError, match="not critical"):
+        build_pre_command(
+            transformation, originator_title=bytes(8), device_title=bytes(8), counter=1
+        )
+
+
+def test_table_has_one_row_per_srv_and_device_type() -> None:
+    keys = [(t.srv, t.device_type) for t in TRANSFORMATIONS]
+    assert len(keys) == len(set(keys))
+
+
+def test_pre_command_register_is_bounded() -> None:
+    register = PreCommandRegister(maxsize=2)
+    for i in range(3):
+        register.put(str(i), bytes([i]))
+    assert len(register) == 2
+    assert register.get("0") is None and register.get("2") == b"\x02"
