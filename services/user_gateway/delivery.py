@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import ssl
 import time
-from typing import cast
+from collections import OrderedDict
+from typing import Any, cast
 
 import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Connection, Float, Integer, LargeBinary, String, Table, Text, func, select
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -34,6 +47,7 @@ from dccsim.storage import Database, GroupCommit
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
+_HANDLED_KEYS = 200_000  # delivery keys remembered against duplicates
 
 
 class OutboxBase(DeclarativeBase):
@@ -58,6 +72,16 @@ class OutboxEntry(OutboxBase):
 _OUTBOX = cast(
     Table, OutboxEntry.__table__
 )  # Core statements: the ORM adds nothing to these writes
+
+
+@functools.lru_cache(maxsize=16)
+def _update_statement(columns: tuple[str, ...]) -> Any:
+    """UPDATE outbox SET <columns> WHERE id = :entry_id, one per column set, built once."""
+    return (
+        _OUTBOX.update()
+        .where(_OUTBOX.c.id == bindparam("entry_id"))
+        .values({c: bindparam(c) for c in columns})
+    )
 
 
 class DeliveryMetrics:
@@ -105,6 +129,8 @@ class Outbox:
         self.client_ssl = client_ssl
         self.metrics = DeliveryMetrics(metrics)
         self.writes = GroupCommit(db)
+        self._insert: Any = None
+        self._handled: OrderedDict[str, None] = OrderedDict()
         self._fresh: dict[int, OutboxEntry] = {}  # entries enqueued here, so no reload is needed
         self._schedule: list[tuple[float, int]] = []
         self._scheduled: set[int] = set()
@@ -116,12 +142,13 @@ class Outbox:
         await self.db.create_all(OutboxBase.metadata)
         rows = await self.db.run(
             lambda conn: conn.execute(
-                select(OutboxEntry.id, OutboxEntry.next_attempt_at).where(
+                select(OutboxEntry.id, OutboxEntry.next_attempt_at, OutboxEntry.delivery_key).where(
                     OutboxEntry.status == PENDING
                 )
             ).all()
         )
-        for entry_id, due in rows:
+        for entry_id, due, key in rows:
+            self._remember(key)
             self._schedule_entry(entry_id, due)
 
     def _schedule_entry(self, entry_id: int, due: float) -> None:
@@ -131,7 +158,14 @@ class Outbox:
             self._wake.set()
 
     async def enqueue(self, envelope: Envelope) -> None:
-        """Bus handler for ``duis.response``: persist, then (by returning) let the bus ack."""
+        """Bus handler for ``duis.response``.
+
+        The first attempt is made straight away, while the bus message is still unacked (a
+        crash here means the broker redelivers it: at least once). Only an entry that could
+        not be delivered is written to the outbox, before the message is acked, and retried
+        from there. Delivery keys already handled are remembered, so a duplicate (a request
+        redelivered upstream) is not delivered twice.
+        """
         body = envelope.body
         try:
             key, user_id, xml = str(body["delivery_key"]), str(body["user_id"]), body["xml"]
@@ -139,33 +173,70 @@ class Outbox:
             raise Permanent(f"delivery message lacks {exc}") from exc
         if not isinstance(xml, bytes):
             raise Permanent("delivery xml must be bytes")
+        if key in self._handled:
+            self.metrics.attempts.labels("duplicate").inc()
+            return
         now = time.time()
+        error = await self._send(user_id, xml)
+        if error is None:
+            self._remember(key)
+            self.metrics.attempts.labels("delivered").inc()
+            self.metrics.delivered.inc()
+            self.metrics.latency.observe(time.time() - now)
+            return
+        self.metrics.attempts.labels("failed").inc()
         values = dict(
             delivery_key=key,
             request_id=envelope.request_id,
             user_id=user_id,
             body=xml,
             created_at=now,
-            next_attempt_at=now,
-            attempts=0,
+            next_attempt_at=now + self.settings.delivery_retry_initial_s,
+            attempts=1,
             status=PENDING,
         )
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        statement = self._insert_statement()
 
         def store(conn: Connection) -> int | None:
-            result = conn.execute(
-                insert(OutboxEntry)
-                .values(**values)
-                .on_conflict_do_nothing()
-                .returning(OutboxEntry.id)
-            )
-            entry_id: int | None = result.scalar()
+            entry_id: int | None = conn.execute(statement, values).scalar()
             return entry_id
 
         entry_id = await self.writes.run(store)
+        self._remember(key)
         if entry_id is not None:  # None: a duplicate of an entry already held
-            self._fresh[entry_id] = OutboxEntry(id=entry_id, **values)
-            self._schedule_entry(entry_id, now)
+            self._fresh[entry_id] = OutboxEntry(id=entry_id, last_error=error, **values)
+            self._schedule_entry(entry_id, float(values["next_attempt_at"]))  # type: ignore[arg-type]
+            log.warning(
+                "delivery failed; held in the outbox for retry",
+                extra={"user_id": user_id, "error": error},
+            )
+
+    def _remember(self, key: str) -> None:
+        self._handled[key] = None
+        while len(self._handled) > _HANDLED_KEYS:
+            self._handled.popitem(last=False)
+
+    def _insert_statement(self) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (compiled form cached)."""
+        if self._insert is None:
+            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+            columns = (
+                "delivery_key",
+                "request_id",
+                "user_id",
+                "body",
+                "created_at",
+                "next_attempt_at",
+                "attempts",
+                "status",
+            )
+            self._insert = (
+                insert(_OUTBOX)
+                .values({c: bindparam(c) for c in columns})
+                .on_conflict_do_nothing()
+                .returning(_OUTBOX.c.id)
+            )
+        return self._insert
 
     async def pending_count(self) -> int:
         n = await self.db.run(
@@ -177,12 +248,6 @@ class Outbox:
 
     async def run(self) -> None:
         """The delivery worker: forever, deliver what is due."""
-        timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
-        connector = aiohttp.TCPConnector(
-            ssl=self.client_ssl if self.client_ssl else False,
-            limit=self.settings.delivery_concurrency,
-        )
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         slots = asyncio.Semaphore(self.settings.delivery_concurrency)
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -203,7 +268,8 @@ class Outbox:
         finally:
             for task in tasks:
                 task.cancel()
-            await self._session.close()
+            if self._session is not None:
+                await self._session.close()
             await self.writes.close()
 
     def _take_due(self, limit: int) -> list[int]:
@@ -241,15 +307,28 @@ class Outbox:
             self._scheduled.discard(entry.id)
             self._schedule_entry(entry.id, time.time() + self.settings.delivery_retry_max_s)
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=self.settings.delivery_timeout_s)
+            connector = aiohttp.TCPConnector(
+                ssl=self.client_ssl if self.client_ssl else False,
+                limit=self.settings.delivery_concurrency * 2,
+            )
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        return self._session
+
     async def _post(self, entry: OutboxEntry) -> str | None:
-        participant = self.participants.get(entry.user_id)
+        return await self._send(entry.user_id, entry.body)
+
+    async def _send(self, user_id: str, body: bytes) -> str | None:
+        """POST to the User's Receive Response Service; None on success, else why not."""
+        participant = self.participants.get(user_id)
         if participant is None or not participant.response_url:
-            return f"User {entry.user_id} has no Receive Response Service URL registered"
-        assert self._session is not None
+            return f"User {user_id} has no Receive Response Service URL registered"
         try:
-            async with self._session.post(
+            async with self._client().post(
                 participant.response_url,
-                data=entry.body,
+                data=body,
                 headers={"Content-Type": "application/xml"},
             ) as resp:
                 await resp.read()
@@ -275,8 +354,11 @@ class Outbox:
             )
             values = dict(next_attempt_at=now + backoff, attempts=attempts, last_error=error)
 
+        statement = _update_statement(tuple(sorted(values)))
+        params = {**values, "entry_id": entry.id}
+
         def write(conn: Connection) -> None:
-            conn.execute(_OUTBOX.update().where(_OUTBOX.c.id == entry.id).values(**values))
+            conn.execute(statement, params)
 
         await self.writes.run(write)
         self._scheduled.discard(entry.id)
