@@ -38,6 +38,7 @@ bench: venv broker
 	$(BIN)/python -m bench.pki
 	$(BIN)/python -m bench.gbcs
 	$(BIN)/python -m bench.inventory
+	$(BIN)/python -m bench.estate
 
 soak: venv broker
 	$(BIN)/python -m pytest -m slow -p no:randomly

@@ -138,6 +138,19 @@ class UserGatewaySettings(CommonSettings):
     delivery_hold_s: float = Field(default=2 * 24 * 3600.0, gt=0, description="SEC: hold 2 days")
     delivery_concurrency: int = Field(default=32, ge=1)
     delivery_timeout_s: float = Field(default=10.0, gt=0)
+    duis_xsd: Path | None = Field(
+        default=None,
+        description="folder holding DUIS_Schema_V5.4.xsd: every request is also checked "
+        "against the official schema (DCCSIM_DUIS_XSD)",
+    )
+    signature_validation_off: list[str] = Field(
+        default_factory=list,
+        description="DCC User IDs whose request XML signatures are not validated, like DCC "
+        "Boxed's switch (development only; off for everyone by default)",
+    )
+    transform_rpc_timeout_s: float = Field(
+        default=5.0, gt=0, description="CV 4: waiting for the Pre-Command from transform"
+    )
 
 
 class TransformSettings(CommonSettings):
@@ -158,6 +171,9 @@ class WanSettings(CommonSettings):
     wan_gateway_port: int = 7443
     wan_deadline_s: float = Field(default=25.0, gt=0, description="CSP on-demand round trip")
     wan_connect_timeout_s: float = Field(default=5.0, gt=0)
+    wan_gateways: dict[str, str] = Field(
+        default_factory=dict, description='region or gateway name -> "host:port"'
+    )
 
 
 class TestingSettings(CommonSettings):
@@ -174,6 +190,15 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = 7443
     gateway_metrics_port: int = 9106
     gateway_latency_ms: float = Field(default=0.0, ge=0, description="added per command")
+    gateway_control_host: str = "127.0.0.1"
+    gateway_control_port: int = 7480
+    gateway_regions: list[str] = Field(default_factory=list)
+    gateway_network_profile: str = Field(default="fast", description="fast or realistic")
+    gateway_loss: float = Field(default=0.0, ge=0, le=1)
+    gateway_network_file: str = Field(default="", description="JSON per-region overrides")
+    gateway_network_seed: int = -1
+    gateway_max_models: int = Field(default=20_000, ge=1)
+    gateway_restore_alert_delay_s: float = Field(default=1.0, ge=0)
 
 
 class SmkiRepositorySettings(CommonSettings):

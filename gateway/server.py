@@ -1,11 +1,17 @@
-"""gateway/: the SM WAN gateway emulator. A TLS server standing in for a CSP network and every hub
-behind it, hosting the estate's emulated devices (emulators/) in one process.
+"""gateway/: the SM WAN gateway emulator. A TLS server standing in for CSP networks (North,
+Central, South) and every hub behind them, hosting the estate's emulated devices (emulators/) in
+one process.
 
-Per hub, one command at a time (a real Communications Hub serialises). Device models are built
-lazily on their first command, from the estate file and the key store, so an idle device costs
-only its estate entry. A device that discards a command (bad MAC, replay, untrusted party) raises
-its GBCS alert to the DCC side and the command is answered ``E21`` at once (a real CSP would let
-the deadline pass; the outcome the User sees is the same).
+Per hub, one command at a time (a real Communications Hub serialises). The estate is held in
+compact arrays (``gateway.hosting``) and a device model is built on its first command from the
+key store, so an idle device costs a few bytes. Each command goes through the network model
+(``gateway.network``: latency, loss, offline hubs, outages, scripted faults) before and after
+its device. A device that discards a command (bad MAC, replay, untrusted party) raises its GBCS
+alert to the DCC side and the command is answered ``E21`` at once (a real CSP would let the
+deadline pass; the outcome the User sees is the same). Unsolicited alerts (outages, tamper,
+scripted) go to one connected WAN link, or wait in a bounded outbox until one connects.
+
+Run-time control: ``gateway.control`` (aiohttp, localhost, its own port).
 """
 
 from __future__ import annotations
@@ -14,126 +20,165 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
+import json
 import logging
+import os
 import time
-import zlib
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import Counter, Gauge
 
-from dccsim import estate
 from dccsim.config import GatewaySettings
 from dccsim.duis.requestid import DCC_EUI, parse_eui
+from dccsim.estate import REGIONS, format_eui
+from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.gbcs.usecases import USE_CASES_BY_CODE
 from dccsim.pki.dccki import server_ssl_context
 from dccsim.pki.devpki import PkiLayout
+from dccsim.pki.files import write_atomic
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.smi import DeviceType
 from dccsim.wanlink import LinkError, encode_frame, read_frame
-from emulators.device import DeviceRefusal, GbcsDevice, RemoteParty
-from emulators.esme import Esme, LoadProfile
+from emulators.alerts import build_device_alert, build_outage_restored_alert
+from emulators.device import DeviceRefusal
+from gateway.hosting import DeviceModels, DeviceRecord, EstateIndex, HubLocks, ReplayCache
+from gateway.network import Fate, NetworkModel
 
 log = logging.getLogger(__name__)
 
-# Registers are derived from the clock since this instant, so they agree across restarts.
-REGISTER_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-REPLAY_CACHE_SIZE = 64
+ALERT_SUPPLY_INTERRUPTED = 0x8F57
+ALERT_OUTBOX_SIZE = 10_000
+DEFAULT_CONTROL_PORT = 7480
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_T = TypeVar("_T")
+
+
+def setting(settings: Any, name: str, default: _T) -> _T:
+    """A gateway setting: the settings field when config.py has it, else ``DCCSIM_<NAME>``
+    from the environment, else ``default`` (so the emulator runs before the field exists)."""
+    value = getattr(settings, name, None)
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    raw = os.environ.get(f"DCCSIM_{name.upper()}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")  # type: ignore[return-value]
+    if isinstance(default, int | float | str):
+        return type(default)(raw)
+    return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def control_file(home: Path) -> Path:
+    """``$DCCSIM_HOME/gateway-control.json``: the running gateway's control API URL."""
+    return home / "gateway-control.json"
 
 
 @dataclass
-class HostedDevice:
-    eui: bytes
-    device_type: DeviceType
-    hub_eui: bytes
-    registrations: dict[str, str]
-    model: GbcsDevice | None = None
-    # command digest -> response: a repeated command (WAN redelivery) gets the same answer
-    replies: OrderedDict[bytes, bytes] | None = None
-
-
-class Estate:
-    """The devices this gateway hosts, their hubs' locks and their models."""
-
-    def __init__(self, keystore: KeyStore, clock: Callable[[], dt.datetime]) -> None:
-        self.keystore = keystore
-        self.clock = clock
-        self.devices: dict[bytes, HostedDevice] = {}
-        self.hub_locks: dict[bytes, asyncio.Lock] = {}
-        self._acb_ka: ec.EllipticCurvePublicKey | None = None
-
-    def load(self, premises: list[estate.Premises]) -> None:
-        for p in premises:
-            hub = parse_eui(p.hub_eui)
-            for d in p.devices:
-                eui = parse_eui(d.eui)
-                self.devices[eui] = HostedDevice(eui, d.device_type, hub, dict(p.registrations))
-
-    def _public_ka(self, eui: bytes) -> ec.EllipticCurvePublicKey:
-        key = self.keystore.certificate(eui, KeyUsage.KA).public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise KeyStoreError(f"{eui.hex()} KA key is not EC")
-        return key
-
-    def _private(self, eui: bytes, usage: KeyUsage) -> ec.EllipticCurvePrivateKey:
-        key = self.keystore.private_key(eui, usage)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise KeyStoreError(f"{eui.hex()} {usage} private key is not EC")
-        return key
-
-    def model(self, device: HostedDevice) -> GbcsDevice:
-        if device.model is not None:
-            return device.model
-        if self._acb_ka is None:
-            self._acb_ka = self._public_ka(DCC_EUI)
-        parties = {}
-        for user in set(device.registrations.values()):
-            user_eui = parse_eui(user)
-            with contextlib.suppress(KeyStoreError):
-                parties[user_eui] = RemoteParty(user_eui, self._public_ka(user_eui))
-        if device.device_type is not DeviceType.ESME:
-            raise DeviceRefusal(0x8F1E, f"no emulator for {device.device_type.value} yet")
-        device.model = Esme(
-            eui=device.eui,
-            ka_private_key=self._private(device.eui, KeyUsage.KA),
-            ds_private_key=self._private(device.eui, KeyUsage.DS),
-            acb_ka_public=self._acb_ka,
-            remote_parties=parties,
-            clock=self.clock,
-            load_profile=LoadProfile.from_seed(zlib.crc32(device.eui)),
-            epoch=REGISTER_EPOCH,
-        )
-        device.replies = OrderedDict()
-        return device.model
+class Outage:
+    premises: int
+    started: dt.datetime
+    task: asyncio.Task[None] | None = None
 
 
 class GatewayMetrics:
-    def __init__(self, rt: ServiceRuntime, hosted: Estate) -> None:
+    def __init__(self, rt: ServiceRuntime, server: GatewayServer) -> None:
         r = rt.metrics.registry
         self.commands = Counter(
             "dccsim_gateway_commands", "Commands handled, by outcome", ["outcome"], registry=r
         )
-        self.connections = Gauge("dccsim_gateway_connections", "Open WAN connections", registry=r)
-        devices = Gauge(
-            "dccsim_gateway_devices_hosted", "Devices in this gateway's estate", registry=r
+        self.alerts = Counter(
+            "dccsim_gateway_alerts",
+            "Unsolicited alerts raised, by alert code",
+            ["code"],
+            registry=r,
         )
-        devices.set_function(lambda: float(len(hosted.devices)))
+        self.connections = Gauge("dccsim_gateway_connections", "Open WAN connections", registry=r)
+        Gauge(
+            "dccsim_gateway_devices_hosted", "Devices in this gateway's estate", registry=r
+        ).set_function(lambda: float(len(server.index)))
+        Gauge(
+            "dccsim_gateway_models", "Device models in memory (built on first command)", registry=r
+        ).set_function(lambda: float(len(server.models)))
+        Gauge(
+            "dccsim_gateway_alert_outbox", "Alerts waiting for a WAN connection", registry=r
+        ).set_function(lambda: float(len(server.alert_outbox)))
+
+
+class _NullCounter:
+    def labels(self, *_: str) -> _NullCounter:
+        return self
+
+    def inc(self, amount: float = 1.0) -> None:
+        pass
 
 
 class GatewayServer:
-    def __init__(self, hosted: Estate, metrics: GatewayMetrics, latency_s: float) -> None:
-        self.estate = hosted
-        self.metrics = metrics
-        self.latency_s = latency_s
+    """The estate, its network model and the WAN connections: what the TLS server, the control
+    API and the benchmarks drive."""
+
+    def __init__(
+        self,
+        index: EstateIndex,
+        models: DeviceModels,
+        network: NetworkModel,
+        *,
+        clock: Callable[[], dt.datetime],
+        restore_alert_delay_s: float = 1.0,
+        replay_capacity: int = 100_000,
+        fixed_delay_s: float = 0.0,
+    ) -> None:
+        self.index = index
+        self.models = models
+        self.network = network
+        self.clock = clock
+        self.restore_alert_delay_s = restore_alert_delay_s
+        self.fixed_delay_s = fixed_delay_s  # added to every round trip (gateway_latency_ms)
+        self.replay = ReplayCache(replay_capacity)
+        self.hub_locks = HubLocks()
+        self.commands: Any = _NullCounter()
+        self.alert_counts: Any = _NullCounter()
+        self.connections: Any = None
+        self.links: dict[int, Send] = {}
+        self._link_ids = itertools.count(1)
+        self._next_link = 0
+        self.alert_outbox: deque[dict[str, Any]] = deque(maxlen=ALERT_OUTBOX_SIZE)
+        self.outages: dict[int, Outage] = {}
+        self._alert_counter = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def attach_metrics(self, metrics: GatewayMetrics) -> None:
+        self.commands = metrics.commands
+        self.alert_counts = metrics.alerts
+        self.connections = metrics.connections
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("gateway task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    # -- the WAN side ---------------------------------------------------------------------
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self.metrics.connections.inc()
+        if self.connections is not None:
+            self.connections.inc()
         tasks: set[asyncio.Task[None]] = set()
         write_lock = asyncio.Lock()
 
@@ -142,6 +187,9 @@ class GatewayServer:
                 writer.write(encode_frame(message))
                 await writer.drain()
 
+        link_id = next(self._link_ids)
+        self.links[link_id] = send
+        self.spawn(self._flush_alerts())
         try:
             while True:
                 message = await read_frame(reader)
@@ -155,81 +203,313 @@ class GatewayServer:
         except asyncio.CancelledError:
             pass  # the server is shutting down
         finally:
-            self.metrics.connections.dec()
+            self.links.pop(link_id, None)
+            if self.connections is not None:
+                self.connections.dec()
             for task in tasks:
                 task.cancel()
             writer.close()
 
-    async def _command(self, message: dict[str, Any], send: Any) -> None:
+    async def _command(self, message: dict[str, Any], send: Send) -> None:
         cid = message.get("id")
         try:
             reply = await self.execute(message)
         except Exception as exc:  # a bug in a model must not kill the connection
             log.exception("device model failed")
             reply = {"t": "err", "code": "E21", "reason": f"device model error: {exc}"}
+        if reply is None:
+            return  # lost in the network: the WAN's deadline answers
+        alert = reply.pop("alert", None)
         reply["id"] = cid
         with contextlib.suppress(OSError, LinkError):
             await send(reply)
-        if "alert" in reply:
-            with contextlib.suppress(OSError, LinkError):
-                await send(
-                    {
-                        "t": "alert",
-                        "device": message.get("device"),
-                        "rid": message.get("rid"),
-                        "alert_code": reply.pop("alert"),
-                    }
-                )
+        if alert is not None:
+            await self.send_alert(
+                {
+                    "t": "alert",
+                    "device": message.get("device"),
+                    "rid": message.get("rid"),
+                    "alert_code": alert,
+                }
+            )
 
-    async def execute(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def execute(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """One command frame -> the reply frame, or None when the network loses it."""
         try:
             eui = parse_eui(str(message.get("device")))
         except Exception:
-            self.metrics.commands.labels("unknown_device").inc()
+            self.commands.labels("unknown_device").inc()
             return {"t": "err", "code": "E20", "reason": "no device EUI in the command"}
-        device = self.estate.devices.get(eui)
-        if device is None:
-            self.metrics.commands.labels("unknown_device").inc()
+        found = self.index.find(eui)
+        if found is None:
+            self.commands.labels("unknown_device").inc()
             return {"t": "err", "code": "E20", "reason": "device not on this network"}
         frame = message.get("frame")
         if not isinstance(frame, bytes):
             return {"t": "err", "code": "E21", "reason": "command carried no frame"}
-        lock = self.estate.hub_locks.setdefault(device.hub_eui, asyncio.Lock())
-        async with lock:  # one command at a time per Communications Hub
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            digest = hashlib.sha256(frame).digest()
-            try:
-                model = self.estate.model(device)
-                assert device.replies is not None
-                cached = device.replies.get(digest)
-                if cached is not None:
-                    self.metrics.commands.labels("replayed_reply").inc()
-                    return {"t": "rsp", "frame": cached}
-                response = model.handle(frame)
-            except DeviceRefusal as refusal:
-                self.metrics.commands.labels("refused").inc()
-                return {
-                    "t": "err",
-                    "code": "E21",
-                    "alert": refusal.alert_code,
-                    "reason": f"device discarded the command: {refusal.reason}",
-                }
-            device.replies[digest] = response
-            while len(device.replies) > REPLAY_CACHE_SIZE:
-                device.replies.popitem(last=False)
-        self.metrics.commands.labels("response").inc()
+        deadline = float(message.get("deadline_s") or 1e9)
+        record = self.index.record(found)
+        route = self.network.route(
+            eui=eui, hub=record.hub_eui, region=record.region, premises=record.premises
+        )
+        if route.fate is Fate.UNREACHABLE or route.fate is Fate.WAN_ERROR:
+            await asyncio.sleep(min(route.latency_s, deadline))
+            self.commands.labels(str(route.code)).inc()
+            return {"t": "err", "code": route.code, "reason": route.reason}
+        if route.fate is Fate.LOST_DOWN:
+            self.commands.labels("lost").inc()
+            return None
+        latency = route.latency_s + self.fixed_delay_s
+        async with self.hub_locks.hold(record.hub_eui):  # one command at a time per hub
+            if latency >= deadline:
+                await asyncio.sleep(deadline)
+                self.commands.labels("late").inc()
+                return None  # the answer would arrive after the deadline
+            if latency:
+                await asyncio.sleep(latency)
+            reply = self._device_reply(record, frame, route.dlms_result)
+        if route.fate is Fate.LOST_UP:
+            self.commands.labels("lost").inc()
+            return None
+        return reply
+
+    def _device_reply(
+        self, record: DeviceRecord, frame: bytes, dlms_result: int | None
+    ) -> dict[str, Any]:
+        digest = hashlib.sha256(frame).digest()
+        cached = self.replay.get(record.index, digest)
+        if cached is not None:
+            self.commands.labels("replayed_reply").inc()
+            return {"t": "rsp", "frame": cached}
+        try:
+            model = self.models.get(record)
+            if dlms_result is not None and len(frame) > 40:
+                # a forced DLMS failure: the device answers the next command of this use case so
+                code = _message_code(frame)
+                use_case = USE_CASES_BY_CODE.get(code) if code is not None else None
+                if use_case is not None:
+                    model.script_fault(use_case, dlms_result)
+            response = model.handle(frame)
+        except DeviceRefusal as refusal:
+            self.commands.labels("refused").inc()
+            return {
+                "t": "err",
+                "code": "E21",
+                "alert": refusal.alert_code,
+                "reason": f"device discarded the command: {refusal.reason}",
+            }
+        except KeyStoreError as exc:
+            self.commands.labels("no_credentials").inc()
+            return {"t": "err", "code": "E20", "reason": f"device has no credentials: {exc}"}
+        self.replay.put(record.index, digest, response)
+        self.commands.labels("response").inc()
         return {"t": "rsp", "frame": response}
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    async def send_alert(self, alert: dict[str, Any]) -> None:
+        """To one connected WAN link (round robin), else into the outbox until one connects."""
+        self.alert_counts.labels(f"{int(alert.get('alert_code', 0)):#06x}").inc()
+        self.alert_outbox.append(alert)
+        await self._flush_alerts()
+
+    async def _flush_alerts(self) -> None:
+        while self.alert_outbox and self.links:
+            ids = sorted(self.links)
+            link_id = ids[self._next_link % len(ids)]
+            self._next_link += 1
+            alert = self.alert_outbox.popleft()
+            try:
+                await self.links[link_id](alert)
+            except (OSError, LinkError, KeyError):
+                self.alert_outbox.appendleft(alert)
+                self.links.pop(link_id, None)
+
+    def _next_alert_counter(self) -> int:
+        # strictly increasing across restarts: milliseconds since the epoch, or one more
+        self._alert_counter = max(self._alert_counter + 1, int(time.time() * 1000))
+        return self._alert_counter
+
+    def _keys(self, record: DeviceRecord) -> tuple[ec.EllipticCurvePrivateKey, ...]:
+        model = self.models.peek(record.index)
+        if model is not None:
+            return model.ka_private_key, model.ds_private_key
+        ka = self.models.keystore.private_key(record.eui, KeyUsage.KA)
+        ds = self.models.keystore.private_key(record.eui, KeyUsage.DS)
+        assert isinstance(ka, ec.EllipticCurvePrivateKey)
+        assert isinstance(ds, ec.EllipticCurvePrivateKey)
+        return ka, ds
+
+    def device_alert(self, record: DeviceRecord, alert_code: int) -> dict[str, Any]:
+        """An alert frame from ``record``'s device to the ACB (MAC'd); without a frame when the
+        key store holds no keys for the device."""
+        frame: bytes | None = None
+        try:
+            ka, _ = self._keys(record)
+            acb = self.models.keystore.certificate(DCC_EUI, KeyUsage.KA).public_key()
+            assert isinstance(acb, ec.EllipticCurvePublicKey)
+            frame = build_device_alert(
+                device_eui=record.eui,
+                recipient_eui=DCC_EUI,
+                counter=self._next_alert_counter(),
+                alert_code=alert_code,
+                at=self.clock(),
+                device_ka_private=ka,
+                recipient_ka_public=acb,
+            )
+        except KeyStoreError as exc:
+            log.warning("alert without a frame", extra={"reason": str(exc)})
+        return self._alert_message(record, alert_code, frame)
+
+    def _alert_message(
+        self, record: DeviceRecord, alert_code: int, frame: bytes | None
+    ) -> dict[str, Any]:
+        return {
+            "t": "alert",
+            "device": format_eui(record.eui),
+            "hub": format_eui(record.hub_eui),
+            "region": record.region,
+            "premises_id": record.premises_id,
+            "alert_code": alert_code,
+            "frame": frame,
+            "rid": "",
+        }
+
+    # -- outages and resets (the control API calls these) -----------------------------------
+
+    def _meters(self, premises: int) -> list[DeviceRecord]:
+        return [
+            r
+            for r in (self.index.record(i) for i in self.index.premises_devices(premises))
+            if r.device_type is DeviceType.ESME
+        ]
+
+    async def start_outage(self, premises: int, duration_s: float | None = None) -> None:
+        """Power fails at ``premises``: its devices become unreachable (E20), each meter raises
+        Supply interrupted (0x8F57, the last gasp the CSP relays); with ``duration_s`` power
+        comes back by itself after that long."""
+        if premises in self.outages:
+            return
+        outage = Outage(premises, self.clock())
+        self.outages[premises] = outage
+        self.network.premises_outages.add(premises)
+        for meter in self._meters(premises):
+            await self.send_alert(self.device_alert(meter, ALERT_SUPPLY_INTERRUPTED))
+        if duration_s is not None:
+            outage.task = self.spawn(self._end_after(premises, duration_s))
+
+    async def _end_after(self, premises: int, duration_s: float) -> None:
+        await asyncio.sleep(duration_s)
+        await self.end_outage(premises, from_timer=True)
+
+    async def end_outage(self, premises: int, *, from_timer: bool = False) -> bool:
+        """Power returns: devices reachable again and, once each meter has rebooted
+        (``restore_alert_delay_s``), its ECS80 Supply Outage Restored alert (0x8F35, or 0x8F36
+        after 3 minutes or more) carrying the outage's start and end."""
+        outage = self.outages.pop(premises, None)
+        if outage is None:
+            return False
+        if outage.task is not None and not from_timer:
+            outage.task.cancel()
+        self.network.premises_outages.discard(premises)
+        restored = self.clock()
+        self.spawn(self._restored_alerts(premises, outage.started, restored))
+        return True
+
+    async def _restored_alerts(
+        self, premises: int, started: dt.datetime, restored: dt.datetime
+    ) -> None:
+        await asyncio.sleep(self.restore_alert_delay_s)
+        for meter in self._meters(premises):
+            supplier = meter.registrations.get("IS")
+            frame: bytes | None = None
+            try:
+                _, ds = self._keys(meter)
+                if supplier is not None:
+                    frame = build_outage_restored_alert(
+                        device_eui=meter.eui,
+                        supplier_eui=parse_eui(supplier),
+                        counter=self._next_alert_counter(),
+                        started=started,
+                        restored=restored,
+                        at=self.clock(),
+                        device_ds_private=ds,
+                    )
+            except KeyStoreError as exc:
+                log.warning("alert without a frame", extra={"reason": str(exc)})
+            code = 0x8F36 if (restored - started).total_seconds() >= 180 else 0x8F35
+            await self.send_alert(self._alert_message(meter, code, frame))
+
+    def reset_premises(self, premises: int) -> int:
+        """Every device of ``premises`` as new: models, residues, replies and faults dropped, any
+        outage ended without alerts. Returns the number of devices reset."""
+        outage = self.outages.pop(premises, None)
+        if outage is not None and outage.task is not None:
+            outage.task.cancel()
+        self.network.premises_outages.discard(premises)
+        devices = self.index.premises_devices(premises)
+        for i in devices:
+            record = self.index.record(i)
+            self.models.forget(i)
+            self.replay.forget_device(i)
+            self.network.devices.pop(record.eui, None)
+            self.network.offline_hubs.discard(record.hub_eui)
+        return len(devices)
+
+
+def _message_code(frame: bytes) -> int | None:
+    try:
+        message = decode_message(frame)
+    except Exception:
+        return None
+    if isinstance(message, GeneralCiphering):
+        return message.general_signing.message_code
+    return message.message_code
+
+
+def build_server(
+    settings: GatewaySettings, *, clock: Callable[[], dt.datetime] | None = None
+) -> GatewayServer:
+    """The gateway's estate and network model from ``settings`` (no sockets)."""
+    regions: list[str] = list(setting(settings, "gateway_regions", []))
+    index = EstateIndex.from_file(settings.home, regions=regions)
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    models = DeviceModels(
+        index,
+        KeyStore(settings.keystore_dir),
+        now,
+        capacity=int(setting(settings, "gateway_max_models", 20_000)),
+    )
+    overrides: dict[str, dict[str, Any]] = {}
+    network_file = str(setting(settings, "gateway_network_file", ""))
+    if network_file:
+        overrides = json.loads(Path(network_file).read_text()).get("regions", {})
+    seed = int(setting(settings, "gateway_network_seed", -1))
+    network = NetworkModel.from_config(
+        list(regions or REGIONS),
+        profile=str(setting(settings, "gateway_network_profile", "fast")),
+        loss=float(setting(settings, "gateway_loss", 0.0)),
+        overrides=overrides,
+        seed=None if seed < 0 else seed,
+    )
+    return GatewayServer(
+        index,
+        models,
+        network,
+        clock=now,
+        restore_alert_delay_s=float(setting(settings, "gateway_restore_alert_delay_s", 1.0)),
+        fixed_delay_s=settings.gateway_latency_ms / 1000.0,
+    )
 
 
 async def _setup(rt: ServiceRuntime) -> None:
+    from gateway.control import start_control_server
+
     settings = rt.settings
     assert isinstance(settings, GatewaySettings)
     start = time.perf_counter()
-    hosted = Estate(KeyStore(settings.keystore_dir), lambda: dt.datetime.now(dt.UTC))
-    hosted.load(estate.load(settings.home))
-    metrics = GatewayMetrics(rt, hosted)
-    server = GatewayServer(hosted, metrics, settings.gateway_latency_ms / 1000.0)
+    server = build_server(settings)
+    server.attach_metrics(GatewayMetrics(rt, server))
     pki = PkiLayout.of(settings.home)
     ctx = server_ssl_context(
         pki.gateway_server_cert, pki.gateway_server_key, pki.tls_ca, require_client_cert=True
@@ -237,17 +517,32 @@ async def _setup(rt: ServiceRuntime) -> None:
     srv = await asyncio.start_server(
         server.handle_connection, settings.gateway_host, settings.gateway_port, ssl=ctx, backlog=256
     )
+    control_host = str(setting(settings, "gateway_control_host", "127.0.0.1"))
+    wanted = int(setting(settings, "gateway_control_port", DEFAULT_CONTROL_PORT))
+    control, control_port = await start_control_server(
+        server, control_host, wanted, fallback=wanted == DEFAULT_CONTROL_PORT
+    )
+    # where tests and tools find it (the port may be ephemeral)
+    write_atomic(
+        control_file(settings.home),
+        json.dumps({"url": f"http://{control_host}:{control_port}"}).encode(),
+    )
 
     async def close() -> None:
         srv.close()
         await srv.wait_closed()
+        await control.cleanup()
+        for task in list(server.tasks):
+            task.cancel()
 
     rt.cleanups.append(close)
     log.info(
         "SM WAN gateway listening",
         extra={
             "address": f"{settings.gateway_host}:{settings.gateway_port}",
-            "devices": len(hosted.devices),
+            "control": f"http://{control_host}:{control_port}",
+            "devices": len(server.index),
+            "premises": server.index.premises_count,
             "startup_s": round(time.perf_counter() - start, 3),
         },
     )

@@ -131,6 +131,7 @@ class Outbox:
         self.writes = GroupCommit(db)
         self._insert: Any = None
         self._handled: OrderedDict[str, None] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[None]] = {}
         self._fresh: dict[int, OutboxEntry] = {}  # entries enqueued here, so no reload is needed
         self._schedule: list[tuple[float, int]] = []
         self._scheduled: set[int] = set()
@@ -176,6 +177,20 @@ class Outbox:
         if key in self._handled:
             self.metrics.attempts.labels("duplicate").inc()
             return
+        running = self._inflight.get(key)
+        if running is not None:  # the same Response is being delivered right now
+            await asyncio.shield(running)
+            self.metrics.attempts.labels("duplicate").inc()
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = done
+        try:
+            await self._deliver_first(envelope, key, user_id, xml)
+        finally:
+            self._inflight.pop(key, None)
+            done.set_result(None)
+
+    async def _deliver_first(self, envelope: Envelope, key: str, user_id: str, xml: bytes) -> None:
         now = time.time()
         error = await self._send(user_id, xml)
         if error is None:

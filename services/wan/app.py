@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import os
 import ssl
 import time
 from typing import Any
@@ -27,8 +29,74 @@ from dccsim.wanlink import LinkError, encode_frame, read_frame
 log = logging.getLogger(__name__)
 
 
+RECONNECT_INTERVAL_S = 0.25
+
+
 class GatewayUnreachable(ConnectionError):
     pass
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` (or ``host``) as a pair."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host, int(port)
+
+
+class GatewayPool:
+    """One link per gateway emulator, and the route from a command to its gateway.
+
+    ``routes`` maps a CSP region (``North``, ``Central``, ``South``) or a gateway name to
+    ``host:port``. A command goes to the gateway its inventory record names (``gateway``, a
+    name in ``routes`` or ``host:port``), else to its ``csp_region``'s, else to ``default``.
+    """
+
+    def __init__(
+        self,
+        default: tuple[str, int],
+        routes: dict[str, str],
+        make_link: Any,
+    ) -> None:
+        self.default = default
+        self.routes = {name: parse_address(addr, default[1]) for name, addr in routes.items()}
+        self._make_link = make_link
+        self.links: dict[tuple[str, int], GatewayLink] = {}
+
+    def address_for(self, body: dict[str, Any]) -> tuple[str, int]:
+        gateway = body.get("gateway")
+        if isinstance(gateway, str) and gateway:
+            if gateway in self.routes:
+                return self.routes[gateway]
+            if ":" in gateway:
+                return parse_address(gateway, self.default[1])
+        region = body.get("csp_region")
+        if isinstance(region, str) and region in self.routes:
+            return self.routes[region]
+        return self.default
+
+    def link_for(self, body: dict[str, Any]) -> GatewayLink:
+        address = self.address_for(body)
+        link = self.links.get(address)
+        if link is None:
+            link = self.links[address] = self._make_link(*address)
+        return link
+
+    async def connect_all(self) -> None:
+        """Open a link to every known gateway now (so their alerts flow before any command)."""
+        for address in {self.default, *self.routes.values()}:
+            link = self.links.get(address)
+            if link is None:
+                link = self.links[address] = self._make_link(*address)
+            link.start_keepalive()
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for link in self.links.values() if link.connected)
+
+    async def close(self) -> None:
+        for link in self.links.values():
+            await link.close()
 
 
 class GatewayLink:
@@ -52,6 +120,8 @@ class GatewayLink:
         self._reader_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.connected = False
+        self.resends = 0  # commands sent again after a lost link
+        self._keepalive: asyncio.Task[None] | None = None
 
     async def _connect(self) -> asyncio.StreamWriter:
         async with self._lock:
@@ -95,29 +165,61 @@ class GatewayLink:
             self._pending.clear()
 
     async def send(self, command: dict[str, Any], deadline_s: float) -> dict[str, Any]:
-        """Send one command and wait for its answer; the deadline covers reconnecting too."""
+        """Send one command and wait for its answer; the deadline covers reconnecting too.
+
+        A link lost while the command is in flight (the gateway restarted, the network broke)
+        does not end it: the same command is sent again on a new connection until the
+        deadline, and the gateway answers a command it already executed from its replay cache.
+        Raises GatewayUnreachable when no connection could be made before the deadline and
+        TimeoutError when the gateway never answered.
+        """
         loop = asyncio.get_running_loop()
         give_up = loop.time() + deadline_s
         while True:
             try:
                 writer = await self._connect()
-                break
             except GatewayUnreachable:
-                if loop.time() + 0.5 >= give_up:
+                if loop.time() + RECONNECT_INTERVAL_S >= give_up:
                     raise
-                await asyncio.sleep(0.5)
-        deadline_s = max(0.001, give_up - loop.time())
-        cid = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[cid] = future
-        try:
-            writer.write(encode_frame({**command, "t": "cmd", "id": cid, "deadline_s": deadline_s}))
-            await writer.drain()
-            return await asyncio.wait_for(future, deadline_s)
-        finally:
-            self._pending.pop(cid, None)
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+                continue
+            remaining = max(0.001, give_up - loop.time())
+            cid = next(self._ids)
+            future: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._pending[cid] = future
+            try:
+                writer.write(
+                    encode_frame({**command, "t": "cmd", "id": cid, "deadline_s": remaining})
+                )
+                await writer.drain()
+                return await asyncio.wait_for(future, remaining)
+            except (GatewayUnreachable, ConnectionError, OSError) as exc:
+                self.resends += 1
+                if loop.time() + RECONNECT_INTERVAL_S >= give_up:
+                    raise TimeoutError(f"gateway link lost and not back in time: {exc}") from exc
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+            finally:
+                self._pending.pop(cid, None)
+
+    def start_keepalive(self) -> None:
+        """Keep a connection open, reconnecting when it drops, so unsolicited alerts arrive
+        even while no command is in flight."""
+        if self._keepalive is None:
+            self._keepalive = asyncio.create_task(self._keep_connected())
+
+    async def _keep_connected(self) -> None:
+        while True:
+            try:
+                await self._connect()
+            except GatewayUnreachable:
+                pass
+            await asyncio.sleep(RECONNECT_INTERVAL_S * 4)
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(BaseException):
+                await self._keepalive
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
@@ -127,7 +229,7 @@ class GatewayLink:
 
 
 class WanMetrics:
-    def __init__(self, rt: ServiceRuntime, link: GatewayLink) -> None:
+    def __init__(self, rt: ServiceRuntime, pool: GatewayPool) -> None:
         r = rt.metrics.registry
         self.outcomes = Counter(
             "dccsim_wan_commands", "Commands sent to devices, by outcome", ["outcome"], registry=r
@@ -138,10 +240,22 @@ class WanMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 25),
             registry=r,
         )
-        connected = Gauge(
-            "dccsim_wan_gateway_connected", "1 while the gateway link is up", registry=r
-        )
-        connected.set_function(lambda: 1.0 if link.connected else 0.0)
+        self.alerts = Counter("dccsim_wan_alerts", "Unsolicited alerts published", registry=r)
+        Gauge(
+            "dccsim_wan_gateway_connected", "Gateway links currently up", registry=r
+        ).set_function(lambda: float(pool.connected))
+        Gauge(
+            "dccsim_wan_resends", "Commands sent again after a lost gateway link", registry=r
+        ).set_function(lambda: float(sum(link.resends for link in pool.links.values())))
+
+
+def _setting(settings: WanSettings, name: str, default: Any) -> Any:
+    """A wan setting: the settings field once config.py has it, else ``DCCSIM_<NAME>`` (JSON)."""
+    value = getattr(settings, name, None)
+    if value is not None:
+        return value
+    raw = os.environ.get(f"DCCSIM_{name.upper()}")
+    return default if raw is None else json.loads(raw)
 
 
 async def _setup(rt: ServiceRuntime) -> None:
@@ -149,28 +263,37 @@ async def _setup(rt: ServiceRuntime) -> None:
     assert isinstance(settings, WanSettings)
     pki = PkiLayout.of(settings.home)
     ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
+    metrics: WanMetrics | None = None
 
     async def on_alert(message: dict[str, Any]) -> None:
         await rt.bus.publish(
             GBCS_ALERT,
             Envelope(
                 "gbcs.alert",
-                str(message.get("rid", "")),
-                {"device_eui": message.get("device"), "frame": message.get("frame")},
+                str(message.get("rid") or ""),
+                {
+                    "device_eui": message.get("device"),
+                    "hub_eui": message.get("hub"),
+                    "csp_region": message.get("region"),
+                    "alert_code": message.get("alert_code"),
+                    "frame": message.get("frame"),
+                },
             ),
         )
+        if metrics is not None:
+            metrics.alerts.inc()
 
-    link = GatewayLink(
-        settings.wan_gateway_host,
-        settings.wan_gateway_port,
-        ctx,
-        settings.wan_connect_timeout_s,
-        on_alert,
-    )
-    rt.cleanups.append(link.close)
-    metrics = WanMetrics(rt, link)
+    def make_link(host: str, port: int) -> GatewayLink:
+        return GatewayLink(host, port, ctx, settings.wan_connect_timeout_s, on_alert)
+
+    routes: dict[str, str] = dict(_setting(settings, "wan_gateways", {}))
+    pool = GatewayPool((settings.wan_gateway_host, settings.wan_gateway_port), routes, make_link)
+    rt.cleanups.append(pool.close)
+    metrics = WanMetrics(rt, pool)
+    await pool.connect_all()
 
     async def on_command(env: Envelope) -> None:
+        assert metrics is not None
         body = env.body
         passthrough = {
             k: body.get(k)
@@ -179,6 +302,7 @@ async def _setup(rt: ServiceRuntime) -> None:
         deadline = settings.wan_deadline_s
         start = time.perf_counter()
         outcome: dict[str, Any]
+        link = pool.link_for(body)
         try:
             reply = await link.send(
                 {
@@ -198,8 +322,9 @@ async def _setup(rt: ServiceRuntime) -> None:
                     "reason": str(reply.get("reason", "")),
                 }
                 metrics.outcomes.labels(outcome["error"]).inc()
-        except TimeoutError:
-            outcome = {"error": "E21", "reason": f"no response within {deadline:g} s"}
+        except TimeoutError as exc:
+            reason = str(exc) or f"no response within {deadline:g} s"
+            outcome = {"error": "E21", "reason": reason}
             metrics.outcomes.labels("E21").inc()
         except GatewayUnreachable as exc:
             outcome = {"error": "E20", "reason": str(exc)}
