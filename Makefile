@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export DCCSIM_HOME ?= $(CURDIR)/var
 
-.PHONY: run test lint bench soak venv broker clean
+.PHONY: run test lint bench soak loadtest venv broker clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: venv broker
 
 soak: venv broker
 	$(BIN)/python -m pytest -m slow -p no:randomly
+
+## Load test a running installation (`make run` seeded with --suppliers) with locust.
+loadtest: venv
+	$(BIN)/python -m pip install -q -e '.[load]'
+	$(BIN)/locust -f loadtests/locustfile.py --headless -u $${USERS:-8} -r $${USERS:-8} \
+		-t $${DURATION:-60s} --host https://127.0.0.1:8443 --only-summary
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

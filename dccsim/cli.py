@@ -121,7 +121,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from dccsim.seed import seed_demo
 
     t0 = time.perf_counter()
-    result = seed_demo(_home(), premises=args.premises, response_url=args.response_url)
+    result = seed_demo(
+        _home(), premises=args.premises, response_url=args.response_url, suppliers=args.suppliers
+    )
     print(
         f"demo estate: {result.premises} premises, {result.devices} devices "
         f"({time.perf_counter() - t0:.1f} s); demo Supplier bundle: {result.supplier_bundle}"
@@ -148,8 +150,16 @@ def _wait_ready(name: str, port: int, proc: subprocess.Popen[bytes], timeout: fl
 def cmd_up(args: argparse.Namespace) -> int:
     from dccsim.seed import seed_demo
 
+    from dccsim import estate
+
     home = _home()
-    result = seed_demo(home, premises=args.premises)
+    current = estate.load(home)
+    if current and args.premises is None:
+        # Keep the estate already seeded (by `dccsim seed` or `dccsim estate seed`).
+        suppliers = len({p.registrations.get("IS") for p in current} - {None})
+        result = seed_demo(home, premises=None, suppliers=max(1, suppliers))
+    else:
+        result = seed_demo(home, premises=args.premises or 3)
     print(f"PKI and demo estate ready ({result.premises} premises, {result.devices} devices)")
     stop = False
 
@@ -330,7 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start every service, print the endpoints")
-    up.add_argument("--premises", type=int, default=3, help="demo estate size (default 3)")
+    up.add_argument(
+        "--premises",
+        type=int,
+        default=None,
+        help="demo estate size (default: keep the seeded estate, or 3)",
+    )
     up.add_argument("--ready-timeout", type=float, default=60.0)
     up.set_defaults(func=cmd_up)
 
@@ -343,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed", help="the demo participant and estate")
     seed.add_argument("--premises", type=int, default=3)
     seed.add_argument("--response-url")
+    seed.add_argument(
+        "--suppliers",
+        type=int,
+        default=1,
+        help="demo Suppliers sharing the premises round robin (default 1)",
+    )
     seed.set_defaults(func=cmd_seed)
 
     send = sub.add_parser("send", help="send a signed Service Request as a participant")

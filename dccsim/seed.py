@@ -77,10 +77,11 @@ def supplier_id(index: int) -> str:
 
 
 def seed_demo(
-    home: Path, *, premises: int = 3, response_url: str | None = None, suppliers: int = 1
+    home: Path, *, premises: int | None = 3, response_url: str | None = None, suppliers: int = 1
 ) -> SeedResult:
     """The demo installation: PKI, ``suppliers`` demo Suppliers (the first is "the" demo
-    Supplier) and ``premises`` premises shared among them round robin."""
+    Supplier) and ``premises`` premises shared among them round robin. ``premises=None``
+    keeps whatever estate is already seeded (only making sure its device credentials exist)."""
     if not 1 <= suppliers <= 256:
         raise ValueError("suppliers must be 1..256")
     layout = init_pki(home)
@@ -97,10 +98,11 @@ def seed_demo(
     bundle = bundles[0]
     euis = [supplier_eui(i) for i in range(suppliers)]
     current = estate.load(home)
-    wanted = estate.demo_estate(premises, supplier_euis=euis)
-    if current != wanted:
-        current = wanted
-        estate.save(home, current)
+    if premises is not None:
+        wanted = estate.demo_estate(premises, supplier_euis=euis)
+        if current != wanted:
+            current = wanted
+            estate.save(home, current)
     devices = [parse_eui(d.eui) for p in current for d in p.devices]
     issue_devices(home, devices)
     return SeedResult(layout, bundle, len(current), len(devices))
