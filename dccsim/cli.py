@@ -148,9 +148,8 @@ def _wait_ready(name: str, port: int, proc: subprocess.Popen[bytes], timeout: fl
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from dccsim.seed import seed_demo
-
     from dccsim import estate
+    from dccsim.seed import seed_demo
 
     home = _home()
     current = estate.load(home)
