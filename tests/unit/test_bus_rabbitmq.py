@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
@@ -176,3 +177,49 @@ async def test_topology_restored_after_connection_cut(bus: Bus, vhost: tuple[str
     await asyncio.sleep(0.5)
     await bus.publish(SR_ACCEPTED, Envelope("sr", "A:B:9", {}))
     await wait_for(lambda: "A:B:9" in seen, 15)
+
+
+async def test_quorum_queues_carry_work_and_dead_letter(vhost: tuple[str, str]) -> None:
+    settings = CommonSettings(amqp_url=vhost[1], max_redeliveries=0, queue_type="quorum")
+    b = Bus(settings, ServiceMetrics("test"), name="test-bus-quorum")
+    await b.connect()
+    try:
+        seen: list[str] = []
+
+        async def handler(env: Envelope) -> None:
+            seen.append(env.request_id)
+            if env.body.get("fail"):
+                raise RuntimeError("boom")
+
+        b.consume(TRANSFORM_REQUESTS, handler)
+        await b.publish(SR_ACCEPTED, Envelope("sr", "Q:1", {}))
+        await b.publish(SR_ACCEPTED, Envelope("sr", "Q:2", {"fail": True}))
+        await wait_for(lambda: len(seen) >= 2)
+        await wait_for(
+            lambda: (
+                sample(
+                    b.metrics,
+                    "dccsim_consumer_messages_processed_total",
+                    queue="transform.requests",
+                    outcome="dead_letter",
+                )
+                == 1
+            )
+        )
+        dead = await dlq_messages(vhost[1], "transform.requests.dlq")
+        assert [e.request_id for e in dead] == ["Q:2"]
+        types = dict(
+            line.split("\t")[:2]
+            for line in subprocess.run(
+                ["rabbitmqctl", "-q", "list_queues", "-p", vhost[0], "name", "type"],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.splitlines()
+            if "\t" in line
+        )
+        assert types["transform.requests"] == "quorum"
+        assert types["transform.requests.dlq"] == "quorum"
+    finally:
+        await b.close()
