@@ -14,6 +14,7 @@ written without the service prefix::
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from enum import StrEnum
@@ -162,6 +163,10 @@ class InventorySettings(CommonSettings):
     section: ClassVar[str] = "inventory"
     inventory_metrics_port: int = 9103
     inventory_db_url: str | None = None
+    inventory_initial_delivery_date: dt.date = Field(
+        default=dt.date(2027, 1, 1), description="the first Communications Hub delivery month"
+    )
+    inventory_rollout_tolerance: float = Field(default=0.05, ge=0, lt=1)
 
 
 class WanSettings(CommonSettings):

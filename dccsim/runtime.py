@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -93,6 +94,10 @@ async def run_service(
         if use_bus:
             await bus.connect()
         await setup(rt)
+        # Long-lived objects made at start (keys, schemas, caches) leave the GC's view, and
+        # young collections run less often: fewer pauses in the request path's tail latency.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         started.set()
         log.info("service ready", extra={"metrics_port": metrics_port})
         await rt.stopping.wait()

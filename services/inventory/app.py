@@ -10,6 +10,10 @@ The non-device SRVs, eligibility, registration data and the lifecycle: see
 (``eligibility.check``, ``inventory.read`` 8.2, ``device.decommission`` 8.3, ``inventory.update``
 8.4, ``hub.status_update`` 8.14.1-4, ``wan.matrix`` 12.1, ``device.prenotify`` 12.2,
 ``registration.set``, ``registration.history``, ``device.transition``, ``device.history``).
+Communications Hub ordering (``ch.window``, ``ch.location.add``, ``ch.locations.list``,
+``ch.forecast.submit``, ``ch.forecasts.list``, ``ch.order.submit``, ``ch.delivery.record``,
+``ch.orders.list``): see ``services.inventory.ch_orders``. Roll-out reporting
+(``rollout.milestone.set``, ``rollout.report``): see ``services.inventory.rollout``.
 
 Every change publishes ``inventory.changed {eui}`` for each device whose record changed, so the
 gateways' caches drop stale entries.
@@ -18,6 +22,7 @@ gateways' caches drop stale entries.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from typing import Any
 
@@ -27,14 +32,37 @@ from dccsim.bus.topology import INVENTORY_CHANGED, INVENTORY_REQUESTS
 from dccsim.config import InventorySettings
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.smi import DeviceStatus
+from services.inventory.ch_orders import CommunicationsHubOrdering, HubOrderingRequests
 from services.inventory.requests import InventoryRequests
+from services.inventory.rollout import DEFAULT_TOLERANCE, RolloutReporting, RolloutRequests
 from services.inventory.store import SmartMeteringInventory
 
 log = logging.getLogger(__name__)
+# Until InventorySettings carries ``inventory_initial_delivery_date``.
+DEFAULT_INITIAL_DELIVERY_DATE = dt.date(2027, 1, 1)
 
 
 def inventory_url(settings: InventorySettings) -> str:
     return settings.inventory_db_url or settings.sqlite_url("inventory")
+
+
+def initial_delivery_date(settings: InventorySettings) -> dt.date:
+    """The Initial Delivery Date: the first month hubs can be forecast and ordered for."""
+    value = getattr(settings, "inventory_initial_delivery_date", DEFAULT_INITIAL_DELIVERY_DATE)
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def hub_ordering(
+    store: SmartMeteringInventory, settings: InventorySettings
+) -> CommunicationsHubOrdering:
+    return CommunicationsHubOrdering(store, initial_delivery_date=initial_delivery_date(settings))
+
+
+def rollout_reporting(
+    store: SmartMeteringInventory, settings: InventorySettings
+) -> RolloutReporting:
+    tolerance = float(getattr(settings, "inventory_rollout_tolerance", DEFAULT_TOLERANCE))
+    return RolloutReporting(store, default_tolerance=tolerance)
 
 
 async def _setup(rt: ServiceRuntime) -> None:
@@ -67,6 +95,8 @@ async def _setup(rt: ServiceRuntime) -> None:
         return {"ok": True}
 
     requests = InventoryRequests(store, on_change=publish_changes)
+    ordering = HubOrderingRequests(hub_ordering(store, settings), on_change=publish_changes)
+    rollout = RolloutRequests(rollout_reporting(store, settings))
 
     def over_bus(method: Any) -> Any:
         async def handler(env: Envelope) -> dict[str, Any]:
@@ -75,7 +105,8 @@ async def _setup(rt: ServiceRuntime) -> None:
 
         return handler
 
-    handlers = {name: over_bus(m) for name, m in requests.methods().items()}
+    methods = requests.methods() | ordering.methods() | rollout.methods()
+    handlers = {name: over_bus(m) for name, m in methods.items()}
     handlers |= {"device.lookup": lookup, "device.set_status": set_status}
     rt.bus.serve_rpc(INVENTORY_REQUESTS, handlers)
 

@@ -5,13 +5,29 @@ creates premises 1..N (hub CHF + GPF, ESME, GSME, IHD, MPAN, MPRN, registrations
 Suppliers) in the inventory database (``inventory_db_url`` or ``$DCCSIM_HOME/data/inventory.db``),
 writes the same estate to ``$DCCSIM_HOME/estate.json`` for the gateway emulator, and with
 ``--certificates`` issues every device's SMKI certificates (much slower).
+
+Communications Hub ordering and roll-out reporting run the same methods as the RPC interface
+(``services.inventory.ch_orders``, ``services.inventory.rollout``) on the inventory database and
+print the reply as JSON; a refusal prints its reason and window and exits 1::
+
+    dccsim estate ch-window --month 2027-11
+    dccsim estate ch-location --party EUI --id DEPOT1 --postcode "EH1 1AA" --region North
+    dccsim estate ch-forecast --party EUI --month 2027-11 --quantity North=100 [--at ISO]
+    dccsim estate ch-order --party EUI --month 2027-11 --location DEPOT1 --quantity 100
+    dccsim estate ch-deliver --order 1 [--quantity 40]
+    dccsim estate ch-orders [--party EUI] [--month 2027-11]
+    dccsim estate rollout-milestone --supplier EUI --year 2027 --electricity N --gas N
+    dccsim estate rollout-report --year 2027 [--supplier EUI] [--csv FILE | --csv -]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from dccsim import config
@@ -64,6 +80,189 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return code
 
 
+async def _ordering_call(
+    settings: config.InventorySettings, method: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one ``ch.*`` or ``rollout.*`` method on the inventory database."""
+    from services.inventory.app import hub_ordering, inventory_url, rollout_reporting
+    from services.inventory.ch_orders import HubOrderingRequests
+    from services.inventory.rollout import RolloutRequests
+    from services.inventory.store import SmartMeteringInventory
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    inventory = SmartMeteringInventory(inventory_url(settings))
+    try:
+        await inventory.create_schema()
+        methods = (
+            HubOrderingRequests(hub_ordering(inventory, settings)).methods()
+            | RolloutRequests(rollout_reporting(inventory, settings)).methods()
+        )
+        return await methods[method](body)
+    finally:
+        await inventory.close()
+
+
+def _run(method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    reply = asyncio.run(_ordering_call(config.InventorySettings(), method, body))
+    return (0 if reply.get("code") == "I0" else 1), reply
+
+
+def _print(method: str, body: dict[str, Any]) -> int:
+    code, reply = _run(method, body)
+    print(json.dumps(reply, indent=2), file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def cmd_ch_window(args: argparse.Namespace) -> int:
+    return _print("ch.window", {"delivery_month": args.month})
+
+
+def cmd_ch_location(args: argparse.Namespace) -> int:
+    body = _given(
+        party=args.party,
+        location_id=args.id,
+        name=args.name,
+        postcode=args.postcode,
+        csp_region=args.region,
+    )
+    return _print("ch.location.add", body)
+
+
+def _quantities(pairs: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pair in pairs:
+        region, sep, n = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--quantity takes REGION=N, not {pair!r}")
+        out[region] = int(n)
+    return out
+
+
+def cmd_ch_forecast(args: argparse.Namespace) -> int:
+    body = _given(
+        party=args.party,
+        delivery_month=args.month,
+        quantities=_quantities(args.quantity),
+        submitted_at=args.at,
+    )
+    return _print("ch.forecast.submit", body)
+
+
+def cmd_ch_order(args: argparse.Namespace) -> int:
+    body = _given(
+        party=args.party,
+        delivery_month=args.month,
+        location_id=args.location,
+        quantity=args.quantity,
+        hub_variant=args.variant,
+        submitted_at=args.at,
+    )
+    return _print("ch.order.submit", body)
+
+
+def cmd_ch_deliver(args: argparse.Namespace) -> int:
+    body = _given(order_id=args.order, quantity=args.quantity, delivered_at=args.at)
+    return _print("ch.delivery.record", body)
+
+
+def cmd_ch_orders(args: argparse.Namespace) -> int:
+    return _print("ch.orders.list", _given(party=args.party, delivery_month=args.month))
+
+
+def cmd_rollout_milestone(args: argparse.Namespace) -> int:
+    body = _given(
+        supplier=args.supplier,
+        year=args.year,
+        electricity=args.electricity,
+        gas=args.gas,
+        tolerance=args.tolerance,
+    )
+    return _print("rollout.milestone.set", body)
+
+
+def cmd_rollout_report(args: argparse.Namespace) -> int:
+    from services.inventory.rollout import csv_from_wire
+
+    if args.csv is None:
+        return _print("rollout.report", _given(year=args.year, supplier=args.supplier))
+    code, reply = _run("rollout.report", _given(year=args.year, supplier=args.supplier))
+    if code != 0:
+        print(json.dumps(reply, indent=2), file=sys.stderr)
+        return code
+    text = csv_from_wire(reply["suppliers"])
+    if args.csv == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.csv).write_text(text, encoding="utf-8")
+        print(f"roll-out report {args.year}: {len(reply['suppliers'])} suppliers -> {args.csv}")
+    return 0
+
+
+def _register_ordering(group_sub: Any) -> None:
+    window = group_sub.add_parser("ch-window", help="the submission window for a delivery month")
+    window.add_argument("--month", required=True, help="delivery month YYYY-MM")
+    window.set_defaults(func=cmd_ch_window)
+
+    location = group_sub.add_parser(
+        "ch-location", help="add a Communications Hub delivery location"
+    )
+    location.add_argument("--party", required=True, help="the ordering Party's EUI")
+    location.add_argument("--id", required=True, help="the location's identifier")
+    location.add_argument("--name", help="a name (default: the identifier)")
+    location.add_argument("--postcode", required=True)
+    location.add_argument("--region", required=True, help="CSP region: North, Central, South")
+    location.set_defaults(func=cmd_ch_location)
+
+    forecast = group_sub.add_parser(
+        "ch-forecast", help="submit a monthly Communications Hub forecast"
+    )
+    forecast.add_argument("--party", required=True)
+    forecast.add_argument("--month", required=True, help="delivery month YYYY-MM")
+    forecast.add_argument(
+        "--quantity", action="append", required=True, help="REGION=N, once per CSP region"
+    )
+    forecast.add_argument("--at", help="submission time, ISO 8601 (default now)")
+    forecast.set_defaults(func=cmd_ch_forecast)
+
+    order = group_sub.add_parser("ch-order", help="order Communications Hubs for a delivery month")
+    order.add_argument("--party", required=True)
+    order.add_argument("--month", required=True, help="delivery month YYYY-MM")
+    order.add_argument("--location", required=True, help="one of the Party's delivery locations")
+    order.add_argument("--quantity", type=int, required=True)
+    order.add_argument("--variant", help="hub variant (default standard)")
+    order.add_argument("--at", help="submission time, ISO 8601 (default now)")
+    order.set_defaults(func=cmd_ch_order)
+
+    deliver = group_sub.add_parser("ch-deliver", help="deliver an order's hubs into the inventory")
+    deliver.add_argument("--order", type=int, required=True, help="order id")
+    deliver.add_argument("--quantity", type=int, help="hubs delivered (default: all outstanding)")
+    deliver.add_argument("--at", help="delivery time, ISO 8601 (default now)")
+    deliver.set_defaults(func=cmd_ch_deliver)
+
+    orders = group_sub.add_parser("ch-orders", help="orders, deliveries and returns")
+    orders.add_argument("--party")
+    orders.add_argument("--month", help="delivery month YYYY-MM")
+    orders.set_defaults(func=cmd_ch_orders)
+
+    milestone = group_sub.add_parser("rollout-milestone", help="set a Supplier's annual milestone")
+    milestone.add_argument("--supplier", required=True)
+    milestone.add_argument("--year", type=int, required=True)
+    milestone.add_argument("--electricity", type=int, required=True)
+    milestone.add_argument("--gas", type=int, required=True)
+    milestone.add_argument("--tolerance", type=float, help="fraction, e.g. 0.05 (default setting)")
+    milestone.set_defaults(func=cmd_rollout_milestone)
+
+    report = group_sub.add_parser("rollout-report", help="Relevant Meters installed per Supplier")
+    report.add_argument("--year", type=int, required=True)
+    report.add_argument("--supplier")
+    report.add_argument("--csv", help="write CSV to FILE ('-' for stdout) instead of JSON")
+    report.set_defaults(func=cmd_rollout_report)
+
+
 def register(sub: Any) -> None:
     """Add the ``estate`` command group to the dccsim CLI."""
     group = sub.add_parser("estate", help="the test estate in the Smart Metering Inventory")
@@ -79,3 +278,4 @@ def register(sub: Any) -> None:
         "--certificates", action="store_true", help="also issue device certificates (slow)"
     )
     seed.set_defaults(func=cmd_seed)
+    _register_ordering(group_sub)

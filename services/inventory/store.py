@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     String,
@@ -133,6 +134,81 @@ class RegistrationPeriod(Base):
     valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     reason: Mapped[str] = mapped_column(String(64), default="")
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- Communications Hub ordering (rules and methods in services.inventory.ch_orders) ---------
+
+
+class DeliveryLocation(Base):
+    """Where a Party has Communications Hubs delivered; its CSP region is the hubs' region."""
+
+    __tablename__ = "ch_delivery_locations"
+    location_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    party: Mapped[str] = mapped_column(String(23), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    postcode: Mapped[str] = mapped_column(String(10))
+    csp_region: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HubForecast(Base):
+    """A Party's forecast of hubs for one delivery month and CSP region; a later forecast for the
+    same month and region supersedes the earlier one (kept, flagged)."""
+
+    __tablename__ = "ch_forecasts"
+    __table_args__ = (Index("ix_ch_forecast_party_month", "party", "delivery_month"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party: Mapped[str] = mapped_column(String(23))
+    delivery_month: Mapped[str] = mapped_column(String(7))  # "YYYY-MM"
+    csp_region: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class HubOrder(Base):
+    __tablename__ = "ch_orders"
+    __table_args__ = (Index("ix_ch_order_party_month", "party", "delivery_month"),)
+    order_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party: Mapped[str] = mapped_column(String(23))
+    delivery_month: Mapped[str] = mapped_column(String(7))
+    location_id: Mapped[str] = mapped_column(String(32))
+    hub_variant: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HubDelivery(Base):
+    __tablename__ = "ch_deliveries"
+    delivery_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(Integer, index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeliveredHub(Base):
+    """One delivered Communications Hub: its CHF and GPF, and the delivery that brought it."""
+
+    __tablename__ = "ch_delivered_hubs"
+    chf_eui: Mapped[str] = mapped_column(String(23), primary_key=True)
+    gpf_eui: Mapped[str] = mapped_column(String(23), unique=True)
+    delivery_id: Mapped[int] = mapped_column(Integer, index=True)
+    order_id: Mapped[int] = mapped_column(Integer, index=True)
+
+
+# --- roll-out reporting (services.inventory.rollout) ---------------------------------------
+
+
+class RolloutMilestone(Base):
+    """A Supplier's annual milestone: Relevant Electricity / Gas Meters to install in ``year``;
+    ``tolerance`` (a fraction) overrides the default when set."""
+
+    __tablename__ = "rollout_milestones"
+    supplier: Mapped[str] = mapped_column(String(23), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    electricity: Mapped[int] = mapped_column(Integer)
+    gas: Mapped[int] = mapped_column(Integer)
+    tolerance: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 @dataclass(frozen=True)
