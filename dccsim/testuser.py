@@ -9,6 +9,7 @@ receive``, the end-to-end tests, the benchmark and the locust load tests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
@@ -23,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.duis import xmldsig
 from dccsim.duis.catalogue import lookup
-from dccsim.duis.requestid import RequestId, parse_eui
+from dccsim.duis.requestid import RequestId, format_eui, parse_eui
 from dccsim.duis.xml import DuisResponse, build_service_request, parse_response, to_bytes
+from dccsim.gbcs.crypto import ecdsa_sign_raw
 from dccsim.pki.dccki import client_ssl_context, server_ssl_context
 from dccsim.pki.files import load_certificate, load_private_key
 
@@ -60,6 +62,42 @@ class TestUser:
             xml_key=key,
             xml_cert=load_certificate(bundle / "xml-sign.pem"),
         )
+
+    def ds_key(self) -> ec.EllipticCurvePrivateKey:
+        """The participant's SMKI Digital Signing key (``ds.key``): it signs Pre-Commands."""
+        key = load_private_key(self.bundle / "ds.key")
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{self.bundle}/ds.key is not an EC private key")
+        return key
+
+    def sign_pre_command(self, pre_command: bytes) -> bytes:
+        """The Signed Pre-Command: ``pre_command`` + ``40`` + the DS signature (r‖s) over
+        everything after its leading ``DF`` (GBCS General Signing)."""
+        return pre_command + b"\x40" + ecdsa_sign_raw(self.ds_key(), pre_command[1:])
+
+    def signed_pre_command_request(
+        self,
+        srv: str,
+        request_id: RequestId,
+        signed_pre_command: bytes,
+        *,
+        command_variant: int = 5,
+    ) -> bytes:
+        """The signed CV 5 (6, 7) request carrying ``signed_pre_command``, with the RequestID of
+        the CV 4 request its Pre-Command answered."""
+        payload = base64.b64encode(signed_pre_command).decode("ascii")
+        body = (
+            f'<sr:SignedPreCommand xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+            f"<sr:GBCSPayload>{payload}</sr:GBCSPayload></sr:SignedPreCommand>"
+        ).encode()
+        _, document = self.service_request(
+            srv,
+            format_eui(request_id.target),
+            command_variant=command_variant,
+            body_xml=body,
+            request_id=request_id,
+        )
+        return document
 
     def client_ssl(self) -> ssl.SSLContext:
         b = self.bundle

@@ -247,6 +247,7 @@ class DeviceModels:
         self._residues: dict[int, Residue] = {}
         self._acb_ka: ec.EllipticCurvePublicKey | None = None
         self._party_ka: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
+        self._party_ds_keys: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
         self.built = 0
         self.evicted = 0
 
@@ -269,6 +270,17 @@ class DeviceModels:
             except KeyStoreError:
                 self._party_ka[eui] = None
         return self._party_ka[eui]
+
+    def _party_ds(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
+        if eui not in self._party_ds_keys:
+            key: ec.EllipticCurvePublicKey | None = None
+            try:
+                public = self.keystore.certificate(eui, KeyUsage.DS).public_key()
+                key = public if isinstance(public, ec.EllipticCurvePublicKey) else None
+            except KeyStoreError:
+                key = None
+            self._party_ds_keys[eui] = key
+        return self._party_ds_keys[eui]
 
     def _private(self, eui: bytes, usage: KeyUsage) -> ec.EllipticCurvePrivateKey:
         key = self.keystore.private_key(eui, usage)
@@ -318,7 +330,8 @@ class DeviceModels:
             user_eui = _parse_eui_bytes(user)
             ka = self._party(user_eui)
             if ka is not None:
-                parties[user_eui] = RemoteParty(user_eui, ka)
+                # The DS key lets the meter check the User's signature on critical commands.
+                parties[user_eui] = RemoteParty(user_eui, ka, self._party_ds(user_eui))
         return Esme(
             eui=record.eui,
             ka_private_key=self._private(record.eui, KeyUsage.KA),

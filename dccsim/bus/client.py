@@ -84,6 +84,7 @@ class Bus:
         self._rpc_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._rpc_exchange: AbstractExchange | None = None
+        self._events_exchange: AbstractExchange | None = None
         self._reply_queue: AbstractQueue | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._consumers: list[_Consumer] = []
@@ -202,7 +203,9 @@ class Bus:
         """Publish a transient change event to the events exchange (cache invalidation)."""
         if self._publish_channel is None:
             raise RuntimeError("bus not connected")
-        events = await self._publish_channel.get_exchange("dccsim.events")
+        if self._events_exchange is None:  # get_exchange is a broker round trip: once only
+            self._events_exchange = await self._publish_channel.get_exchange("dccsim.events")
+        events = self._events_exchange
         message = aio_pika.Message(envelope.encode(), content_type="application/msgpack")
         await events.publish(message, routing_key=routing_key, mandatory=False)
 

@@ -38,12 +38,14 @@ GBCS_RESPONSE = "gbcs.response"  # wan -> transform: a device response, or E20/E
 GBCS_ALERT = "gbcs.alert"  # wan -> transform: an unsolicited device alert
 DUIS_RESPONSE = "duis.response"  # transform -> user_gateway delivery: a signed DUIS Response
 INVENTORY_RPC = "rpc.inventory"  # RPC requests to the inventory
+TRANSFORM_RPC = "rpc.transform"  # RPC requests to transform (CV 4: build the Pre-Command)
 
 TRANSFORM_REQUESTS = WorkQueue("transform.requests", (SR_ACCEPTED,))
 TRANSFORM_RESPONSES = WorkQueue("transform.responses", (GBCS_RESPONSE, GBCS_ALERT))
 WAN_COMMANDS = WorkQueue("wan.commands", (GBCS_COMMAND,))
 DELIVERY_OUTBOUND = WorkQueue("delivery.outbound", (DUIS_RESPONSE,))
 INVENTORY_REQUESTS = WorkQueue("inventory.rpc", (INVENTORY_RPC,))
+TRANSFORM_RPC_REQUESTS = WorkQueue("transform.rpc", (TRANSFORM_RPC,))
 
 WORK_QUEUES: tuple[WorkQueue, ...] = (
     TRANSFORM_REQUESTS,
@@ -51,6 +53,7 @@ WORK_QUEUES: tuple[WorkQueue, ...] = (
     WAN_COMMANDS,
     DELIVERY_OUTBOUND,
     INVENTORY_REQUESTS,
+    TRANSFORM_RPC_REQUESTS,
 )
 
 # Events exchange (fanout by topic): change notifications for caches, e.g. "inventory.changed".

@@ -129,6 +129,10 @@ INVALID_REQUEST_ID = "E1"
 """A RequestID whose originator is not the authenticated User, or whose counter does not strictly
 increase: the request is not shown to come, afresh, from a valid User. (A RequestID that does not
 even match the schema pattern is ``MALFORMED_REQUEST``.)"""
+SERVICE_NOT_OFFERED = "E2"
+"""A Service Reference Variant (or Command Variant, or SRV for this Device type) that this DCC
+does not offer: no User Role may send it here. The same code the informal-testing rules give for
+an SRV not offered in pre-UIT; the reason names what is missing."""
 
 
 def response_code(code: str) -> ResponseCode:

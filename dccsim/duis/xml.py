@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -347,18 +348,20 @@ def build_response(
     service_reference_variant: str | None = None,
     gbcs_payload: bytes | None = None,
     pre_command: PreCommand | None = None,
+    content: etree._Element | None = None,
 ) -> etree._Element:
     """An unsigned DUIS Response with a ``ResponseMessage`` body, valid against the 5.4 XSD.
 
     Header: RequestID?, ResponseID?, ResponseCode, ResponseDateTime. Body: ResponseMessage with
     ServiceReference, ServiceReferenceVariant and at most one of ``gbcs_payload`` (written as
-    base64 GBCSPayload) or ``pre_command``. The schema requires both service reference fields, so
-    leaving either out raises ValueError.
+    base64 GBCSPayload), ``pre_command`` or ``content`` (any other ResponseMessage element, e.g.
+    :func:`dsp_inventory`). The schema requires both service reference fields, so leaving either
+    out raises ValueError.
     """
     if service_reference is None or service_reference_variant is None:
         raise ValueError("a DUIS ResponseMessage needs ServiceReference and its variant")
-    if gbcs_payload is not None and pre_command is not None:
-        raise ValueError("a ResponseMessage carries a GBCSPayload or a PreCommand, not both")
+    if sum(x is not None for x in (gbcs_payload, pre_command, content)) > 1:
+        raise ValueError("a ResponseMessage carries one of GBCSPayload, PreCommand or content")
     if not response_code:
         raise ValueError("ResponseCode is required")
     root = etree.Element(_sr("Response"), nsmap={"sr": SR_NS, "ra": RA_NS})
@@ -379,7 +382,66 @@ def build_response(
         element = _sub(message, "PreCommand")
         _sub(element, "GBCSVersion", pre_command.gbcs_version)
         _sub(element, "GBCSPayload", base64.b64encode(pre_command.gbcs_payload).decode("ascii"))
+    if content is not None:
+        message.append(content)
     return root
+
+
+DSP_INVENTORY_MAX_DEVICES = 17
+"""DSPInventory holds at most 17 Device elements: a longer 8.2 answer takes several Responses."""
+
+# DSPInventory/Device children in schema order: (element, key in the device mapping).
+_DEVICE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("DeviceID", "device_id"),
+    ("DeviceType", "device_type"),
+    ("DeviceStatus", "device_status"),
+    ("DeviceManufacturer", "device_manufacturer"),
+    ("DeviceModel", "device_model"),
+    ("SMETSCHTSVersion", "smets_chts_version"),
+    ("DeviceFirmwareVersion", "device_firmware_version"),
+    ("DeviceFirmwareVersionStatus", "device_firmware_version_status"),
+    ("CPLStatus", "cpl_status"),
+    ("DateCommissioned", "date_commissioned"),
+    ("ImportMPxN", "import_mpxn"),
+    ("SecondaryImportMPAN", "secondary_import_mpan"),
+    ("ExportMPAN", "export_mpan"),
+    ("ESMEVariant", "esme_variant"),
+    ("UPRN", "uprn"),
+    ("PropertyFilter", ""),
+    ("CSPRegion", "csp_region"),
+    ("DeviceGBCSVersion", "device_gbcs_version"),
+)
+_REQUIRED_DEVICE_FIELDS = frozenset({"DeviceID", "DeviceType", "DeviceManufacturer", "DeviceModel"})
+
+
+def dsp_inventory(devices: Sequence[Mapping[str, Any]]) -> etree._Element:
+    """A ``DSPInventory`` element (8.2's answer) for up to 17 devices.
+
+    Each device is a mapping with the DUIS ``Device`` fields in snake case (``device_id``,
+    ``device_type``, ``device_status``, ``device_manufacturer``, ``device_model``, ...,
+    ``postcode`` and ``address_identifier`` for the PropertyFilter); None values are left out.
+    Device ID, type, manufacturer and model are required (ValueError otherwise).
+    """
+    if not 1 <= len(devices) <= DSP_INVENTORY_MAX_DEVICES:
+        raise ValueError("a DSPInventory holds 1 to 17 devices")
+    inventory = etree.Element(_sr("DSPInventory"), nsmap={"sr": SR_NS})
+    for device in devices:
+        element = _sub(inventory, "Device")
+        for name, key in _DEVICE_FIELDS:
+            if name == "PropertyFilter":
+                postcode, address = device.get("postcode"), device.get("address_identifier")
+                if postcode and address:
+                    where = _sub(element, "PropertyFilter")
+                    _sub(where, "PostCode", str(postcode))
+                    _sub(where, "AddressIdentifier", str(address)[:30])
+                continue
+            value = device.get(key)
+            if value is None or value == "":
+                if name in _REQUIRED_DEVICE_FIELDS:
+                    raise ValueError(f"a DSPInventory Device needs {name}")
+                continue
+            _sub(element, name, str(value))
+    return inventory
 
 
 def build_acknowledgement(

@@ -2,7 +2,21 @@
 
 JSON API (``/api/v1``):
 
-- ``GET participants``, ``GET estate``: the participant register and the test estate.
+- ``GET participants``, ``GET estate``: the participants (kind, status, premises) and the test
+  estate. Onboarding (:mod:`services.testing.onboarding`): ``POST participants``
+  ``{user_id, eui, roles, kind, response_url?}`` (status applied), ``GET participants/{id}``,
+  ``POST participants/{id}/onboarding`` ``{premises?}`` (bundle, register, premises; active),
+  ``PUT participants/{id}/status`` ``{status: active|suspended, reason?}``,
+  ``PUT participants/{id}/response-url`` ``{url}``, ``GET participants/{id}/history``.
+- Estate control of a participant's own devices, acting as the participant the
+  ``X-Dccsim-Participant`` header names (:mod:`services.testing.estate_control`):
+  ``GET estate/devices``, ``GET|PUT estate/devices/{eui}``, ``POST estate/devices/{eui}/alerts``
+  ``{alert_code}``, ``PUT estate/hubs/{eui}`` ``{offline}``, ``POST|DELETE
+  estate/premises/{key}/outage`` ``{duration_s?}``, ``POST estate/premises/{key}/reset``; and,
+  as ``X-Dccsim-Actor: dcc`` only, ``GET estate/network``, ``PUT estate/network/regions/{r}``,
+  ``POST estate/network/reset``.
+- Service Request timelines (:mod:`services.testing.timeline`, from ``request.timeline`` bus
+  events): ``GET requests?participant=&limit=``, ``GET requests/{request_id}``.
 - ``GET phases``, ``GET phases/{phase}``, ``GET phases/{phase}/history``;
   ``POST phases/{phase}/notification`` ``{commencement, note?}`` (DCC's first notice),
   ``POST phases/{phase}/directions`` ``{reason, requested_date?}`` (the Secretary of State),
@@ -39,18 +53,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dccsim import estate, participants
 from dccsim.bus import Bus
 from dccsim.bus.envelope import Envelope
+from dccsim.bus.topology import INVENTORY_RPC
 from dccsim.config import TestingSettings
 from dccsim.pki.keystore import KeyStore
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.storage import create_engine
 from services.testing import gfi, rules, store
+from services.testing.estate_control import (
+    DeviceLookup,
+    EstateControl,
+    EstateControlError,
+    GatewayControl,
+)
 from services.testing.logins import Logins
+from services.testing.onboarding import Onboarding, OnboardingError
 from services.testing.phases import Notice, Phase, PhaseError, PhaseRegister, participant_kind
 from services.testing.pma import Actor, Decision, EntryKind, PmaError, PmaRegister
+from services.testing.timeline import TIMELINE_PATTERN, TimelineStore
 
 log = logging.getLogger(__name__)
 
 NOTICE_EVENT = "testing.notice"
+ESTATE_CHANGED = "estate.changed"  # premises added to estate.json: inventory and gateway reload
 
 
 def _now() -> dt.datetime:
@@ -69,6 +93,10 @@ class TestingState:
     pma: PmaRegister
     logins: Logins
     rules: rules.RulesFile
+    timelines: TimelineStore
+    estate_control: EstateControl
+    onboarding: Onboarding
+    bus: Bus | None = None
     clock: Callable[[], dt.datetime] = _now
     _keystore: KeyStore | None = field(default=None, repr=False)
 
@@ -92,6 +120,8 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    502: web.HTTPBadGateway,
+    503: web.HTTPServiceUnavailable,
 }
 
 
@@ -131,18 +161,93 @@ def _phase(request: web.Request) -> Phase:
 
 
 async def list_participants(request: web.Request) -> web.Response:
-    home = request.app[STATE].settings.home
-    return web.json_response(
-        [
-            {
-                "user_id": p.user_id,
-                "eui": p.eui,
-                "roles": sorted(r.value for r in p.roles),
-                "response_url": p.response_url,
-            }
-            for p in participants.load(home).values()
-        ]
+    records = await request.app[STATE].onboarding.all()
+    return web.json_response([r.to_json() for r in records])
+
+
+async def _onboarding_call(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except OnboardingError as exc:
+        raise _bad(exc.reason, exc.status) from exc
+
+
+async def apply_participant(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    record = await _onboarding_call(
+        request.app[STATE].onboarding.apply(
+            user_id=str(body.get("user_id", "")),
+            eui=str(body.get("eui", "")),
+            roles=body.get("roles", []),
+            kind=str(body.get("kind", "")),
+            response_url=body.get("response_url"),
+        )
     )
+    return web.json_response(record.to_json(), status=201)
+
+
+async def get_participant(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    record = await request.app[STATE].onboarding.get(user_id)
+    if record is None:
+        raise _bad(f"no participant {user_id!r}", 404)
+    return web.json_response(record.to_json())
+
+
+async def onboard_participant(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await _json_body(request) if request.can_read_body else {}
+    try:
+        premises = int(body.get("premises", 0))
+    except (TypeError, ValueError) as exc:
+        raise _bad("premises must be a whole number") from exc
+    before = {p.premises_id for p in estate.load(state.settings.home)}
+    record, bundle = await _onboarding_call(
+        state.onboarding.onboard(request.match_info["user_id"], premises=premises)
+    )
+    added = sorted(set(record.premises) - before)
+    if added and state.bus is not None:
+        try:
+            await state.bus.publish_event(
+                ESTATE_CHANGED,
+                Envelope(kind=ESTATE_CHANGED, request_id="", body={"premises": added}),
+            )
+        except Exception:
+            log.exception("could not publish %s", ESTATE_CHANGED)
+    return web.json_response(
+        {**record.to_json(), "bundle": str(bundle), "premises_added": added}, status=201
+    )
+
+
+async def participant_status(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    record = await _onboarding_call(
+        request.app[STATE].onboarding.set_status(
+            request.match_info["user_id"],
+            str(body.get("status", "")),
+            str(body.get("reason", "")),
+        )
+    )
+    return web.json_response(record.to_json())
+
+
+async def participant_response_url(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    url = body.get("url")
+    record = await _onboarding_call(
+        request.app[STATE].onboarding.set_response_url(
+            request.match_info["user_id"], None if url is None else str(url)
+        )
+    )
+    return web.json_response(record.to_json())
+
+
+async def participant_history(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    user_id = request.match_info["user_id"]
+    if await state.onboarding.get(user_id) is None:
+        raise _bad(f"no participant {user_id!r}", 404)
+    return web.json_response(await state.onboarding.status_history(user_id))
 
 
 async def estate_summary(request: web.Request) -> web.Response:
@@ -386,6 +491,155 @@ async def pma_grant(request: web.Request) -> web.Response:
     return web.json_response(granted.to_json())
 
 
+# -- estate control ---------------------------------------------------------------------
+
+
+def _acting_participant(request: web.Request) -> str:
+    user_id = request.headers.get("X-Dccsim-Participant", "")
+    if not user_id:
+        raise _bad("name the participant you act as in X-Dccsim-Participant", 403)
+    return user_id
+
+
+def _require_dcc(request: web.Request) -> None:
+    if request.headers.get("X-Dccsim-Actor") != Actor.DCC.value:
+        raise _bad("network-wide controls are DCC's: X-Dccsim-Actor: dcc", 403)
+
+
+async def _estate_call(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except EstateControlError as exc:
+        raise _bad(exc.reason, exc.status) from exc
+
+
+async def my_devices(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    try:
+        premises = control.owned_premises(_acting_participant(request))
+    except EstateControlError as exc:
+        raise _bad(exc.reason, exc.status) from exc
+    return web.json_response(
+        [
+            {
+                "premises_id": p.premises_id,
+                "region": p.region,
+                "hub_eui": p.hub_eui,
+                "registrations": p.registrations,
+                "devices": [{"eui": d.eui, "device_type": d.device_type.value} for d in p.devices],
+            }
+            for p in premises
+        ]
+    )
+
+
+async def get_device(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    answer = await _estate_call(
+        control.describe(_acting_participant(request), request.match_info["eui"])
+    )
+    return web.json_response(answer)
+
+
+async def put_device(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    user_id = _acting_participant(request)
+    body = await _json_body(request)
+    answer = await _estate_call(control.set_conditions(user_id, request.match_info["eui"], body))
+    return web.json_response(answer)
+
+
+async def post_device_alert(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    user_id = _acting_participant(request)
+    body = await _json_body(request)
+    answer = await _estate_call(
+        control.raise_alert(user_id, request.match_info["eui"], body.get("alert_code"))
+    )
+    return web.json_response(answer, status=202)
+
+
+async def put_hub(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    user_id = _acting_participant(request)
+    body = await _json_body(request)
+    offline = body.get("offline", True)
+    if not isinstance(offline, bool):
+        raise _bad("offline must be true or false")
+    eui = request.match_info["eui"]
+    answer = await _estate_call(control.set_hub_offline(user_id, eui, offline))
+    return web.json_response(answer)
+
+
+async def post_outage(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    user_id = _acting_participant(request)
+    body = await _json_body(request) if request.can_read_body else {}
+    answer = await _estate_call(
+        control.start_outage(user_id, request.match_info["key"], body.get("duration_s"))
+    )
+    return web.json_response(answer, status=202)
+
+
+async def delete_outage(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    answer = await _estate_call(
+        control.end_outage(_acting_participant(request), request.match_info["key"])
+    )
+    return web.json_response(answer)
+
+
+async def post_premises_reset(request: web.Request) -> web.Response:
+    control = request.app[STATE].estate_control
+    answer = await _estate_call(
+        control.reset_premises(_acting_participant(request), request.match_info["key"])
+    )
+    return web.json_response(answer)
+
+
+async def get_network(request: web.Request) -> web.Response:
+    _require_dcc(request)
+    return web.json_response(await _estate_call(request.app[STATE].estate_control.network()))
+
+
+async def put_region(request: web.Request) -> web.Response:
+    _require_dcc(request)
+    body = await _json_body(request)
+    control = request.app[STATE].estate_control
+    answer = await _estate_call(control.set_region(request.match_info["region"], body))
+    return web.json_response(answer)
+
+
+async def post_network_reset(request: web.Request) -> web.Response:
+    _require_dcc(request)
+    return web.json_response(await _estate_call(request.app[STATE].estate_control.reset_network()))
+
+
+# -- Service Request timelines ----------------------------------------------------------
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    user_id = request.query.get("participant", "")
+    me = participants.load(state.settings.home).get(user_id)
+    if me is None:
+        raise _bad(f"no participant {user_id!r}", 404)
+    try:
+        limit = max(1, min(500, int(request.query.get("limit", "50"))))
+    except ValueError as exc:
+        raise _bad("limit must be a whole number") from exc
+    found = await state.timelines.recent(me.eui, limit=limit)
+    return web.json_response([t.to_json() for t in found])
+
+
+async def get_request_timeline(request: web.Request) -> web.Response:
+    request_id = request.match_info["request_id"]
+    found = await request.app[STATE].timelines.timeline(request_id)
+    if found is None:
+        raise _bad(f"no timeline for request {request_id!r}", 404)
+    return web.json_response(found.to_json())
+
+
 # -- SSI login links --------------------------------------------------------------------
 
 
@@ -417,15 +671,32 @@ def notice_publisher(bus: Bus) -> Callable[[Notice], Awaitable[None]]:
     return publish
 
 
+def inventory_lookup(bus: Bus) -> DeviceLookup:
+    """``device.lookup`` over the bus: the inventory's record of a device, or None."""
+
+    async def lookup(eui: str) -> dict[str, Any] | None:
+        reply = await bus.call(INVENTORY_RPC, "device.lookup", "", {"eui": eui}, timeout=5.0)
+        device = reply.get("device")
+        return device if isinstance(device, dict) else None
+
+    return lookup
+
+
 def build_app(
     settings: TestingSettings,
     *,
     bus: Bus | None = None,
     clock: Callable[[], dt.datetime] = _now,
     engine: AsyncEngine | None = None,
+    gateway_url: str | None = None,
+    device_lookup: DeviceLookup | None = None,
 ) -> web.Application:
     """The testing service's app: JSON API and SSI portal. The database (``engine``, default
-    ``settings.sqlite_url("testing")``) is opened on startup and its schema created."""
+    ``settings.sqlite_url("testing")``) is opened on startup and its schema created. With a
+    ``bus``, notices are published, ``request.timeline`` events consumed and device ownership
+    checked with the inventory (``device.lookup``; ``device_lookup`` overrides it). The
+    gateway's control API is found in ``$DCCSIM_HOME/gateway-control.json`` unless
+    ``gateway_url`` names it."""
     from services.testing import portal
 
     app = web.Application()
@@ -435,6 +706,9 @@ def build_app(
         db = engine or create_engine(settings.sqlite_url("testing"))
         await store.create_schema(db)
         listeners = [notice_publisher(bus)] if bus is not None else []
+        gateway = GatewayControl(settings.home, url=gateway_url)
+        timelines = TimelineStore(db)
+        lookup = device_lookup or (inventory_lookup(bus) if bus is not None else None)
         app[STATE] = TestingState(
             settings=settings,
             engine=db,
@@ -442,15 +716,41 @@ def build_app(
             pma=PmaRegister(db, clock=clock),
             logins=Logins(db, clock=clock),
             rules=rules.RulesFile(settings.home),
+            timelines=timelines,
+            estate_control=EstateControl(settings.home, gateway, lookup=lookup),
+            onboarding=Onboarding(db, settings.home, clock=clock),
+            bus=bus,
             clock=clock,
         )
+        if bus is not None:
+            await bus.subscribe_events(TIMELINE_PATTERN, timelines.handle)
         yield
+        await gateway.close()
         if engine is None:
             await db.dispose()
 
     app.cleanup_ctx.append(lifecycle)
     api = "/api/v1"
     app.router.add_get(f"{api}/participants", list_participants)
+    app.router.add_post(f"{api}/participants", apply_participant)
+    app.router.add_get(f"{api}/participants/{{user_id}}", get_participant)
+    app.router.add_post(f"{api}/participants/{{user_id}}/onboarding", onboard_participant)
+    app.router.add_put(f"{api}/participants/{{user_id}}/status", participant_status)
+    app.router.add_put(f"{api}/participants/{{user_id}}/response-url", participant_response_url)
+    app.router.add_get(f"{api}/participants/{{user_id}}/history", participant_history)
+    app.router.add_get(f"{api}/estate/devices", my_devices)
+    app.router.add_get(f"{api}/estate/devices/{{eui}}", get_device)
+    app.router.add_put(f"{api}/estate/devices/{{eui}}", put_device)
+    app.router.add_post(f"{api}/estate/devices/{{eui}}/alerts", post_device_alert)
+    app.router.add_put(f"{api}/estate/hubs/{{eui}}", put_hub)
+    app.router.add_post(f"{api}/estate/premises/{{key}}/outage", post_outage)
+    app.router.add_delete(f"{api}/estate/premises/{{key}}/outage", delete_outage)
+    app.router.add_post(f"{api}/estate/premises/{{key}}/reset", post_premises_reset)
+    app.router.add_get(f"{api}/estate/network", get_network)
+    app.router.add_put(f"{api}/estate/network/regions/{{region}}", put_region)
+    app.router.add_post(f"{api}/estate/network/reset", post_network_reset)
+    app.router.add_get(f"{api}/requests", list_requests)
+    app.router.add_get(f"{api}/requests/{{request_id}}", get_request_timeline)
     app.router.add_get(f"{api}/estate", estate_summary)
     app.router.add_get(f"{api}/phases", list_phases)
     app.router.add_get(f"{api}/phases/{{phase}}", get_phase)

@@ -1,11 +1,15 @@
 """The Self-Service Interface (SSI): a server-rendered portal for a test participant.
 
-Pages (under ``/ssi/``): overview, devices and their statuses, test phases and notices, the
-informal testing rules, certificates to download, and the GFI generate and check forms with a
-readable report. No JavaScript. A participant logs in with a one-time link from
-``dccsim ssi link`` (``/ssi/login?token=...``), or, on a connection made with a DCCKI client
-certificate that names a registered participant, by that certificate (``/ssi/login``). Sessions
-are cookies (HttpOnly, SameSite=Strict); every form carries the session's CSRF token.
+Pages (under ``/ssi/``): overview, devices and their statuses, each device's estate controls
+(``/ssi/devices/{eui}``: offline, delay, forced E20/E21 or DLMS failure, alerts, hub offline,
+premises outage and reset, through :mod:`services.testing.estate_control`), the participant's
+Service Requests and each one's timeline (``/ssi/requests``, ``/ssi/requests/{request_id}``),
+test phases and notices, the informal testing rules, certificates to download, and the GFI
+generate and check forms with a readable report. No JavaScript. A participant logs in with a
+one-time link from ``dccsim ssi link`` (``/ssi/login?token=...``), or, on a connection made
+with a DCCKI client certificate that names a registered participant, by that certificate
+(``/ssi/login``). Sessions are cookies
+(HttpOnly, SameSite=Strict); every form carries the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from dccsim import estate, participants
 from dccsim.pki.dccki import participant_identity
 from dccsim.testuser import bundle_dir
 from services.testing import gfi
+from services.testing.estate_control import EstateControlError
 from services.testing.logins import SESSION_TTL, Session
 from services.testing.phases import Phase, participant_kind
+from services.testing.timeline import STAGES, originator
 
 COOKIE = "dccsim_ssi"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -275,12 +281,126 @@ async def gfi_check(request: web.Request) -> web.Response:
     return _render(request, "gfi_result.html", message=None, report=report, generated=False)
 
 
+# -- estate controls -------------------------------------------------------------------
+
+
+async def device_page(
+    request: web.Request, *, status: int = 200, result: str | None = None, error: str | None = None
+) -> web.Response:
+    control = _state(request).estate_control
+    user_id = request[SESSION].user_id
+    try:
+        owned = await control.device(user_id, request.match_info["eui"])
+    except EstateControlError as exc:
+        return _render(request, "error.html", exc.status, message=exc.reason)
+    conditions: dict[str, Any] | None = None
+    unavailable: str | None = None
+    try:
+        conditions = await control.describe(user_id, owned.eui)
+    except EstateControlError as exc:
+        unavailable = exc.reason
+    return _render(
+        request,
+        "device.html",
+        status,
+        device=owned,
+        conditions=conditions,
+        unavailable=unavailable,
+        result=result,
+        error=error,
+    )
+
+
+def _form_conditions(form: dict[str, str]) -> dict[str, Any]:
+    """The conditions form as a control request body: every field is always sent, so
+    submitting the form sets exactly what it shows."""
+    error_kind = form.get("error", "none")
+    error: dict[str, Any] | None = None
+    if error_kind in ("E20", "E21"):
+        error = {"code": error_kind}
+    elif error_kind == "dlms":
+        error = {"dlms_result": form.get("dlms_result", "")}
+    return {
+        "offline": form.get("offline") or None,
+        "delay_s": form.get("delay_s") or "0",
+        "error": error,
+        "times": form.get("times") or "1",
+    }
+
+
+async def device_action(request: web.Request) -> web.Response:
+    """One of the device page's forms: ``action`` says which."""
+    control = _state(request).estate_control
+    user_id = request[SESSION].user_id
+    eui = request.match_info["eui"]
+    form = {k: str(v) for k, v in (await request.post()).items() if k != "csrf"}
+    action = form.get("action", "")
+    try:
+        if action == "conditions":
+            await control.set_conditions(user_id, eui, _form_conditions(form))
+            result = "Device conditions set."
+        elif action == "alert":
+            answer = await control.raise_alert(user_id, eui, form.get("alert_code", ""))
+            result = f"Alert {answer.get('alert_code', '')} raised."
+        elif action in ("hub_offline", "hub_online"):
+            owned = await control.device(user_id, eui)
+            premises = owned.premises
+            await control.set_hub_offline(user_id, premises.hub_eui, action == "hub_offline")
+            result = f"Hub {premises.hub_eui} {'offline' if action == 'hub_offline' else 'online'}."
+        elif action == "outage_start":
+            await control.start_outage(user_id, eui, form.get("duration_s"))
+            result = "Power outage started."
+        elif action == "outage_end":
+            await control.end_outage(user_id, eui)
+            result = "Power restored."
+        elif action == "reset":
+            answer = await control.reset_premises(user_id, eui)
+            count = answer.get("devices")
+            result = f"Premises {answer.get('premises_id', '')} reset: {count} devices."
+        else:
+            return await device_page(request, status=400, error=f"unknown action {action!r}")
+    except EstateControlError as exc:
+        return await device_page(request, status=exc.status, error=exc.reason)
+    return await device_page(request, result=result)
+
+
+# -- Service Request timelines ---------------------------------------------------------
+
+
+async def requests_page(request: web.Request) -> web.Response:
+    state = _state(request)
+    me = participants.load(state.settings.home).get(request[SESSION].user_id)
+    found = await state.timelines.recent(me.eui) if me else []
+    return _render(request, "requests.html", timelines=found)
+
+
+async def request_page(request: web.Request) -> web.Response:
+    state = _state(request)
+    me = participants.load(state.settings.home).get(request[SESSION].user_id)
+    request_id = request.match_info["request_id"]
+    found = await state.timelines.timeline(request_id)
+    if found is None or me is None or originator(found.request_id) != me.eui:
+        return _render(request, "error.html", 404, message=f"No request {request_id} of yours.")
+    return _render(request, "request.html", timeline=found, stages=STAGES)
+
+
 def _when(value: dt.datetime | dt.date | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M UTC")
     return value.isoformat()
+
+
+def _at(value: dt.datetime) -> str:
+    """A timeline instant, to the millisecond."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d} UTC"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
 def add_routes(app: web.Application) -> None:
@@ -291,12 +411,18 @@ def add_routes(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["when"] = _when
+    env.filters["at"] = _at
+    env.filters["ms"] = _ms
     app[JINJA] = env
     app.middlewares.append(require_session)
     app.router.add_get("/ssi/login", login)
     app.router.add_post("/ssi/logout", logout)
     app.router.add_get("/ssi/", overview)
     app.router.add_get("/ssi/devices", devices)
+    app.router.add_get("/ssi/devices/{eui}", device_page)
+    app.router.add_post("/ssi/devices/{eui}", device_action)
+    app.router.add_get("/ssi/requests", requests_page)
+    app.router.add_get("/ssi/requests/{request_id}", request_page)
     app.router.add_get("/ssi/phases", phases)
     app.router.add_get("/ssi/rules", rules_page)
     app.router.add_get("/ssi/certificates", certificates)

@@ -1,5 +1,5 @@
 """services/testing's own database: test phases and notices, the DCCKI PMA register, participant
-profiles and SSI login links and sessions.
+profiles and applications, Service Request timelines, and SSI login links and sessions.
 
 SQLAlchemy Core on an async engine from :func:`dccsim.storage.create_engine` (SQLite by default,
 ``$DCCSIM_HOME/data/testing.db``; PostgreSQL by URL). The schema is created by the service;
@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -70,6 +71,46 @@ participant_profiles = Table(
     Column("user_id", String(128), primary_key=True),
     Column("kind", String(16), nullable=False),  # sec_party | rdp | non_sec_party
     Column("status", String(16), nullable=False),  # applied | active | suspended
+)
+
+# What a participant applied with, kept by the testing service: the shared register
+# (dccsim/participants.py) holds only participants that may use the service now, so an applied
+# or suspended participant's identity lives here until it is (re-)activated.
+participant_applications = Table(
+    "participant_applications",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("eui", String(23), nullable=False, unique=True),
+    Column("roles", String(64), nullable=False),  # comma-separated User Role codes
+    Column("response_url", Text, nullable=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every status a participant has had, in order (applied -> active <-> suspended).
+participant_status_history = Table(
+    "participant_status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(128), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per stage a Service Request reached (``request.timeline`` events): the first event
+# for a (request, stage) wins, so a redelivered event changes nothing.
+timeline_events = Table(
+    "timeline_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(96), nullable=False, index=True),
+    Column("originator", String(23), nullable=False, index=True),  # the RequestID's originator
+    Column("stage", String(24), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("code", String(8), nullable=True),
+    Column("srv", String(16), nullable=True),
+    Column("user_id", String(128), nullable=True),
+    UniqueConstraint("request_id", "stage", name="uq_timeline_request_stage"),
 )
 
 pma_entries = Table(

@@ -24,9 +24,11 @@ from dccsim.bus.topology import (
     GBCS_COMMAND,
     TRANSFORM_REQUESTS,
     TRANSFORM_RESPONSES,
+    TRANSFORM_RPC_REQUESTS,
 )
 from dccsim.config import TransformSettings
 from dccsim.duis import xmldsig
+from dccsim.duis.codes import MALFORMED_REQUEST, SERVICE_NOT_OFFERED, DuisError
 from dccsim.duis.requestid import DCC_EUI, RequestId
 from dccsim.duis.xml import build_response, parse_safely, to_bytes
 from dccsim.gbcs.critical import SignedPreCommandError
@@ -55,6 +57,7 @@ TRANSFORMS: dict[tuple[str, str], Transformation] = TRANSFORMATIONS_BY_KEY
 SIGNED_PRE_COMMAND_SIGNATURE_INVALID = "E1"
 SIGNED_PRE_COMMAND_MISMATCH = "E13"
 CRITICAL_WITHOUT_SIGNATURE = "E12"  # a critical SRV sent with CV 1/2/3
+DEFAULT_GBCS_VERSION = "3.2"  # the PreCommand's GBCSVersion when the inventory names none
 
 
 class Keys:
@@ -179,6 +182,28 @@ class Transformer:
                 return SIGNED_PRE_COMMAND_SIGNATURE_INVALID
             return SIGNED_PRE_COMMAND_MISMATCH
 
+    async def on_pre_command(self, env: Envelope) -> dict[str, Any]:
+        """RPC ``transform.pre_command`` (CV 4, from the User Gateway), body as ``sr.accepted``:
+        -> ``{code: "I0", gbcs_payload, gbcs_version}``, or ``{code, reason}`` when the SRV has no
+        Pre-Command here (E2, not offered) or its DUIS body lacks a value (E13)."""
+        body = env.body
+        transformation = self._transformation(body)
+        if transformation is None or not transformation.critical:
+            return {
+                "code": SERVICE_NOT_OFFERED,
+                "reason": f"no Pre-Command for SRV {body.get('srv')} on this device type",
+            }
+        try:
+            frame = self.pre_command(env.request_id, body)
+        except (GbcsError, DuisError) as exc:
+            return {"code": MALFORMED_REQUEST, "reason": str(exc)}
+        device = body.get("device") or {}
+        return {
+            "code": "I0",
+            "gbcs_payload": frame,
+            "gbcs_version": str(device.get("gbcs_version") or DEFAULT_GBCS_VERSION),
+        }
+
     async def on_request(self, env: Envelope) -> None:
         body = env.body
         device = body.get("device") or {}
@@ -281,6 +306,8 @@ async def _setup(rt: ServiceRuntime) -> None:
     transformer = Transformer(rt, keys)
     rt.bus.consume(TRANSFORM_REQUESTS, transformer.on_request)
     rt.bus.consume(TRANSFORM_RESPONSES, transformer.on_response)
+    # The same process answers CV 4 and later checks the CV 5: the issued Pre-Commands are its.
+    rt.bus.serve_rpc(TRANSFORM_RPC_REQUESTS, {"transform.pre_command": transformer.on_pre_command})
 
 
 def run(settings: TransformSettings | None = None) -> None:

@@ -23,23 +23,44 @@ from lxml import etree
 from prometheus_client import Counter, Histogram
 
 from dccsim.bus import Bus, Envelope
-from dccsim.bus.topology import DELIVERY_OUTBOUND, INVENTORY_CHANGED, INVENTORY_RPC, SR_ACCEPTED
+from dccsim.bus.topology import (
+    DELIVERY_OUTBOUND,
+    INVENTORY_CHANGED,
+    INVENTORY_RPC,
+    SR_ACCEPTED,
+    TRANSFORM_RPC,
+)
 from dccsim.config import UserGatewaySettings
 from dccsim.duis import xmldsig
 from dccsim.duis.codes import DuisError
 from dccsim.duis.requestid import DCC_EUI, RequestId
-from dccsim.duis.xml import build_acknowledgement, to_bytes
+from dccsim.duis.xml import PreCommand, build_acknowledgement, build_response, load_schema, to_bytes
 from dccsim.logging import request_context
 from dccsim.participants import Participant, ParticipantRegister
-from dccsim.pki.dccki import client_ssl_context, participant_identity, server_ssl_context
+from dccsim.pki.dccki import (
+    CrlWatcher,
+    client_ssl_context,
+    participant_identity,
+    server_ssl_context,
+)
 from dccsim.pki.devpki import PkiLayout
-from dccsim.pki.keystore import KeyStore
+from dccsim.pki.keystore import Entry, KeyStore
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.storage import Database
-from services.user_gateway.checks import AcceptedRequest, CheckChain, DeviceCache, WebService
+from services.testing.rules import RulesFile
+from services.transform.srvs import TRANSFORMATIONS_BY_KEY
+from services.user_gateway.checks import (
+    AcceptedRequest,
+    CheckChain,
+    DeviceCache,
+    Route,
+    TestingRulesGate,
+    WebService,
+)
 from services.user_gateway.counters import CounterStore
 from services.user_gateway.delivery import Outbox
+from services.user_gateway.non_device import NON_DEVICE_SERVICES, content_for
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +179,24 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
     rid_text = _request_id_text(body)
     srv_label = "unknown"
     with request_context(rid_text):
+        answer: etree._Element | None = None
         try:
             participant = _identify(request)
             accepted = await app[CHAIN].check(
                 body, web_service=web_service, participant=participant
             )
             srv_label = accepted.srv.variant
-            await _publish(app[BUS], accepted)
-            code = "I99"
             ref, var = accepted.srv.reference, accepted.srv.variant
             rid_text = str(accepted.request.request_id)
+            if accepted.route is Route.DEVICE:
+                await _publish(app[BUS], accepted)
+                code = "I99"
+            elif accepted.route is Route.PRE_COMMAND:
+                answer = await _pre_command(app, accepted)
+                code = "I0"
+            else:
+                answer = await _non_device(app, accepted)
+                code = "I0"
         except DuisError as exc:
             code = exc.code
             ref, var = _srv_fields(body)
@@ -177,24 +206,26 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
             raise web.HTTPServiceUnavailable(
                 text="dccsim could not accept the request; it was not taken, send it again"
             ) from None
-        ack = build_acknowledgement(
-            request_id=_valid_request_id(rid_text),
-            response_code=code,
-            response_datetime=dt.datetime.now(dt.UTC),
-            service_reference=ref,
-            service_reference_variant=var,
-        )
+        if answer is None:
+            answer = build_acknowledgement(
+                request_id=_valid_request_id(rid_text),
+                response_code=code,
+                response_datetime=dt.datetime.now(dt.UTC),
+                service_reference=ref,
+                service_reference_variant=var,
+            )
         try:
-            payload = app[SIGNER].sign(ack)
+            payload = app[SIGNER].sign(answer)
         except Exception:
             log.exception("could not sign acknowledgement; sending it unsigned")
-            payload = to_bytes(ack)
+            payload = to_bytes(answer)
         metrics.requests.labels(web_service.value, srv_label, code).inc()
         metrics.ack_duration.labels(web_service.value).observe(time.perf_counter() - start)
         return web.Response(body=payload, content_type="application/xml")
 
 
-async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
+def _accepted_body(accepted: AcceptedRequest) -> dict[str, Any]:
+    """What transform needs of an accepted device request (``sr.accepted`` and CV 4's RPC)."""
     req = accepted.request
     body: dict[str, Any] = {
         "srv": accepted.srv.variant,
@@ -207,7 +238,68 @@ async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
         "device": accepted.device.to_wire() if accepted.device else None,
         "received_at": time.time(),
     }
-    await bus.publish(SR_ACCEPTED, Envelope("sr.accepted", str(req.request_id), body))
+    signed = req.signed_pre_command
+    if signed is not None:
+        body["signed_pre_command"] = signed
+    else:
+        body_xml = accepted.body_xml
+        if body_xml is not None:
+            body["body_xml"] = body_xml
+    return body
+
+
+async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
+    await bus.publish(
+        SR_ACCEPTED,
+        Envelope("sr.accepted", str(accepted.request.request_id), _accepted_body(accepted)),
+    )
+
+
+def _response(accepted: AcceptedRequest, **content: Any) -> etree._Element:
+    return build_response(
+        request_id=accepted.request.request_id,
+        response_id=None,
+        response_code="I0",
+        response_datetime=dt.datetime.now(dt.UTC),
+        service_reference=accepted.srv.reference,
+        service_reference_variant=accepted.srv.variant,
+        **content,
+    )
+
+
+async def _pre_command(app: web.Application, accepted: AcceptedRequest) -> etree._Element:
+    """CV 4: transform builds the Pre-Command (and remembers it for the CV 5); I0 carries it."""
+    rid = str(accepted.request.request_id)
+    reply = await app[BUS].call(
+        TRANSFORM_RPC,
+        "transform.pre_command",
+        rid,
+        _accepted_body(accepted),
+        timeout=app[SETTINGS].transform_rpc_timeout_s,
+    )
+    code = str(reply.get("code") or "")
+    payload = reply.get("gbcs_payload")
+    if code != "I0" or not isinstance(payload, bytes):
+        raise DuisError(code or "E13", str(reply.get("reason") or "no Pre-Command"))
+    app[CHAIN].issued.add(rid, accepted.srv.variant)
+    return _response(
+        accepted, pre_command=PreCommand(str(reply.get("gbcs_version") or "3.2"), payload)
+    )
+
+
+async def _non_device(app: web.Application, accepted: AcceptedRequest) -> etree._Element:
+    """CV 8: the inventory answers; I0 with the SRV's content (DSPInventory for 8.2)."""
+    service = NON_DEVICE_SERVICES[accepted.srv.variant]
+    participant = accepted.participant
+    rpc_body = {
+        "user_eui": participant.eui,
+        "user_roles": sorted(r.value for r in participant.roles),
+        **service.request(accepted.request.body),
+    }
+    reply = await app[BUS].call(
+        INVENTORY_RPC, service.method, str(accepted.request.request_id), rpc_body
+    )
+    return _response(accepted, content=content_for(service, reply, accepted.request.body))
 
 
 def build_app(
@@ -270,21 +362,39 @@ async def _setup(rt: ServiceRuntime) -> None:
 
     await rt.bus.subscribe_events(INVENTORY_CHANGED, on_inventory_changed)
 
-    signer_certificates: dict[int, x509.Certificate] = {}
+    signer_certificates: dict[int, tuple[x509.Certificate, Entry]] = {}
 
     def find_certificate(serial: int) -> x509.Certificate | None:
         # Certificates never change under a serial; only found ones are kept (a new party's
         # certificate is found as soon as the key store holds it).
-        cert = signer_certificates.get(serial)
-        if cert is None:
+        # An expired certificate signs nothing (legacy imported sets never expire).
+        cached = signer_certificates.get(serial)
+        if cached is None:
             entry = keystore.by_serial(serial)
             if entry is None:
                 return None
-            cert = signer_certificates[serial] = entry.certificate
-        return cert
+            cached = signer_certificates[serial] = (entry.certificate, entry)
+        cert, entry = cached
+        return None if entry.expired() else cert
 
+    schema = load_schema(settings.duis_xsd) if settings.duis_xsd else None
+    if schema is not None:
+        log.info("requests are checked against the DUIS XSD", extra={"xsd": str(settings.duis_xsd)})
+    if settings.signature_validation_off:
+        log.warning(
+            "XML signature validation is OFF for some Users",
+            extra={"users": ",".join(settings.signature_validation_off)},
+        )
+    rules_file = RulesFile(settings.home)
     chain = CheckChain(
-        find_certificate=find_certificate, advance_counter=counters.advance, devices=devices
+        find_certificate=find_certificate,
+        advance_counter=counters.advance,
+        devices=devices,
+        transformable=frozenset(TRANSFORMATIONS_BY_KEY),
+        non_device_srvs=frozenset(NON_DEVICE_SERVICES),
+        rules=TestingRulesGate(rules_file.current),
+        schema=schema,
+        signature_off=frozenset(settings.signature_validation_off),
     )
     metrics = GatewayMetrics(rt)
     app = build_app(
@@ -301,8 +411,16 @@ async def _setup(rt: ServiceRuntime) -> None:
         )
     else:
         server_ctx = server_ssl_context(
-            pki.tls_server_cert, pki.tls_server_key, pki.tls_ca, require_client_cert=True
+            pki.tls_server_cert,
+            pki.tls_server_key,
+            pki.tls_ca,
+            require_client_cert=True,
         )
+        # The watcher loads the DCCKI CRL now and on every publication: a revoked client
+        # certificate is refused from the next handshake, without a restart.
+        crl_watcher = CrlWatcher(server_ctx, pki.dccki_crl)
+        crl_watcher.start()
+        rt.cleanups.append(crl_watcher.stop)
     # The DCC's client identity towards Users' Receive Response Services.
     client_ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -144,3 +145,80 @@ async def test_participant_logs_in_by_link_and_visits_every_page(
     taken = sorted(p.name for p in shots.glob("*.png"))
     assert len(taken) == 9, taken
     assert all((shots / name).stat().st_size > 1000 for name in taken)
+
+
+async def test_participant_sees_a_request_timeline_and_controls_its_device(
+    portal: tuple[str, web.Application], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    from dccsim import estate
+    from dccsim.seed import DEMO_SUPPLIER_EUI
+    from services.testing.timeline import timeline_envelope
+
+    base, app = portal
+    state = app[STATE]
+    esme = next(
+        d.eui
+        for p in estate.load(state.settings.home)
+        for d in p.devices
+        if d.device_type.value == "ESME"
+    )
+    request_id = f"{DEMO_SUPPLIER_EUI}:{esme}:1000"
+    t0 = dt.datetime(2026, 1, 7, 10, 0, tzinfo=dt.UTC)
+    for stage, ms, code in [
+        ("received", 0, None),
+        ("acknowledged", 11, "I99"),
+        ("command_sent", 25, None),
+        ("device_answered", 410, "I0"),
+        ("response_delivered", 460, "I0"),
+    ]:
+        await state.timelines.record(
+            timeline_envelope(
+                request_id, stage, at=t0 + dt.timedelta(milliseconds=ms), code=code, srv="4.1.1"
+            )
+        )
+    # the SM WAN gateway's real control API, in-process, found through gateway-control.json
+    from aiohttp.test_utils import TestServer
+
+    from dccsim.config import GatewaySettings
+    from gateway.control import build_control_app
+    from gateway.server import build_server
+
+    control = TestServer(build_control_app(build_server(GatewaySettings(home=state.settings.home))))
+    await control.start_server()
+    (state.settings.home / "gateway-control.json").write_text(
+        json.dumps({"url": str(control.make_url("")).rstrip("/")})
+    )
+    token = await state.logins.create_link(DEMO_SUPPLIER_ID)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{base}/ssi/login?token={token}")
+            await page.click("nav >> text=Service Requests")
+            assert "Your Service Requests" in await page.locator("h2").first.inner_text()
+            await page.screenshot(path=shots / "10-requests.png", full_page=True)
+            await page.click(f"text={request_id}")
+            rows = await page.locator("#timeline tr").all_inner_texts()
+            assert len(rows) == 6 and "I99" in rows[2] and "460 ms" in rows[5]
+            await page.screenshot(path=shots / "11-request-timeline.png", full_page=True)
+
+            await page.click("nav >> text=Devices")
+            await page.click(f"a[href='/ssi/devices/{esme}']")
+            assert esme in await page.locator("h2").first.inner_text()
+            await page.screenshot(path=shots / "12-device-controls.png", full_page=True)
+            await page.select_option("select[name=error]", "E21")
+            await page.fill("input[name=times]", "0")
+            await page.click("button:has-text('Set conditions')")
+            assert "Device conditions set." in await page.locator("#result").inner_text()
+            assert "E21" in await page.locator("#forced-error").inner_text()
+            await page.click("button:has-text('Start power outage')")
+            assert "yes" in await page.locator("#outage").inner_text()
+            await page.screenshot(path=shots / "13-device-controlled.png", full_page=True)
+        finally:
+            await browser.close()
+            await control.close()
