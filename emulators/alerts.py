@@ -16,15 +16,15 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs import dlms
+from dccsim.gbcs.alerts import MESSAGE_CODE_NON_CRITICAL_ALERT
 from dccsim.gbcs.crypto import seal, sign_frame
 from dccsim.gbcs.dlms import encode_date_time
 from dccsim.gbcs.frames import CRA_ALERT, GeneralSigning
 from dccsim.gbcs.usecases import INVOKE_ID_MASK, INVOKE_PRIORITY_BITS
 
 ECS80_MESSAGE_CODE = 0x0067  # as in NA_ECS80/ECS80_NA_8F36_ALERT_GBCS.HEX
-# Message code for a device alert outside any use case. Assumed (not in the reference vectors):
-# the DCC side routes by alert code, not by this field.
-DEVICE_ALERT_MESSAGE_CODE = 0x0100
+# Message code for a device alert outside any use case: GNCA, as NA_GNCA-DLMS carries it
+DEVICE_ALERT_MESSAGE_CODE = MESSAGE_CODE_NON_CRITICAL_ALERT
 OUTAGE_LONG_S = 180.0  # GBCS: a restoration after 3 minutes or more is 0x8F36
 
 

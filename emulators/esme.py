@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs import dlms
-from dccsim.gbcs.dlms import AccessRequest, encode_date_time
+from dccsim.gbcs.dlms import AccessRequest, CompactArray, Data, DataType, encode_date_time
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
 from dccsim.gbcs.usecases import (
@@ -25,9 +25,36 @@ from dccsim.gbcs.usecases import (
     build_ecs17b_response,
     build_signed_access_response,
 )
-from emulators.device import GbcsDevice, RemoteParty, on
+from emulators.device import DeviceFault, GbcsDevice, RemoteParty, on
+
+EVENT_LOG = bytes.fromhex("0000636200FF")  # 0-0:99.98.0.255
+SECURITY_LOG = bytes.fromhex("0000636201FF")  # 0-0:99.98.1.255
+POWER_EVENT_LOG = bytes.fromhex("0000636204FF")  # 0-0:99.98.4.255
 
 REGISTER_MODULUS = 1 << 32  # double-long-unsigned registers roll over
+GBCS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # event log times: seconds since 2000
+# an event log entry as ECS35 returns it, in a compact array:
+# structure { double-long-unsigned time, long-unsigned event code, octet-string data }
+EVENT_TYPE_DESCRIPTION = bytes.fromhex("0203061209")
+DEFAULT_FIRMWARE_VERSION = bytes.fromhex("0123ABCD")  # as the RTDS ECS52 response carries
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One event or security log entry: when, the GBCS event/alert code, its data."""
+
+    at: datetime
+    code: int
+    data: bytes = b""
+
+    def packed(self) -> bytes:
+        seconds = int((self.at - GBCS_EPOCH).total_seconds())
+        return (
+            seconds.to_bytes(4, "big")
+            + self.code.to_bytes(2, "big")
+            + bytes([len(self.data)])
+            + self.data
+        )
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,15 @@ class Esme(GbcsDevice):
         self.epoch = epoch if epoch is not None else clock()
         self.supply = SupplyState.CONNECTED
         self.clock_offset = timedelta()  # device clock minus the injected clock (set by ECS70)
+        self.firmware_version = DEFAULT_FIRMWARE_VERSION
+        self.supplier_message: bytes | None = None  # what ECS10 last put on the display
+        self.applied_utrns: list[bytes] = []  # top-ups accepted by CS01a, oldest first
+        # logs ECS35a/b/e read (log instance id -> entries); tests and the estate append
+        self.logs: dict[bytes, list[LogEntry]] = {
+            EVENT_LOG: [],
+            SECURITY_LOG: [],
+            POWER_EVENT_LOG: [],
+        }
 
     def device_time(self, now: datetime) -> datetime:
         return now + self.clock_offset
@@ -181,6 +217,118 @@ class Esme(GbcsDevice):
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
         )
+
+    def _maced(
+        self,
+        command: GeneralCiphering,
+        remote_party: RemoteParty,
+        data: Data,
+        date_time: datetime | None = None,
+    ) -> bytes:
+        return build_access_response(
+            command=command,
+            data=(data,),
+            results=(ACTION_SUCCESS,),
+            date_time=None if date_time is None else encode_date_time(date_time),
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS52"])
+    def read_firmware_version(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """ECS52 (11.2): the firmware version, an octet string (no header date-time)."""
+        return self._maced(command, remote_party, dlms.octet_string(self.firmware_version))
+
+    @on(USE_CASES_BY_NAME["ECS10"])
+    def display_message(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS10 (3.1): show the supplier's message; answer the set with success."""
+        if request is None or len(request.data) != 1:
+            raise GbcsError("ECS10 command does not carry one message")
+        self.supplier_message = request.data[0].octets
+        return self._maced(command, remote_party, dlms.null())
+
+    @on(USE_CASES_BY_NAME["CS01a"])
+    def top_up(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """CS01a (2.2): accept a UTRN once; a repeated UTRN is refused with other-reason."""
+        if request is None or len(request.data) != 1:
+            raise GbcsError("CS01a command does not carry one UTRN")
+        utrn = request.data[0].octets
+        if utrn in self.applied_utrns:
+            raise DeviceFault(ACTION_OTHER_REASON)
+        self.applied_utrns.append(utrn)
+        return self._maced(command, remote_party, dlms.null(), self.device_time(now))
+
+    def _read_log(
+        self, command: GeneralCiphering, request: AccessRequest | None, remote_party: RemoteParty
+    ) -> bytes:
+        if request is None or len(request.specs) != 1 or request.specs[0].selection is None:
+            raise GbcsError("ECS35 command is not a selective log read")
+        spec = request.specs[0]
+        assert spec.selection is not None
+        bounds = spec.selection.parameters.items
+        if len(bounds) != 4:
+            raise GbcsError("ECS35 range descriptor is not (column, from, to, columns)")
+        start = GBCS_EPOCH + timedelta(seconds=bounds[1].integer)
+        end = GBCS_EPOCH + timedelta(seconds=bounds[2].integer)
+        entries = self.logs.get(spec.instance_id)
+        if entries is None:
+            raise DeviceFault(ACTION_OTHER_REASON)
+        contents = b"".join(e.packed() for e in entries if start <= e.at <= end)
+        data = Data(DataType.COMPACT_ARRAY, CompactArray(EVENT_TYPE_DESCRIPTION, contents))
+        return self._maced(command, remote_party, data)
+
+    @on(USE_CASES_BY_NAME["ECS35a"])
+    def read_event_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS35a (6.13): the event log entries in the requested range, a compact array."""
+        return self._read_log(command, request, remote_party)
+
+    @on(USE_CASES_BY_NAME["ECS35b"])
+    def read_security_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS35b (6.13): the security log entries in the requested range."""
+        return self._read_log(command, request, remote_party)
+
+    @on(USE_CASES_BY_NAME["ECS35e"])
+    def read_power_event_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS35e (6.13): the power event log entries in the requested range."""
+        return self._read_log(command, request, remote_party)
 
     def consumer_closes_switch(self) -> None:
         """The consumer pressing the button on an armed meter."""

@@ -550,3 +550,27 @@ def parse_response(data: bytes) -> DuisResponse:
         body_name=body_name,
         root=root,
     )
+
+
+def build_device_alert(
+    *,
+    response_id: str,
+    alert_code: int,
+    gbcs_payload: bytes,
+    response_datetime: dt.datetime,
+) -> etree._Element:
+    """An unsigned DUIS Device Alert: header ResponseID (device EUI : User EUI : the alert's
+    GBCS originator counter), ResponseCode I0, ResponseDateTime; body DeviceAlertMessage with
+    AlertCode (hex, e.g. ``8F35``) and the alert's GBCS payload. Valid against the 5.4 XSD."""
+    if not 0 <= alert_code <= 0xFFFF:
+        raise ValueError("a GBCS alert code is two bytes")
+    root = etree.Element(_sr("Response"), nsmap={"sr": SR_NS, "ra": RA_NS})
+    root.set("schemaVersion", SCHEMA_VERSION)
+    header = _sub(root, "Header")
+    _sub(header, "ResponseID", response_id)
+    _sub(header, "ResponseCode", "I0")
+    _sub(header, "ResponseDateTime", format_datetime(response_datetime))
+    message = _sub(_sub(root, "Body"), "DeviceAlertMessage")
+    _sub(message, "AlertCode", f"{alert_code:04X}")
+    _sub(message, "GBCSPayload", base64.b64encode(gbcs_payload).decode("ascii"))
+    return root

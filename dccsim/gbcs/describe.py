@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.crypto import ACB_EUI, verify_frame_signature, verify_mac
+from dccsim.gbcs.der import asn1_to_json, decode_asn1
 from dccsim.gbcs.dlms import (
     AccessRequest,
     AccessResponse,
@@ -32,11 +33,14 @@ from dccsim.gbcs.frames import (
     decode_message,
 )
 from dccsim.gbcs.usecases import USE_CASES_BY_CODE
+from dccsim.gbcs.zigbee import decode_gbz, gbz_to_json
 
 CheckStatus = Literal["verified", "failed", "unchecked", "absent"]
 _CRA_NAMES = {CRA_COMMAND: "command", CRA_RESPONSE: "response", CRA_ALERT: "alert"}
 _DLMS_TAGS = (0xD9, 0xDA, 0x0F)
-_PAYLOAD_KINDS = {0x30: "asn1", 0x01: "zigbee", 0x02: "zigbee", 0x04: "zigbee", 0x05: "zigbee"}
+# GBZ payloads open with the Smart Energy profile id 0x0109; the DER ones with a SEQUENCE, or
+# one primitive (INTEGER, OCTET STRING, NULL) for the shortest commands and responses
+_DER_TAGS = (0x30, 0x02, 0x04, 0x05)
 
 
 class KeyLookup(Protocol):
@@ -135,14 +139,30 @@ def dlms_to_json(apdu: DlmsApdu) -> dict[str, Any]:
     return {"apdu": "data-notification", **common, "body": data_to_json(apdu.body)}
 
 
-def _payload(payload: bytes) -> dict[str, Any]:
-    if payload[:1] and payload[0] in _DLMS_TAGS:
-        try:
+def _payload(frame: GeneralSigning) -> dict[str, Any]:
+    payload = frame.payload
+    try:
+        if payload[:1] and payload[0] in _DLMS_TAGS:
             return {"kind": "dlms", **dlms_to_json(decode_apdu(payload))}
-        except GbcsError as exc:
-            return {"kind": "dlms", "error": exc.reason, "hex": payload.hex()}
-    kind = _PAYLOAD_KINDS.get(payload[0], "unknown") if payload else "empty"
-    return {"kind": kind, "hex": payload.hex()}
+        if payload[:2] == b"\x01\x09":
+            gbz = decode_gbz(payload, alert=frame.cra_flag == CRA_ALERT)
+            return {"kind": "zigbee", **gbz_to_json(gbz)}
+        if payload[:1] and payload[0] in _DER_TAGS:
+            asn1 = decode_asn1(payload, message_code=frame.message_code, cra_flag=frame.cra_flag)
+            return {"kind": "asn1", **asn1_to_json(asn1)}
+    except GbcsError as exc:
+        return {"kind": _kind(payload), "error": exc.reason, "hex": payload.hex()}
+    return {"kind": _kind(payload), "hex": payload.hex()}
+
+
+def _kind(payload: bytes) -> str:
+    if not payload:
+        return "empty"
+    if payload[0] in _DLMS_TAGS:
+        return "dlms"
+    if payload[:2] == b"\x01\x09":
+        return "zigbee"
+    return "asn1" if payload[0] in _DER_TAGS else "unknown"
 
 
 def _header(frame: GeneralSigning) -> dict[str, Any]:
@@ -248,7 +268,7 @@ def describe(data: bytes, keys: KeyLookup | None = None) -> dict[str, Any]:
         "apdu": "general-ciphering" if isinstance(message, GeneralCiphering) else "general-signing",
         "length": len(data),
         "header": _header(frame),
-        "payload": _payload(frame.payload),
+        "payload": _payload(frame),
         "mac": mac,
         "signature": signature,
         "ok": mac["status"] != "failed" and signature["status"] != "failed",

@@ -121,6 +121,82 @@ USE_CASES: tuple[UseCase, ...] = (
     ),
 )
 
+
+def _uc(
+    name: str,
+    title: str,
+    code: int,
+    kind: PayloadKind,
+    srvs: tuple[str, ...],
+    *,
+    critical: bool = False,
+    encrypted_response: bool = False,
+) -> UseCase:
+    return UseCase(name, title, code, CRA_COMMAND, kind, srvs, critical, encrypted_response)
+
+
+_D, _Z, _A = PayloadKind.DLMS, PayloadKind.ZIGBEE, PayloadKind.ASN1
+# More use cases of the issue's SRVs, message codes as the RTDS vectors carry them
+USE_CASES += (
+    _uc("CS01a", "Apply Prepayment Top Up to an ESME", 0x0007, _D, ("2.2",)),
+    _uc("CS01b", "Apply Prepayment Top Up to a GSME", 0x0097, _Z, ("2.2",)),
+    _uc("ECS02", "Set ESME Payment Mode to Credit", 0x001A, _D, ("1.6",), critical=True),
+    _uc("ECS03", "Set ESME Payment Mode to Prepayment", 0x001B, _D, ("1.6",), critical=True),
+    _uc("GCS02", "Set GSME Payment Mode to Credit", 0x006C, _Z, ("1.6",), critical=True),
+    _uc("GCS03", "Set GSME Payment Mode to Prepayment", 0x006D, _Z, ("1.6",), critical=True),
+    _uc("ECS10", "Send Message to ESME", 0x0021, _D, ("3.1",)),
+    _uc("GCS07", "Send Message to GSME", 0x0071, _Z, ("3.1",)),
+    _uc("GCS13a", "Read GSME Consumption Register", 0x0074, _Z, ("4.1.1",)),
+    _uc(
+        "ECS21a",
+        "Read Electricity Daily Read Log (exc export)",
+        0x0033,
+        _D,
+        ("4.6.1",),
+        encrypted_response=True,
+    ),
+    _uc("GCS16a", "Read GSME Daily Read log(s)", 0x0077, _Z, ("4.6.1",)),
+    _uc(
+        "ECS22b",
+        "Read Electricity Half Hour Profile Data (active import)",
+        0x0037,
+        _D,
+        ("4.8.1",),
+        encrypted_response=True,
+    ),
+    _uc("GCS17", "Read GSME Profile Data Log", 0x0078, _Z, ("4.8.1",)),
+    _uc(
+        "ECS66",
+        "Read ESME Daily Consumption Log",
+        0x0060,
+        _D,
+        ("4.17",),
+        encrypted_response=True,
+    ),
+    _uc("GCS61", "Read gas Daily Consumption Log", 0x00A0, _Z, ("4.17",)),
+    _uc("ECS35a", "Read ESME Event Log", 0x0048, _D, ("6.13",)),
+    _uc("ECS35b", "Read ESME Security Log", 0x0049, _D, ("6.13",)),
+    _uc("ECS35c", "Read CHF Event Log", 0x0093, _D, ("6.13",)),
+    _uc("ECS35d", "Read CHF Security Log", 0x0094, _D, ("6.13",)),
+    _uc("ECS35e", "Read ESME Power Event Log", 0x00B9, _D, ("6.13",)),
+    _uc("ECS35f", "Read ALCS Event Log", 0x00BA, _D, ("6.13",)),
+    _uc("ECS35g", "Read Auxiliary Controller Event Log", 0x00FD, _D, ("6.13",)),
+    _uc("CS10a", "Read ZigBee Device Event Log", 0x0014, _Z, ("6.13",)),
+    _uc("CS10b", "Read ZigBee Device Security Log", 0x00A1, _Z, ("6.13",)),
+    _uc("GCS32", "Remotely close the valve in the GSME", 0x0081, _Z, ("7.2",), critical=True),
+    _uc("GCS39", "Arm Valve in GSME", 0x0085, _Z, ("7.3",), critical=True),
+    _uc("GCS33", "Read GSME Valve Status", 0x0082, _Z, ("7.4",)),
+    _uc("GCS28", "Set time on GSME", 0x007F, _A, ("6.11", "8.1.1"), critical=True),
+    _uc("ECS52", "Read ESME/SAPC/Comms Hub Firmware Version", 0x0059, _D, ("11.2",)),
+    _uc("GCS38", "Read GSME Firmware Version", 0x0084, _Z, ("11.2",)),
+    _uc("CS08", "Read PPMID/HCALCS Firmware Version", 0x0129, _A, ("11.2",)),
+    _uc("CS06", "Activate Firmware", 0x0012, _A, ("11.3",), critical=True),
+    _uc("CS03A1", "Method A Join (Meter)", 0x000D, _A, ("8.7.1",), critical=True),
+    _uc("CS03A2", "Method A Join (non-meter)", 0x00AB, _A, ("8.7.1", "8.7.2")),
+    _uc("CS03B", "Method B Join", 0x000E, _A, ("8.7.2",)),
+    _uc("CS03C", "Method C Join", 0x00AF, _A, ("8.7.1", "8.7.2")),
+)
+
 USE_CASES_BY_CODE: dict[int, UseCase] = {uc.message_code: uc for uc in USE_CASES}
 USE_CASES_BY_NAME: dict[str, UseCase] = {uc.name: uc for uc in USE_CASES}
 ECS17B = USE_CASES_BY_NAME["ECS17b"]
@@ -149,8 +225,9 @@ def invoke_id_for(counter: int) -> int:
     return INVOKE_PRIORITY_BITS | (counter & INVOKE_ID_MASK)
 
 
-def _protection_parameters(counter: int, originator_title: bytes, recipient_title: bytes) -> Data:
-    """DLMS protection_parameters for agreed-key encryption of one protected attribute set."""
+def protection_parameters(counter: int, originator_title: bytes, recipient_title: bytes) -> Data:
+    """DLMS protection_parameters for agreed-key encryption of one protected attribute set
+    (every protected read: ECS17b, ECS21a, ECS22b, ECS66)."""
     transaction_id = b"\x04" + counter.to_bytes(8, "big")
     return dlms.array(
         dlms.structure(
@@ -196,7 +273,7 @@ def ecs17b_request(counter: int, originator_title: bytes, device_title: bytes) -
         ),
         data=(
             dlms.structure(
-                object_list, _protection_parameters(counter, originator_title, device_title)
+                object_list, protection_parameters(counter, originator_title, device_title)
             ),
         ),
     )
@@ -365,7 +442,7 @@ def build_ecs17b_response(
         request_specs=None,
         data=(
             dlms.structure(
-                _protection_parameters(
+                protection_parameters(
                     header.originator_counter, header.recipient_title, header.originator_title
                 ),
                 dlms.octet_string(block),
@@ -424,6 +501,20 @@ def build_access_response(
     frame = _response_frame(
         command.general_signing, date_time, _access_response(command, data, results)
     )
+    return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
+
+
+def build_maced_response(
+    *,
+    command: GeneralCiphering,
+    payload: bytes,
+    date_time: bytes | None,
+    device_ka_private: ec.EllipticCurvePrivateKey,
+    recipient_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """Any non-critical response (DLMS, GBZ or DER ``payload``): CRA 2, titles swapped, the
+    command's counter, message code and other-information extras, MAC'd by the device."""
+    frame = _response_frame(command.general_signing, date_time, payload)
     return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
 
 

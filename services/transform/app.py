@@ -22,6 +22,7 @@ from dccsim.bus import Envelope, Permanent
 from dccsim.bus.topology import (
     DUIS_RESPONSE,
     GBCS_COMMAND,
+    INVENTORY_RPC,
     TRANSFORM_REQUESTS,
     TRANSFORM_RESPONSES,
     TRANSFORM_RPC_REQUESTS,
@@ -29,10 +30,12 @@ from dccsim.bus.topology import (
 from dccsim.config import TransformSettings
 from dccsim.duis import xmldsig
 from dccsim.duis.codes import MALFORMED_REQUEST, SERVICE_NOT_OFFERED, DuisError
-from dccsim.duis.requestid import DCC_EUI, RequestId
-from dccsim.duis.xml import build_response, parse_safely, to_bytes
+from dccsim.duis.requestid import DCC_EUI, RequestId, format_eui, parse_eui
+from dccsim.duis.xml import build_device_alert, build_response, parse_safely, to_bytes
 from dccsim.gbcs.critical import SignedPreCommandError
 from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.participants import ParticipantRegister
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
@@ -108,6 +111,12 @@ class TransformMetrics:
         self.responses = Counter(
             "dccsim_transform_responses", "DUIS Responses built", ["response_code"], registry=r
         )
+        self.alerts = Counter(
+            "dccsim_transform_alerts",
+            "Device alerts turned into DUIS Device Alerts, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.build_duration = Histogram(
             "dccsim_transform_build_duration_seconds",
             "Time to build and MAC a command",
@@ -122,6 +131,7 @@ class Transformer:
         self.keys = keys
         self.metrics = TransformMetrics(rt)
         self.issued = PreCommandRegister()
+        self.participants = ParticipantRegister(rt.settings.home)
 
     def pre_command(self, request_id: str, body: dict[str, Any]) -> bytes:
         """CV 4: the Pre-Command for a critical SR (``body`` as on ``sr.accepted``), remembered
@@ -249,6 +259,9 @@ class Transformer:
 
     async def on_response(self, env: Envelope) -> None:
         body = env.body
+        if env.kind == "gbcs.alert":
+            await self.on_alert(env)
+            return
         context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
         error = body.get("error")
         if error:
@@ -258,6 +271,77 @@ class Transformer:
         if not isinstance(frame, bytes):
             raise Permanent("gbcs.response carries neither a frame nor an error")
         await self._respond(env.request_id, context, code="I0", payload=frame)
+
+    async def on_alert(self, env: Envelope) -> None:
+        """A device alert -> a signed DUIS Device Alert for the User it concerns.
+
+        The alert's GBCS recipient is that User, or the DCC (the ACB) for alerts a device sends
+        to the DCC (e.g. supply interrupted); those go to the device's registered Supplier.
+        """
+        body = env.body
+        frame = body.get("frame")
+        if not isinstance(frame, bytes):
+            raise Permanent("gbcs.alert carries no frame")
+        try:
+            message = decode_message(frame)
+        except GbcsError as exc:
+            raise Permanent(f"alert frame does not decode: {exc.reason}") from exc
+        gs = message.general_signing if isinstance(message, GeneralCiphering) else message
+        device = gs.originator_title
+        recipient = gs.recipient_title
+        if recipient == DCC_EUI:
+            reply = await self.rt.bus.call(
+                INVENTORY_RPC,
+                "device.lookup",
+                env.request_id or format_eui(device),
+                {"eui": format_eui(device)},
+            )
+            regs = (reply.get("device") or {}).get("registrations") or {}
+            user = regs.get("IS") or regs.get("GS") or regs.get("ED")
+            if not user:
+                log.warning(
+                    "alert for a device with no registered User; not delivered",
+                    extra={"device": format_eui(device)},
+                )
+                self.metrics.alerts.labels("no_recipient").inc()
+                return
+            recipient = parse_eui(str(user))
+        participant = next(
+            (p for p in self.participants.all().values() if p.eui == format_eui(recipient)), None
+        )
+        if participant is None:
+            log.warning(
+                "alert for a User that is not a registered participant",
+                extra={"user_eui": format_eui(recipient)},
+            )
+            self.metrics.alerts.labels("no_recipient").inc()
+            return
+        code = body.get("alert_code")
+        if not isinstance(code, int):
+            raise Permanent("gbcs.alert carries no alert code")
+        response_id = f"{format_eui(device)}:{participant.eui}:{gs.originator_counter}"
+        root = build_device_alert(
+            response_id=response_id,
+            alert_code=code,
+            gbcs_payload=frame,
+            response_datetime=dt.datetime.now(dt.UTC),
+        )
+        xml = to_bytes(
+            xmldsig.sign(root, private_key=self.keys.dsp_key, certificate=self.keys.dsp_certificate)
+        )
+        self.metrics.alerts.labels("delivered").inc()
+        await self.rt.bus.publish(
+            DUIS_RESPONSE,
+            Envelope(
+                "duis.response",
+                response_id,
+                {
+                    "user_id": participant.user_id,
+                    "delivery_key": f"alert:{response_id}:{code:04X}",
+                    "xml": xml,
+                },
+            ),
+        )
 
     async def _respond(
         self, request_id: str, context: dict[str, Any], *, code: str, payload: bytes | None

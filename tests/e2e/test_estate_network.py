@@ -15,8 +15,11 @@ import pytest
 from dccsim import participants
 from dccsim.bus.envelope import Envelope
 from dccsim.bus.topology import EXCHANGE, GBCS_ALERT
-from dccsim.duis.requestid import RequestId
+from dccsim.duis import xmldsig
+from dccsim.duis.requestid import RequestId, parse_eui
+from dccsim.duis.xml import parse_safely
 from dccsim.gbcs.frames import CRA_ALERT, GeneralSigning, decode_message
+from dccsim.pki.files import load_certificate
 from dccsim.testuser import ResponseReceiver, TestUser, post
 from tests.broker import rabbitmqctl_available
 from tests.system import System, free_port
@@ -34,7 +37,7 @@ DEADLINE_S = 3.0
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     sys_ = System(
         tmp_path_factory.mktemp("dccsim-estate"),
-        premises=6,
+        premises=7,
         extra_env={
             "DCCSIM_GATEWAY_CONTROL_PORT": str(free_port()),
             "DCCSIM_WAN_DEADLINE_S": str(DEADLINE_S),
@@ -233,3 +236,37 @@ async def test_gateway_restart_mid_load_answers_every_accepted_command(
     # within the deadline, E20/E21 when the restart (a few seconds) outlasted it.
     assert set(codes) <= {"I0", "E20", "E21"}
     assert codes.count("I0") >= 10
+
+
+async def test_outage_alerts_reach_the_supplier_as_signed_duis_device_alerts(
+    system: System, user: TestUser, receiver: ResponseReceiver, control: Control
+) -> None:
+    esme = system.esmes()[6]  # a premises no other test uses
+    await control.call("POST", f"/premises/{esme}/outage", {"duration_s": 0.5})
+
+    def alerts_for_device() -> list[Any]:
+        return [
+            r
+            for r in receiver.received
+            if r.response.alert_code is not None
+            and r.response.response_id is not None
+            and r.response.response_id.originator == parse_eui(esme)
+        ]
+
+    async with asyncio.timeout(30):
+        while len(alerts_for_device()) < 2:
+            await asyncio.sleep(0.1)
+    got = alerts_for_device()
+    cert = load_certificate(user.bundle / "dcc-xml-sign.pem")
+
+    def find(serial: int) -> Any:
+        return cert if serial == cert.serial_number else None
+
+    assert sorted(str(a.response.alert_code).upper() for a in got) == ["8F35", "8F57"]
+    for item in got:
+        assert item.response.body_name == "DeviceAlertMessage"
+        assert item.response.response_id is not None
+        assert item.response.response_id.target == parse_eui(user.eui)
+        assert item.response.gbcs_payload is not None
+        decode_message(item.response.gbcs_payload)  # the device's own alert frame
+        xmldsig.verify(parse_safely(item.raw), find_certificate=find)
