@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _no_autocheckpoint(dbapi_conn: Any, _: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -49,10 +56,15 @@ class Database:
         self.dialect = "sqlite" if url.startswith("sqlite") else url.split(":", 1)[0].split("+")[0]
         self._sync: sqlalchemy.Engine | None = None
         self._async: AsyncEngine | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._path: str | None = None
         if self.dialect == "sqlite":
             sync_url = "sqlite:" + url.split(":", 1)[1]
+            self._path = url.split(":///", 1)[1] if ":///" in url else None
             self._sync = sqlalchemy.create_engine(sync_url, pool_size=1, max_overflow=0)
             event.listen(self._sync, "connect", _sqlite_pragmas)
+            # A WAL checkpoint writes and syncs the database file: never in the event loop.
+            event.listen(self._sync, "connect", _no_autocheckpoint)
         else:
             self._async = create_async_engine(
                 url, pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -61,6 +73,8 @@ class Database:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one transaction and return its result (rolled back if it raises)."""
         if self._sync is not None:
+            if self._checkpointer is None and self._path and self._path != ":memory:":
+                self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
             with self._sync.begin() as conn:
                 return fn(conn)
         assert self._async is not None
@@ -70,7 +84,32 @@ class Database:
     async def create_all(self, metadata: MetaData) -> None:
         await self.run(lambda conn: metadata.create_all(conn))
 
+    async def _checkpoints(self, interval: float = 2.0) -> None:
+        """Fold the WAL into the database file now and then, in a worker thread, with a
+        connection of its own (a PASSIVE checkpoint never blocks the writer)."""
+        assert self._path is not None
+        path = self._path
+
+        def checkpoint() -> None:
+            conn = sqlite3.connect(path, timeout=10)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(checkpoint)
+            except sqlite3.Error:
+                pass  # busy or gone: the next round tries again
+
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._sync is not None:
             self._sync.dispose()
         if self._async is not None:
