@@ -39,6 +39,7 @@ bench: venv broker
 	$(BIN)/python -m bench.gbcs
 	$(BIN)/python -m bench.inventory
 	$(BIN)/python -m bench.estate
+	$(BIN)/python -m bench.duis
 
 soak: venv broker
 	$(BIN)/python -m pytest -m slow -p no:randomly
