@@ -39,7 +39,7 @@ from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.estate import REGIONS, format_eui
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
 from dccsim.gbcs.usecases import USE_CASES_BY_CODE
-from dccsim.pki.dccki import server_ssl_context
+from dccsim.pki.dccki import CrlWatcher, server_ssl_context
 from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.files import write_atomic
 from dccsim.pki.keystore import KeyStore, KeyStoreError
@@ -514,6 +514,10 @@ async def _setup(rt: ServiceRuntime) -> None:
     ctx = server_ssl_context(
         pki.gateway_server_cert, pki.gateway_server_key, pki.tls_ca, require_client_cert=True
     )
+    # The WAN side's DCCKI certificate can be revoked too: honour the CRL without a restart.
+    crl_watcher = CrlWatcher(ctx, pki.dccki_crl)
+    crl_watcher.start()
+    rt.cleanups.append(crl_watcher.stop)
     srv = await asyncio.start_server(
         server.handle_connection, settings.gateway_host, settings.gateway_port, ssl=ctx, backlog=256
     )
