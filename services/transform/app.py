@@ -42,6 +42,7 @@ from dccsim.runtime import ServiceRuntime, run_service
 from services.transform.srvs import (
     TRANSFORMATIONS_BY_KEY,
     PreCommandRegister,
+    ServiceRequestBodyError,
     Transformation,
     build_command,
     build_pre_command,
@@ -156,9 +157,14 @@ class Transformer:
         return TRANSFORMS.get((str(body["srv"]), str(device.get("device_type", ""))))
 
     def _command(
-        self, request_id: str, transformation: Transformation, body: dict[str, Any]
+        self,
+        request_id: str,
+        transformation: Transformation,
+        body: dict[str, Any],
+        element: Any = None,
     ) -> bytes | str:
-        """The GBCS command for this request, or the DUIS code to refuse it with."""
+        """The GBCS command for this request, or the DUIS code to refuse it with; ``element``
+        is its DUIS body element, parsed from ``body_xml``."""
         target = bytes(body["target"])
         device_ka = self.keys.device_ka_public(target)
         if not transformation.critical:
@@ -169,7 +175,7 @@ class Transformer:
                 counter=int(body["counter"]),
                 acb_ka_private=self.keys.acb_ka_private,
                 device_ka_public=device_ka,
-                body=_body_element(body),
+                body=element,
             )
         signed = body.get("signed_pre_command")
         if not isinstance(signed, bytes):
@@ -230,17 +236,26 @@ class Transformer:
             await self._respond(env.request_id, context, code="E11", payload=None)
             return
         start = time.perf_counter()
+        use_case = transformation.use_case
         try:
-            frame = self._command(env.request_id, transformation, body)
+            element = _body_element(body)
+            if body.get("signed_pre_command") is None:
+                use_case = transformation.use_case_for(element)
+            frame = self._command(env.request_id, transformation, body, element)
         except KeyStoreError as exc:
             raise Permanent(f"no certificate for device or User: {exc}") from exc
+        except ServiceRequestBodyError as exc:
+            # The User's request is at fault, not the DCC: answer it as the CV 4 RPC does.
+            log.info("DUIS body cannot be transformed", extra={"srv": srv, "reason": exc.reason})
+            await self._respond(env.request_id, context, code=MALFORMED_REQUEST, payload=None)
+            return
         except GbcsError as exc:
-            raise Permanent(f"cannot build {transformation.use_case}: {exc.reason}") from exc
+            raise Permanent(f"cannot build {use_case}: {exc.reason}") from exc
         if isinstance(frame, str):
             await self._respond(env.request_id, context, code=frame, payload=None)
             return
         self.metrics.build_duration.observe(time.perf_counter() - start)
-        self.metrics.commands.labels(transformation.use_case).inc()
+        self.metrics.commands.labels(use_case).inc()
         await self.rt.bus.publish(
             GBCS_COMMAND,
             Envelope(
@@ -248,7 +263,7 @@ class Transformer:
                 env.request_id,
                 {
                     **context,
-                    "use_case": transformation.use_case,
+                    "use_case": use_case,
                     "frame": frame,
                     "device_eui": device.get("eui"),
                     "hub_eui": device.get("hub_eui"),

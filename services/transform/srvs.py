@@ -35,39 +35,96 @@ def _no_parameters(_body: etree._Element | None) -> dict[str, object]:
     return {}
 
 
-def _child_text(body: etree._Element | None, local: str) -> str:
-    element = None if body is None else body.find(f"{{{SR_NS}}}{local}")
+class ServiceRequestBodyError(GbcsError):
+    """The DUIS body lacks a value the command needs, or holds one this device cannot take.
+
+    The request itself is at fault, so the service answers the User (E13) rather than retry.
+    """
+
+
+def _child_text(body: etree._Element | None, path: str) -> str:
+    """The text at ``path`` (local names joined by ``/``) below the DUIS body element."""
+    element = body
+    for local in path.split("/"):
+        element = None if element is None else element.find(f"{{{SR_NS}}}{local}")
     if element is None or not (element.text or "").strip():
-        raise GbcsError(f"DUIS body has no {local}")
+        raise ServiceRequestBodyError(f"DUIS body has no {path}")
     return (element.text or "").strip()
+
+
+def _date_time(body: etree._Element | None, path: str) -> dt.datetime:
+    """An xs:dateTime of the body as an aware datetime (no zone: DUIS means UTC)."""
+    text = _child_text(body, path)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad {path} {text!r}: {exc}") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _clock_parameters(body: etree._Element | None) -> dict[str, object]:
     """SynchroniseClock / CommissionDeviceSynchroniseClock: CurrentDateTime, TolerancePeriod."""
-    text = _child_text(body, "CurrentDateTime")
+    when = _date_time(body, "CurrentDateTime")
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         tolerance = int(_child_text(body, "TolerancePeriod"))
     except ValueError as exc:
-        raise GbcsError(f"bad SynchroniseClock value: {exc}") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)  # xs:dateTime without a zone: DUIS means UTC
+        raise ServiceRequestBodyError(f"bad SynchroniseClock value: {exc}") from exc
     return {"current_date_time": when, "tolerance_period": tolerance}
+
+
+def _display_message_parameters(body: etree._Element | None) -> dict[str, object]:
+    """DisplayMessage: SupplierMessage, the text for the meter's display."""
+    return {"supplier_message": _child_text(body, "SupplierMessage")}
+
+
+def _top_up_parameters(body: etree._Element | None) -> dict[str, object]:
+    """TopUpDevice: UTRN, the 20-digit top-up code."""
+    return {"utrn": _child_text(body, "UTRN")}
+
+
+def _log_period_parameters(body: etree._Element | None) -> dict[str, object]:
+    """ReadEventOrSecurityLog: ReadLogPeriod's StartDateTime and EndDateTime."""
+    return {
+        "start_date_time": _date_time(body, "ReadLogPeriod/StartDateTime"),
+        "end_date_time": _date_time(body, "ReadLogPeriod/EndDateTime"),
+    }
+
+
+# 6.13 to an ESME: DUIS LogToRead -> the ECS35 use case reading that log. The ALCS and GSME
+# logs are not read from an ESME here (the emulated ESME has neither).
+ESME_LOGS: dict[str, str] = {"Event": "ECS35a", "Security": "ECS35b", "PowerEvent": "ECS35e"}
+
+
+def _esme_log_use_case(body: etree._Element | None) -> str:
+    log = _child_text(body, "LogToRead")
+    use_case = ESME_LOGS.get(log)
+    if use_case is None:
+        raise ServiceRequestBodyError(f"LogToRead {log} is not a log of an ESME")
+    return use_case
 
 
 @dataclass(frozen=True)
 class Transformation:
-    """How one (SRV, device type) becomes GBCS: its use case and how to read its DUIS body."""
+    """How one (SRV, device type) becomes GBCS: its use case and how to read its DUIS body.
+
+    ``use_case`` is the use case, or the representative one when ``select`` picks it from the
+    body (6.13: one ECS35 use case per log); all the use cases of one row share criticality.
+    """
 
     srv: str
     device_type: str
     use_case: str
     body_element: str
     parameters: BodyParameters = field(default=_no_parameters)
+    select: Callable[[etree._Element | None], str] | None = None
 
     @property
     def critical(self) -> bool:
         return USE_CASES_BY_NAME[self.use_case].critical
+
+    def use_case_for(self, body: etree._Element | None) -> str:
+        """The use case this request's body asks for; :class:`ServiceRequestBodyError` if none."""
+        return self.use_case if self.select is None else self.select(body)
 
     def payload(
         self,
@@ -78,7 +135,7 @@ class Transformation:
         body: etree._Element | None = None,
     ) -> bytes:
         context = CommandContext(counter, originator_title, device_title, self.parameters(body))
-        return command_payload(self.use_case, context)
+        return command_payload(self.use_case_for(body), context)
 
 
 TRANSFORMATIONS: tuple[Transformation, ...] = (
@@ -89,6 +146,17 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
     Transformation("7.2", "ESME", "ECS43", "DisableSupply"),
     Transformation("7.3", "ESME", "ECS44", "ArmSupply"),
     Transformation("7.4", "ESME", "ECS45", "ReadSupplyStatus"),
+    Transformation("11.2", "ESME", "ECS52", "ReadFirmwareVersion"),
+    Transformation("3.1", "ESME", "ECS10", "DisplayMessage", _display_message_parameters),
+    Transformation("2.2", "ESME", "CS01a", "TopUpDevice", _top_up_parameters),
+    Transformation(
+        "6.13",
+        "ESME",
+        "ECS35a",
+        "ReadEventOrSecurityLog",
+        _log_period_parameters,
+        select=_esme_log_use_case,
+    ),
 )
 
 TRANSFORMATIONS_BY_KEY: dict[tuple[str, str], Transformation] = {
@@ -117,7 +185,7 @@ def build_command(
         originator_title=originator_title, device_title=device_title, counter=counter, body=body
     )
     return build_gbcs_command(
-        USE_CASES_BY_NAME[transformation.use_case],
+        USE_CASES_BY_NAME[transformation.use_case_for(body)],
         originator_title=originator_title,
         device_title=device_title,
         counter=counter,
@@ -142,7 +210,7 @@ def build_pre_command(
         originator_title=originator_title, device_title=device_title, counter=counter, body=body
     )
     return critical.build_pre_command(
-        USE_CASES_BY_NAME[transformation.use_case],
+        USE_CASES_BY_NAME[transformation.use_case_for(body)],
         originator_title=originator_title,
         device_title=device_title,
         counter=counter,

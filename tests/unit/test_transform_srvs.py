@@ -18,6 +18,7 @@ from dccsim.pki.files import parse_private_key
 from services.transform.srvs import (
     TRANSFORMATIONS,
     PreCommandRegister,
+    ServiceRequestBodyError,
     build_command,
     build_pre_command,
     command_from_signed_pre_command,
@@ -39,6 +40,12 @@ CRITICAL = [
 NON_CRITICAL = [
     ("ECS45_7.4_SUCCESS_REQUEST_DUIS.XML", "7.4_ECS45", "ECS45_7.4_SUCCESS"),
     ("ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML", "4.1.1_ECS17b", "ECS17b_4.1.1_SINGLE_SUCCESS"),
+    ("ECS52_11.2_SUCCESS_REQUEST_DUIS.XML", "11.2_ECS52", "ECS52_11.2_SUCCESS"),
+    ("ECS10_3.1_SUCCESS_REQUEST_DUIS.XML", "3.1_ECS10", "ECS10_3.1_SUCCESS"),
+    ("CS01a_2.2_SUCCESS_REQUEST_DUIS.XML", "2.2_CS01a", "CS01a_2.2_SUCCESS"),
+    ("ECS35a_6.13_SUCCESS_REQUEST_DUIS.XML", "6.13_ECS35a", "ECS35a_6.13_SUCCESS"),
+    ("ECS35b_6.13_SUCCESS_REQUEST_DUIS.XML", "6.13_ECS35b", "ECS35b_6.13_SUCCESS"),
+    ("ECS35e_6.13_SUCCESS_REQUEST_DUIS.XML", "6.13_ECS35e", "ECS35e_6.13_SUCCESS"),
 ]
 
 
@@ -169,6 +176,73 @@ def test_clock_body_without_date_time_is_a_gbcs_error() -> None:
             device_title=bytes(8),
             counter=1,
             body=body,
+        )
+
+
+def _read_log_body(log: str) -> etree._Element:
+    return etree.fromstring(
+        b'<sr:ReadEventOrSecurityLog xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+        b"<sr:ReadLogPeriod><sr:StartDateTime>2014-12-31T00:00:00Z</sr:StartDateTime>"
+        b"<sr:EndDateTime>2015-01-01T00:00:00Z</sr:EndDateTime></sr:ReadLogPeriod>"
+        b"<sr:LogToRead>" + log.encode() + b"</sr:LogToRead></sr:ReadEventOrSecurityLog>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("log", "use_case"), [("Event", "ECS35a"), ("Security", "ECS35b"), ("PowerEvent", "ECS35e")]
+)
+def test_read_log_to_an_esme_picks_the_ecs35_use_case_of_its_log(log: str, use_case: str) -> None:
+    transformation = lookup("6.13", "ESME")
+    assert transformation is not None
+    assert transformation.use_case_for(_read_log_body(log)) == use_case
+
+
+@pytest.mark.parametrize("log", ["ALCSEvent", "GSMEEvent", "GSMESecurity"])
+def test_read_log_of_a_log_an_esme_lacks_is_a_body_error(log: str) -> None:
+    transformation = lookup("6.13", "ESME")
+    assert transformation is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ServiceRequestBodyError, match=log):
+        build_command(
+            transformation,
+            originator_title=bytes(8),
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+            body=_read_log_body(log),
+        )
+
+
+@pytest.mark.parametrize(
+    ("srv", "body", "missing"),
+    [
+        ("3.1", b"<sr:DisplayMessage {ns}/>", "SupplierMessage"),
+        ("2.2", b"<sr:TopUpDevice {ns}/>", "UTRN"),
+        (
+            "6.13",
+            b"<sr:ReadEventOrSecurityLog {ns}><sr:LogToRead>Event</sr:LogToRead>"
+            b"</sr:ReadEventOrSecurityLog>",
+            "ReadLogPeriod/StartDateTime",
+        ),
+    ],
+)
+def test_body_without_a_needed_value_is_a_body_error(srv: str, body: bytes, missing: str) -> None:
+    transformation = lookup(srv, "ESME")
+    assert transformation is not None
+    element = etree.fromstring(
+        body.replace(b"{ns}", b'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"')
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ServiceRequestBodyError, match=missing):
+        build_command(
+            transformation,
+            originator_title=bytes(8),
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+            body=element,
         )
 
 

@@ -1,0 +1,168 @@
+"""SRVs 11.2, 3.1, 2.2 and 6.13 to an ESME end to end: a signed DUIS request to serviceS, I99,
+then the async I0 whose GBCS payload is the emulated ESME's response to the right use case."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dccsim import participants
+from dccsim.duis.requestid import parse_eui
+from dccsim.duis.xml import DuisResponse
+from dccsim.gbcs.crypto import verify_mac
+from dccsim.gbcs.dlms import AccessResponse, CompactArray, decode_apdu
+from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.gbcs.usecases import ACTION_SUCCESS, USE_CASES_BY_NAME
+from dccsim.pki.files import load_private_key
+from dccsim.pki.keystore import KeyStore
+from dccsim.pki.smki import KeyUsage
+from dccsim.testuser import ResponseReceiver, TestUser, post
+from emulators.esme import DEFAULT_FIRMWARE_VERSION
+from tests.broker import rabbitmqctl_available
+from tests.system import System
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.rabbitmq,
+    pytest.mark.skipif(not rabbitmqctl_available(), reason="needs the local RabbitMQ"),
+]
+
+SR = 'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"'
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
+    try:
+        sys_.start()
+        yield sys_
+    finally:
+        sys_.stop()
+
+
+@pytest.fixture
+def user(system: System) -> TestUser:
+    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
+
+
+@pytest.fixture
+async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
+    rx = ResponseReceiver(user.receiver_ssl())
+    await rx.start()
+    current = participants.load(system.home)[user.user_id]
+    participants.upsert(
+        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
+    )
+    yield rx
+    await rx.stop()
+
+
+@pytest.fixture
+async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
+        yield s
+
+
+@dataclass
+class Exchange:
+    """One request's way through dccsim, as the User sees it."""
+
+    system: System
+    user: TestUser
+    receiver: ResponseReceiver
+    session: aiohttp.ClientSession
+
+    async def send(self, srv: str, device: str, body_xml: bytes | None = None) -> DuisResponse:
+        """Send ``srv`` to ``device``; check the I99, return the async Response."""
+        rid, document = self.user.service_request(srv, device, body_xml=body_xml)
+        ack = await post(self.session, self.system.service_s, document)
+        assert ack.response_code == "I99"
+        item = await self.receiver.wait_for(str(rid), timeout=30)
+        response = item.response
+        assert str(response.response_id) == rid.response_id()
+        assert response.service_reference_variant == srv
+        return response
+
+    async def device_response(
+        self, srv: str, body_xml: bytes | None, use_case: str
+    ) -> AccessResponse:
+        """The ESME's DLMS Access Response to ``use_case``, its MAC checked for the User."""
+        device = self.system.esmes()[0]
+        response = await self.send(srv, device, body_xml)
+        assert response.response_code == "I0"
+        assert response.gbcs_payload is not None
+        frame = decode_message(response.gbcs_payload)
+        assert isinstance(frame, GeneralCiphering)
+        gs = frame.general_signing
+        assert gs.cra_flag == 2
+        assert gs.message_code == USE_CASES_BY_NAME[use_case].message_code
+        assert gs.originator_title == parse_eui(device)
+        assert gs.recipient_title == parse_eui(self.user.eui)
+        supplier_ka = load_private_key(self.user.bundle / "ka.key")
+        assert isinstance(supplier_ka, ec.EllipticCurvePrivateKey)
+        device_ka = (
+            KeyStore(self.system.home / "pki" / "keystore")
+            .certificate(parse_eui(device), KeyUsage.KA)
+            .public_key()
+        )
+        assert isinstance(device_ka, ec.EllipticCurvePublicKey)
+        assert verify_mac(frame, private_key=supplier_ka, peer_public_key=device_ka)
+        apdu = decode_apdu(gs.payload)
+        assert isinstance(apdu, AccessResponse)
+        return apdu
+
+
+@pytest.fixture
+def exchange(
+    system: System, user: TestUser, receiver: ResponseReceiver, session: aiohttp.ClientSession
+) -> Exchange:
+    return Exchange(system, user, receiver, session)
+
+
+def log_request(log: str) -> bytes:
+    return (
+        f"<sr:ReadEventOrSecurityLog {SR}><sr:ReadLogPeriod>"
+        "<sr:StartDateTime>2014-12-31T00:00:00.00Z</sr:StartDateTime>"
+        "<sr:EndDateTime>2099-01-01T00:00:00.00Z</sr:EndDateTime>"
+        f"</sr:ReadLogPeriod><sr:LogToRead>{log}</sr:LogToRead></sr:ReadEventOrSecurityLog>"
+    ).encode()
+
+
+async def test_read_firmware_version_returns_the_esme_firmware(exchange: Exchange) -> None:
+    apdu = await exchange.device_response("11.2", None, "ECS52")
+    assert apdu.results[0].result == ACTION_SUCCESS
+    assert apdu.data[0].octets == DEFAULT_FIRMWARE_VERSION
+
+
+async def test_display_message_is_acknowledged_by_the_esme(exchange: Exchange) -> None:
+    body = f"<sr:DisplayMessage {SR}><sr:SupplierMessage>Reset</sr:SupplierMessage>"
+    body += "</sr:DisplayMessage>"
+    apdu = await exchange.device_response("3.1", body.encode(), "ECS10")
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+
+
+async def test_top_up_is_accepted_by_the_esme(exchange: Exchange) -> None:
+    body = f"<sr:TopUpDevice {SR}><sr:UTRN>73946144332040217315</sr:UTRN></sr:TopUpDevice>"
+    apdu = await exchange.device_response("2.2", body.encode(), "CS01a")
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+
+
+@pytest.mark.parametrize(
+    ("log", "use_case"), [("Event", "ECS35a"), ("Security", "ECS35b"), ("PowerEvent", "ECS35e")]
+)
+async def test_read_log_reads_the_log_asked_for(
+    exchange: Exchange, log: str, use_case: str
+) -> None:
+    apdu = await exchange.device_response("6.13", log_request(log), use_case)
+    assert apdu.results[0].result == ACTION_SUCCESS
+    assert isinstance(apdu.data[0].value, CompactArray)  # the entries (none in a fresh estate)
+
+
+async def test_read_log_of_a_log_the_esme_lacks_is_answered_e13(exchange: Exchange) -> None:
+    response = await exchange.send("6.13", exchange.system.esmes()[0], log_request("ALCSEvent"))
+    assert response.response_code == "E13"
+    assert response.gbcs_payload is None
