@@ -92,6 +92,9 @@ class CommonSettings(BaseSettings):
     log_format: LogFormat = LogFormat.KEYVALUE
     log_level: str = "INFO"
     metrics_host: str = "127.0.0.1"
+    timeline_events: bool = Field(
+        default=True, description="publish each request's timeline.* events (the SSI portal)"
+    )
     insecure_http: bool = Field(
         default=False, description="development only: plain HTTP instead of mutual TLS"
     )

@@ -209,6 +209,31 @@ class Bus:
         message = aio_pika.Message(envelope.encode(), content_type="application/msgpack")
         await events.publish(message, routing_key=routing_key, mandatory=False)
 
+    def emit_timeline(self, request_id: str, stage: str, **fields: Any) -> None:
+        """Record a stage of a Service Request's timeline (``timeline.<stage>`` on the events
+        exchange, kind ``request.timeline``; consumed by services/testing for the SSI portal).
+
+        Fire and forget: it never delays or fails the request it describes, and a lost event
+        only leaves a gap in a timeline. Off when the setting ``timeline_events`` is false.
+        """
+        if not self.settings.timeline_events or self._publish_channel is None:
+            return
+        body = {
+            "stage": stage,
+            "at": time.time(),
+            **{k: v for k, v in fields.items() if v is not None},
+        }
+        envelope = Envelope(kind="request.timeline", request_id=request_id, body=body)
+
+        async def send() -> None:
+            try:
+                await self.publish_event(f"timeline.{stage}", envelope)
+            except Exception as exc:  # a timeline is best effort
+                log.debug("timeline event not published", extra={"error": str(exc)})
+
+        if len(self._tasks) < 10_000:  # under a flood, drop events rather than memory
+            self._spawn(send())
+
     async def subscribe_events(self, pattern: str, handler: Handler) -> None:
         """Receive change events matching ``pattern`` on a private, self-deleting queue."""
         if self._consume_channel is None:

@@ -14,6 +14,11 @@ Communications Hub ordering (``ch.window``, ``ch.location.add``, ``ch.locations.
 ``ch.forecast.submit``, ``ch.forecasts.list``, ``ch.order.submit``, ``ch.delivery.record``,
 ``ch.orders.list``): see ``services.inventory.ch_orders``. Roll-out reporting
 (``rollout.milestone.set``, ``rollout.report``): see ``services.inventory.rollout``.
+DSP schedules (``schedule.create`` 5.1, ``schedule.read`` 5.2, ``schedule.delete`` 5.3): see
+``services.inventory.schedules``; each minute the runs that fell due are logged (not yet sent).
+Firmware (``firmware.add``, ``firmware.list``, ``firmware.distribute`` 11.1,
+``firmware.distribution``): see ``services.inventory.firmware``; images live under
+``$DCCSIM_HOME/data/firmware``.
 
 Every change publishes ``inventory.changed {eui}`` for each device whose record changed, so the
 gateways' caches drop stale entries.
@@ -33,8 +38,15 @@ from dccsim.config import InventorySettings
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.smi import DeviceStatus
 from services.inventory.ch_orders import CommunicationsHubOrdering, HubOrderingRequests
+from services.inventory.firmware import FirmwareRequests, FirmwareStore
 from services.inventory.requests import InventoryRequests
 from services.inventory.rollout import DEFAULT_TOLERANCE, RolloutReporting, RolloutRequests
+from services.inventory.schedules import (
+    DspSchedule,
+    DspSchedules,
+    ScheduleRequests,
+    run_scheduler,
+)
 from services.inventory.store import SmartMeteringInventory
 
 log = logging.getLogger(__name__)
@@ -97,6 +109,21 @@ async def _setup(rt: ServiceRuntime) -> None:
     requests = InventoryRequests(store, on_change=publish_changes)
     ordering = HubOrderingRequests(hub_ordering(store, settings), on_change=publish_changes)
     rollout = RolloutRequests(rollout_reporting(store, settings))
+    schedules = DspSchedules(store)
+    firmware = FirmwareRequests(FirmwareStore(store, settings.data_dir / "firmware"))
+
+    async def log_due_run(schedule: DspSchedule, run_at: dt.datetime) -> None:
+        # Firing the SR through the pipeline (sr.accepted) is not wired yet.
+        log.info(
+            "scheduled service request due",
+            extra={
+                "schedule_id": schedule.schedule_id,
+                "srv": schedule.variant,
+                "run_at": run_at.isoformat(),
+            },
+        )
+
+    rt.spawn(run_scheduler(schedules, log_due_run, stopping=rt.stopping), "dsp-schedules")
 
     def over_bus(method: Any) -> Any:
         async def handler(env: Envelope) -> dict[str, Any]:
@@ -105,7 +132,13 @@ async def _setup(rt: ServiceRuntime) -> None:
 
         return handler
 
-    methods = requests.methods() | ordering.methods() | rollout.methods()
+    methods = (
+        requests.methods()
+        | ordering.methods()
+        | rollout.methods()
+        | ScheduleRequests(schedules).methods()
+        | firmware.methods()
+    )
     handlers = {name: over_bus(m) for name, m in methods.items()}
     handlers |= {"device.lookup": lookup, "device.set_status": set_status}
     rt.bus.serve_rpc(INVENTORY_REQUESTS, handlers)

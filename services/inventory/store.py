@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     Index,
@@ -209,6 +211,65 @@ class RolloutMilestone(Base):
     electricity: Mapped[int] = mapped_column(Integer)
     gas: Mapped[int] = mapped_column(Integer)
     tolerance: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# --- DSP schedules, 5.1-5.3 (rules and methods in services.inventory.schedules) -------------
+
+
+class DspScheduleRow(Base):
+    """A User's DSP schedule: the SRV the DCC sends on its behalf to a device, and when."""
+
+    __tablename__ = "dsp_schedules"
+    schedule_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_eui: Mapped[str] = mapped_column(String(23), index=True)
+    device_id: Mapped[str] = mapped_column(String(23), index=True)
+    variant: Mapped[str] = mapped_column(String(8))  # DSPScheduledServiceReferenceVariant
+    frequency: Mapped[str] = mapped_column(String(12))  # ScheduleFrequency
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    execution_time: Mapped[str | None] = mapped_column(String(24), nullable=True)  # xs:time
+    # The scheduled SRV's own body element and its fields, e.g. the read log period offsets.
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- firmware images and distributions, 11.1 (services.inventory.firmware) ------------------
+
+
+class FirmwareImageRow(Base):
+    """A firmware image in the store; its bytes live on disk, named by ``sha256``."""
+
+    __tablename__ = "firmware_images"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manufacturer: Mapped[str] = mapped_column(String(4))
+    model: Mapped[str] = mapped_column(String(8))
+    version: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FirmwareDistributionRow(Base):
+    """One 11.1 Update Firmware request: an image sent to a list of devices."""
+
+    __tablename__ = "firmware_distributions"
+    distribution_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    user_eui: Mapped[str] = mapped_column(String(23), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FirmwareDistributionDevice(Base):
+    """A device's part in a distribution: ``status`` is "Distributing" or "Refused" (with the
+    DUIS ``code`` and ``reason``), later whatever the device reports."""
+
+    __tablename__ = "firmware_distribution_devices"
+    distribution_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    eui: Mapped[str] = mapped_column(String(23), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)

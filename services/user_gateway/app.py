@@ -176,6 +176,7 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
             max_size=MAX_BODY_BYTES, actual_size=request.content_length
         )
     body = await request.read()
+    received_at = time.time()
     rid_text = _request_id_text(body)
     srv_label = "unknown"
     with request_context(rid_text):
@@ -221,6 +222,12 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
             payload = to_bytes(answer)
         metrics.requests.labels(web_service.value, srv_label, code).inc()
         metrics.ack_duration.labels(web_service.value).observe(time.perf_counter() - start)
+        valid_rid = _valid_request_id(rid_text)
+        if valid_rid is not None:
+            srv = srv_label if srv_label != "unknown" else None
+            bus = app[BUS]
+            bus.emit_timeline(valid_rid, "received", at=received_at, srv=srv)
+            bus.emit_timeline(valid_rid, "acknowledged", code=code, srv=srv)
         return web.Response(body=payload, content_type="application/xml")
 
 
@@ -424,7 +431,14 @@ async def _setup(rt: ServiceRuntime) -> None:
     # The DCC's client identity towards Users' Receive Response Services.
     client_ctx = client_ssl_context(pki.wan_client_cert, pki.wan_client_key, pki.tls_ca)
 
-    outbox = Outbox(outbox_db, settings, participants, client_ctx, rt.metrics)
+    outbox = Outbox(
+        outbox_db,
+        settings,
+        participants,
+        client_ctx,
+        rt.metrics,
+        on_delivered=lambda rid: rt.bus.emit_timeline(rid, "response_delivered"),
+    )
     await outbox.create_schema()
     rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
     rt.spawn(outbox.run(), "delivery")

@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiohttp
@@ -122,7 +123,9 @@ class Outbox:
         participants: ParticipantRegister,
         client_ssl: ssl.SSLContext | None,
         metrics: ServiceMetrics,
+        on_delivered: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_delivered = on_delivered  # told the RequestID of each Response delivered
         self.db = db
         self.settings = settings
         self.participants = participants
@@ -138,6 +141,10 @@ class Outbox:
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self.metrics.pending.set_function(lambda: float(len(self._scheduled)))
+
+    def _delivered(self, request_id: str, key: str) -> None:
+        if self.on_delivered is not None and key.startswith("response:"):
+            self.on_delivered(request_id)
 
     async def create_schema(self) -> None:
         await self.db.create_all(OutboxBase.metadata)
@@ -195,6 +202,7 @@ class Outbox:
         error = await self._send(user_id, xml)
         if error is None:
             self._remember(key)
+            self._delivered(envelope.request_id, key)
             self.metrics.attempts.labels("delivered").inc()
             self.metrics.delivered.inc()
             self.metrics.latency.observe(time.time() - now)
@@ -382,6 +390,7 @@ class Outbox:
         if values.get("status") in (DELIVERED, EXPIRED):
             self._fresh.pop(entry.id, None)
         if error is None:
+            self._delivered(entry.request_id, entry.delivery_key)
             self.metrics.attempts.labels("delivered").inc()
             self.metrics.delivered.inc()
             self.metrics.latency.observe(now - entry.created_at)

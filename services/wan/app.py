@@ -303,6 +303,7 @@ async def _setup(rt: ServiceRuntime) -> None:
         start = time.perf_counter()
         outcome: dict[str, Any]
         link = pool.link_for(body)
+        rt.bus.emit_timeline(env.request_id, "command_sent", srv=body.get("srv"))
         try:
             reply = await link.send(
                 {
@@ -332,6 +333,12 @@ async def _setup(rt: ServiceRuntime) -> None:
         metrics.round_trip.observe(time.perf_counter() - start)
         await rt.bus.publish(
             GBCS_RESPONSE, Envelope("gbcs.response", env.request_id, {**passthrough, **outcome})
+        )
+        rt.bus.emit_timeline(
+            env.request_id,
+            "device_answered",
+            code=str(outcome.get("error") or "I0"),
+            srv=body.get("srv"),
         )
 
     rt.bus.consume(WAN_COMMANDS, on_command)

@@ -8,12 +8,15 @@ import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aio_pika
 import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim import participants
+from dccsim.bus.envelope import Envelope
+from dccsim.bus.topology import EVENTS_EXCHANGE
 from dccsim.duis import xmldsig
 from dccsim.duis.requestid import RequestId, parse_eui
 from dccsim.duis.xml import parse_response, parse_safely
@@ -284,3 +287,36 @@ async def test_client_without_dccki_certificate_is_refused(system: System, user:
                 system.service_s, data=b"<x/>", headers={"Content-Type": "application/xml"}
             ) as resp:
                 await resp.read()
+
+
+async def test_every_stage_of_the_timeline_is_published(
+    system: System, user: TestUser, receiver: ResponseReceiver, session: aiohttp.ClientSession
+) -> None:
+    connection = await aio_pika.connect(system.env["DCCSIM_AMQP_URL"])
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(await channel.get_exchange(EVENTS_EXCHANGE), "timeline.*")
+        rid, document = user.service_request("4.1.1", system.esmes()[0])
+        assert (await post(session, system.service_s, document)).response_code == "I99"
+        await receiver.wait_for(str(rid))
+        stages: dict[str, dict[str, object]] = {}
+        async with asyncio.timeout(15):
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    async with message.process():
+                        env = Envelope.decode(message.body)
+                        if env.kind == "request.timeline" and env.request_id == str(rid):
+                            stages[str(env.body["stage"])] = env.body
+                    if len(stages) == 5:
+                        break
+    assert set(stages) == {
+        "received",
+        "acknowledged",
+        "command_sent",
+        "device_answered",
+        "response_delivered",
+    }
+    assert stages["acknowledged"]["code"] == "I99"
+    assert stages["device_answered"]["code"] == "I0"
+    assert float(stages["received"]["at"]) <= float(stages["response_delivered"]["at"])  # type: ignore[arg-type]
