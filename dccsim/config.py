@@ -189,6 +189,12 @@ class TestingSettings(CommonSettings):
     section: ClassVar[str] = "testing"
     testing_host: str = "127.0.0.1"
     testing_port: int = 8480
+    testing_tls_port: int = Field(
+        default=0,
+        ge=0,
+        description="also serve the API and SSI portal over TLS here (0: off); "
+        "a DCCKI client certificate logs a participant in to the portal",
+    )
     testing_metrics_port: int = 9105
 
 

@@ -270,14 +270,20 @@ def server_ssl_context(
     *,
     require_client_cert: bool = True,
     crl_path: StrPath | None = None,
+    optional_client_cert: bool = False,
 ) -> ssl.SSLContext:
     """A server context presenting cert_path/key_path. With require_client_cert the handshake
     fails unless the client shows a certificate from the CA(s) in ca_path; without, no client
-    certificate is asked for. With crl_path (the DCCKI CRL) a revoked client certificate fails
-    the handshake too; keep it current with CrlWatcher(context, crl_path)."""
+    certificate is asked for, unless optional_client_cert: then one is asked for, checked if
+    shown, and not required (a portal that logs in by certificate or by link). With crl_path
+    (the DCCKI CRL) a revoked client certificate fails the handshake too; keep it current with
+    CrlWatcher(context, crl_path)."""
     context = _base_context(ssl.PROTOCOL_TLS_SERVER, ca_path)
     context.load_cert_chain(os.fspath(cert_path), os.fspath(key_path))
-    context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    if require_client_cert:
+        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.verify_mode = ssl.CERT_OPTIONAL if optional_client_cert else ssl.CERT_NONE
     if crl_path is not None:
         load_crl_into(context, crl_path)
     return context

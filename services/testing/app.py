@@ -55,6 +55,8 @@ from dccsim.bus import Bus
 from dccsim.bus.envelope import Envelope
 from dccsim.bus.topology import INVENTORY_RPC
 from dccsim.config import TestingSettings
+from dccsim.pki.dccki import server_ssl_context
+from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import KeyStore
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.storage import create_engine
@@ -782,6 +784,19 @@ async def _setup(rt: ServiceRuntime) -> None:
     runner = web.AppRunner(build_app(settings, bus=rt.bus), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.testing_host, settings.testing_port).start()
+    if settings.testing_tls_port:
+        pki = PkiLayout.of(settings.home)
+        ctx = server_ssl_context(
+            pki.tls_server_cert,
+            pki.tls_server_key,
+            pki.tls_ca,
+            require_client_cert=False,
+            optional_client_cert=True,
+            crl_path=pki.dccki_crl if pki.dccki_crl.is_file() else None,
+        )
+        await web.TCPSite(
+            runner, settings.testing_host, settings.testing_tls_port, ssl_context=ctx
+        ).start()
     rt.cleanups.append(runner.cleanup)
 
 
