@@ -155,6 +155,21 @@ class UserGatewaySettings(CommonSettings):
     transform_rpc_timeout_s: float = Field(
         default=5.0, gt=0, description="CV 4: waiting for the Pre-Command from transform"
     )
+    anomaly_window_s: float = Field(
+        default=60.0, gt=0, description="anomaly detection: the sliding window, in seconds"
+    )
+    anomaly_thresholds: dict[str, int] = Field(
+        default_factory=dict,
+        description="anomaly detection: the most device Service Requests one User may have "
+        'accepted per SRV variant in the window (key an SRV variant such as "4.1.1", or "*" '
+        "for every SRV without its own entry); the excess is quarantined. Empty: off",
+    )
+    user_gateway_admin_host: str = "127.0.0.1"
+    user_gateway_admin_port: int = Field(
+        default=9111,
+        ge=0,
+        description="the User Gateway's localhost admin API (quarantine); 0 turns it off",
+    )
 
 
 class TransformSettings(CommonSettings):

@@ -124,6 +124,14 @@ class GbcsDevice:
         # message code -> DLMS result for the next such command (a scripted one-shot fault)
         self.scripted_faults: dict[int, int] = {}
 
+    def nonvolatile_state(self) -> dict[str, Any]:
+        """What this model keeps across a power cycle besides its anti-replay counters, as
+        msgpack-able values (a host persists it); none by default."""
+        return {}
+
+    def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
+        """Undo ``nonvolatile_state`` on a freshly built model."""
+
     def script_fault(self, use_case: UseCase, result: int) -> None:
         """Answer the next ``use_case`` command with DLMS failure ``result`` (once)."""
         self.scripted_faults[use_case.message_code] = result

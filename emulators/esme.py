@@ -23,6 +23,7 @@ from dccsim.gbcs.usecases import (
     ImportRegisters,
     build_access_response,
     build_ecs17b_response,
+    build_protected_read_response,
     build_signed_access_response,
 )
 from emulators.device import DeviceFault, GbcsDevice, RemoteParty, on
@@ -37,6 +38,68 @@ GBCS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # event log times: seconds since 
 # structure { double-long-unsigned time, long-unsigned event code, octet-string data }
 EVENT_TYPE_DESCRIPTION = bytes.fromhex("0203061209")
 DEFAULT_FIRMWARE_VERSION = bytes.fromhex("0123ABCD")  # as the RTDS ECS52 response carries
+
+HALF_HOUR = timedelta(minutes=30)
+DAY = timedelta(days=1)
+TOU_REGISTERS = 48  # the tariff TOU register matrix of a daily read
+SECONDARY_TOU_REGISTERS = 4  # a twin-element ESME's secondary element TOU registers
+BLOCK_COUNTER_ROWS, BLOCK_COUNTER_COLUMNS = 4, 8  # the tariff block counter matrix
+
+
+@dataclass(frozen=True)
+class ProtectedLog:
+    """One log a protected range read (ECS21a, ECS22b, ECS66) returns, as data.
+
+    ``interval`` spaces its entries (each time-stamped on a multiple of it since 2000, UTC);
+    ``depth`` is how far back the emulated meter keeps them. An entry's ``shape`` lists its
+    members: None for one double-long-unsigned, n for an array of n of them, as the RTDS
+    responses' compact arrays describe them (single element first, then twin element).
+    """
+
+    interval: timedelta
+    depth: timedelta
+    shape: tuple[int | None, ...]
+    twin_shape: tuple[int | None, ...]
+
+    def type_description(self, twin: bool) -> bytes:
+        members = self.twin_shape if twin else self.shape
+        out = bytes([DataType.STRUCTURE, len(members)])
+        for member in members:
+            if member is not None:
+                out += bytes([DataType.ARRAY]) + member.to_bytes(2, "big")
+            out += bytes([DataType.DOUBLE_LONG_UNSIGNED])
+        return out
+
+    def stamps(self, start: datetime, end: datetime, device_now: datetime) -> list[datetime]:
+        """The entry times in [start, end] the meter holds at ``device_now``."""
+        first = max(start, device_now - self.depth)
+        last = min(end, device_now)
+        step = int(self.interval.total_seconds())
+        offset = -(-int((first - GBCS_EPOCH).total_seconds()) // step) * step
+        at = GBCS_EPOCH + timedelta(seconds=offset)
+        out = []
+        while at <= last:
+            out.append(at)
+            at += self.interval
+        return out
+
+
+# The emulated meter's capacities: 13 months of half-hour profile data, 731 daily entries.
+DAILY_READ_LOG = ProtectedLog(
+    DAY,
+    timedelta(days=731),
+    (None, None, TOU_REGISTERS, *(BLOCK_COUNTER_COLUMNS,) * BLOCK_COUNTER_ROWS),
+    (
+        None,
+        None,
+        None,
+        TOU_REGISTERS,
+        SECONDARY_TOU_REGISTERS,
+        *(BLOCK_COUNTER_COLUMNS,) * BLOCK_COUNTER_ROWS,
+    ),
+)
+PROFILE_DATA_LOG = ProtectedLog(HALF_HOUR, timedelta(days=396), (None, None), (None, None, None))
+DAILY_CONSUMPTION_LOG = ProtectedLog(DAY, timedelta(days=731), (None, None), (None, None))
 
 
 @dataclass(frozen=True)
@@ -330,6 +393,113 @@ class Esme(GbcsDevice):
         """ECS35e (6.13): the power event log entries in the requested range."""
         return self._read_log(command, request, remote_party)
 
+    def _log_registers(self, device_at: datetime) -> ImportRegisters:
+        """The import registers when the device clock read ``device_at``."""
+        return self.registers(device_at - self.clock_offset)
+
+    def _daily_read(self, at: datetime) -> list[int]:
+        """A daily read log entry: the registers at midnight. The emulated tariff is single
+        rate and not a block tariff: all import is on TOU register 1, the block counters 0."""
+        registers = self._log_registers(at)
+        tou = [registers.active_import] + [0] * (TOU_REGISTERS - 1)
+        blocks = [0] * (BLOCK_COUNTER_ROWS * BLOCK_COUNTER_COLUMNS)
+        if registers.secondary_active_import is None:
+            return [registers.active_import, *tou, *blocks]
+        secondary = registers.secondary_active_import
+        secondary_tou = [secondary] + [0] * (SECONDARY_TOU_REGISTERS - 1)
+        return [registers.active_import, secondary, *tou, *secondary_tou, *blocks]
+
+    def _consumption(self, at: datetime, period: timedelta) -> list[int]:
+        """Import in the ``period`` ending at ``at`` (and the second element's, twin)."""
+        before, after = self._log_registers(at - period), self._log_registers(at)
+        values = [(after.active_import - before.active_import) % REGISTER_MODULUS]
+        if after.secondary_active_import is not None:
+            previous = before.secondary_active_import or 0
+            values.append((after.secondary_active_import - previous) % REGISTER_MODULUS)
+        return values
+
+    def _protected_log_read(
+        self,
+        log: ProtectedLog,
+        entry: Callable[[datetime], list[int]],
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+    ) -> bytes:
+        start, end = _protected_read_range(request)
+        """``log``'s entries in the command's range, each ``entry(time)``, encrypted."""
+        twin = self.load_profile.twin_element
+        contents = b"".join(
+            _pack(int((at - GBCS_EPOCH).total_seconds()), *entry(at))
+            for at in log.stamps(start, end, self.device_time(now))
+        )
+        content = dlms.structure(
+            Data(DataType.COMPACT_ARRAY, CompactArray(log.type_description(twin), contents))
+        )
+        return build_protected_read_response(
+            command=command,
+            content=content,
+            date_time=None,  # the RTDS responses carry no date-time
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS21a"])
+    def read_daily_read_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS21a (4.6.1): the daily read log (registers at each midnight) in the range."""
+        return self._protected_log_read(
+            DAILY_READ_LOG, self._daily_read, command, request, remote_party, now
+        )
+
+    @on(USE_CASES_BY_NAME["ECS22b"])
+    def read_profile_data(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS22b (4.8.1): the half-hourly active import profile in the range."""
+        return self._protected_log_read(
+            PROFILE_DATA_LOG,
+            lambda at: self._consumption(at, HALF_HOUR),
+            command,
+            request,
+            remote_party,
+            now,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS66"])
+    def read_daily_consumption_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS66 (4.17): each day's import (to midnight) in the range; primary element only."""
+        return self._protected_log_read(
+            DAILY_CONSUMPTION_LOG,
+            lambda at: self._consumption(at, DAY)[:1],
+            command,
+            request,
+            remote_party,
+            now,
+        )
+
     def consumer_closes_switch(self) -> None:
         """The consumer pressing the button on an armed meter."""
         if self.supply == SupplyState.ARMED:
@@ -381,3 +551,23 @@ def _parse_date_time(raw: bytes) -> datetime:
         )
     except ValueError as exc:
         raise GbcsError(f"unspecified or bad DLMS date-time {raw.hex()}") from exc
+
+
+def _pack(*values: int) -> bytes:
+    """Double-long-unsigned values as a compact array's contents pack them."""
+    return b"".join(value.to_bytes(4, "big") for value in values)
+
+
+def _protected_read_range(request: AccessRequest | None) -> tuple[datetime, datetime]:
+    """The [from, to] restriction of a protected range read (ECS21a, ECS22b, ECS66)."""
+    if request is None or len(request.data) != 1:
+        raise GbcsError("command is not a protected range read")
+    try:
+        object_list, _parameters = request.data[0].items
+        restriction = object_list.items[0].items[4].items
+        kind, bounds = restriction[0].integer, restriction[1].items
+    except (ValueError, IndexError, GbcsError) as exc:
+        raise GbcsError("command is not a protected range read") from exc
+    if kind != 1 or len(bounds) != 2:
+        raise GbcsError("protected read is not restricted by a date-time range")
+    return _parse_date_time(bounds[0].octets), _parse_date_time(bounds[1].octets)

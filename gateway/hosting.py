@@ -5,8 +5,10 @@ memory budget, so an idle device is a row in a few typed arrays (``EstateIndex``
 sorted ``array('Q')``, a type code and a premises number), about 13 bytes. A device model (keys,
 anti-replay counters, supply state) is built on its first command from the key store and kept in
 an LRU (``DeviceModels``); when evicted, the little state a real device keeps in non-volatile
-memory (anti-replay counters, supply state, clock offset) stays behind as a small residue and is
-restored when the model is rebuilt, so eviction never reopens a replay window.
+memory (anti-replay counters, supply state, clock offset, a CHF's device log) is kept in a
+``gateway.nonvolatile`` store and restored when the model is rebuilt, so eviction never reopens
+a replay window. With a ``DeviceStateFile`` it is written after every accepted command, before
+the reply leaves, so neither does a restart or a crash.
 
 Keys are read lazily per device from the key store's files on the first command (two PEM files
 per device), so start-up never touches the 1,000,000 key files of a full estate.
@@ -34,14 +36,19 @@ from dccsim.duis.requestid import DCC_EUI
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
 from dccsim.smi import DeviceType
+from emulators.chf import Chf
 from emulators.device import DeviceRefusal, GbcsDevice, RemoteParty
-from emulators.esme import Esme, LoadProfile
+from emulators.esme import Esme, LoadProfile, SupplyState
+from gateway.nonvolatile import DeviceMemory, Residue, VolatileDeviceMemory
+
+__all__ = ["DeviceModels", "DeviceRecord", "EstateIndex", "HubLocks", "ReplayCache", "Residue"]
 
 # Registers are derived from the clock since this instant, so they agree across restarts.
 REGISTER_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DEVICE_TYPES: tuple[DeviceType, ...] = tuple(DeviceType)
 _TYPE_CODE = {t: i for i, t in enumerate(DEVICE_TYPES)}
 ALERT_NO_EMULATOR = 0x8F1E  # integrity check failed: the device cannot process the command
+HOSTED_TYPES = frozenset({DeviceType.ESME, DeviceType.CHF})  # the others raise ALERT_NO_EMULATOR
 
 
 def eui_int(eui: bytes) -> int:
@@ -219,15 +226,6 @@ def _parse_eui_int(text: str) -> int:
     return int(text.replace("-", ""), 16)
 
 
-@dataclass
-class Residue:
-    """What an evicted model leaves behind: the state a real device keeps across power cycles."""
-
-    last_counters: dict[bytes, int]
-    refusals: int
-    extra: dict[str, Any]
-
-
 class DeviceModels:
     """Models built on first command, at most ``capacity`` at once (least recently used out)."""
 
@@ -238,13 +236,15 @@ class DeviceModels:
         clock: Callable[[], dt.datetime],
         *,
         capacity: int = 20_000,
+        memory: DeviceMemory | None = None,
     ) -> None:
+        """``memory`` keeps what models leave behind (default: in process, lost on restart)."""
         self.index = index
         self.keystore = keystore
         self.clock = clock
         self.capacity = capacity
         self._models: OrderedDict[int, GbcsDevice] = OrderedDict()
-        self._residues: dict[int, Residue] = {}
+        self.memory: DeviceMemory = memory if memory is not None else VolatileDeviceMemory()
         self._acb_ka: ec.EllipticCurvePublicKey | None = None
         self._party_ka: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
         self._party_ds_keys: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
@@ -298,7 +298,7 @@ class DeviceModels:
             self._models.move_to_end(record.index)
             return model
         model = self._build(record)
-        residue = self._residues.pop(record.index, None)
+        residue = self.memory.load(eui_int(record.eui))
         if residue is not None:
             model.last_counters = dict(residue.last_counters)
             model.refusals = residue.refusals
@@ -307,31 +307,50 @@ class DeviceModels:
         self.built += 1
         while len(self._models) > self.capacity:
             old_index, old = self._models.popitem(last=False)
-            self._residues[old_index] = Residue(
-                dict(old.last_counters), old.refusals, _extra_state(old)
-            )
+            if not self.memory.durable:  # a durable store already has it (``commit``)
+                self.memory.save(self.index.euis[old_index], _residue(old))
             self.evicted += 1
         return model
+
+    def commit(self, record: DeviceRecord, model: GbcsDevice) -> None:
+        """After ``model`` accepted a command and before its reply leaves: write what it keeps
+        in non-volatile memory to a durable store (nothing to do for the in-process one)."""
+        if self.memory.durable:
+            self.memory.save(eui_int(record.eui), _residue(model))
 
     def forget(self, index: int) -> None:
         """Drop the model and its residue: the device as if fresh from the factory."""
         self._models.pop(index, None)
-        self._residues.pop(index, None)
+        self.memory.forget(self.index.euis[index])
+
+    def close(self) -> None:
+        self.memory.close()
 
     def _build(self, record: DeviceRecord) -> GbcsDevice:
-        if record.device_type is not DeviceType.ESME:
+        if record.device_type not in HOSTED_TYPES:
             raise DeviceRefusal(
                 ALERT_NO_EMULATOR, f"no emulator for {record.device_type.value} yet"
             )
         if self._acb_ka is None:
             self._acb_ka = self._public_ka(DCC_EUI)
         parties = {}
-        for user in set(record.registrations.values()):
-            user_eui = _parse_eui_bytes(user)
+        users = {_parse_eui_bytes(user) for user in record.registrations.values()}
+        if record.device_type is DeviceType.CHF:
+            users.add(DCC_EUI)  # CCS01/CCS02 come from the ACB itself (the DCC's own commands)
+        for user_eui in users:
             ka = self._party(user_eui)
             if ka is not None:
                 # The DS key lets the meter check the User's signature on critical commands.
                 parties[user_eui] = RemoteParty(user_eui, ka, self._party_ds(user_eui))
+        if record.device_type is DeviceType.CHF:
+            return Chf(
+                eui=record.eui,
+                ka_private_key=self._private(record.eui, KeyUsage.KA),
+                ds_private_key=self._private(record.eui, KeyUsage.DS),
+                acb_ka_public=self._acb_ka,
+                remote_parties=parties,
+                clock=self.clock,
+            )
         return Esme(
             eui=record.eui,
             ka_private_key=self._private(record.eui, KeyUsage.KA),
@@ -344,16 +363,27 @@ class DeviceModels:
         )
 
 
+def _residue(model: GbcsDevice) -> Residue:
+    return Residue(dict(model.last_counters), model.refusals, _extra_state(model))
+
+
 def _extra_state(model: GbcsDevice) -> dict[str, Any]:
-    if isinstance(model, Esme):
-        return {"supply": model.supply, "clock_offset": model.clock_offset}
-    return {}
+    if isinstance(model, Esme):  # esme.py predates nonvolatile_state: its two fields here
+        return {
+            "supply": int(model.supply),
+            "clock_offset_us": model.clock_offset // dt.timedelta(microseconds=1),
+        }
+    return model.nonvolatile_state()
 
 
 def _restore_extra(model: GbcsDevice, extra: dict[str, Any]) -> None:
-    if isinstance(model, Esme) and extra:
-        model.supply = extra["supply"]
-        model.clock_offset = extra["clock_offset"]
+    if not extra:
+        return
+    if isinstance(model, Esme):
+        model.supply = SupplyState(int(extra["supply"]))
+        model.clock_offset = dt.timedelta(microseconds=int(extra["clock_offset_us"]))
+    else:
+        model.restore_nonvolatile_state(extra)
 
 
 class HubLocks:

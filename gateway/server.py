@@ -51,6 +51,7 @@ from emulators.alerts import build_device_alert, build_outage_restored_alert
 from emulators.device import DeviceRefusal
 from gateway.hosting import DeviceModels, DeviceRecord, EstateIndex, HubLocks, ReplayCache
 from gateway.network import Fate, NetworkModel
+from gateway.nonvolatile import DeviceStateFile
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,8 @@ class GatewayServer:
                 if use_case is not None:
                     model.script_fault(use_case, dlms_result)
             response = model.handle(frame)
+            # the counter it accepted is on disk before the response can reach anyone
+            self.models.commit(record, model)
         except DeviceRefusal as refusal:
             self.commands.labels("refused").inc()
             return {
@@ -467,6 +470,13 @@ def _message_code(frame: bytes) -> int | None:
     return message.message_code
 
 
+def state_file(home: Path, regions: list[str]) -> Path:
+    """Where a gateway hosting ``regions`` (all when empty) keeps its devices' non-volatile
+    state: one file per set of regions, so gateways for different regions never share one."""
+    name = "-".join(sorted(r.lower() for r in regions)) or "all"
+    return home / "data" / f"gateway-{name}.sqlite3"
+
+
 def build_server(
     settings: GatewaySettings, *, clock: Callable[[], dt.datetime] | None = None
 ) -> GatewayServer:
@@ -474,11 +484,15 @@ def build_server(
     regions: list[str] = list(setting(settings, "gateway_regions", []))
     index = EstateIndex.from_file(settings.home, regions=regions)
     now = clock or (lambda: dt.datetime.now(dt.UTC))
+    state_path = str(setting(settings, "gateway_state_file", ""))
     models = DeviceModels(
         index,
         KeyStore(settings.keystore_dir),
         now,
         capacity=int(setting(settings, "gateway_max_models", 20_000)),
+        memory=DeviceStateFile(
+            Path(state_path) if state_path else state_file(settings.home, regions)
+        ),
     )
     overrides: dict[str, dict[str, Any]] = {}
     network_file = str(setting(settings, "gateway_network_file", ""))
@@ -538,6 +552,7 @@ async def _setup(rt: ServiceRuntime) -> None:
         await control.cleanup()
         for task in list(server.tasks):
             task.cancel()
+        server.models.close()
 
     rt.cleanups.append(close)
     log.info(

@@ -574,3 +574,57 @@ def build_device_alert(
     _sub(message, "AlertCode", f"{alert_code:04X}")
     _sub(message, "GBCSPayload", base64.b64encode(gbcs_payload).decode("ascii"))
     return root
+
+
+DCC_ALERT_QUARANTINED_REQUEST = "AD1"
+"""The DCC Alert code for a Service Request quarantined by Anomaly Detection (the XSD's one
+``AD`` code; its ``DCCAlert`` content is ``QuarantinedRequest``)."""
+
+QUARANTINE_BREACHES = frozenset(
+    {"ADUserThresholdBreach", "ADDCCThresholdBreach", "ADAttributeLimitsBreach"}
+)
+
+
+def quarantined_request(
+    *, request_id: RequestId | str, event_ref: int, breach: str = "ADUserThresholdBreach"
+) -> etree._Element:
+    """A ``QuarantinedRequest`` DCCAlert content: which threshold was breached (``breach``, one of
+    :data:`QUARANTINE_BREACHES`), the quarantined request's RequestID and the DCC's
+    QuarantineEventRef (an integer of at most 20 digits, quoted when the request is released)."""
+    if breach not in QUARANTINE_BREACHES:
+        raise ValueError(f"{breach} is not a QuarantinedRequest breach")
+    if not 0 <= event_ref < 10**20:
+        raise ValueError("a QuarantineEventRef has at most 20 digits")
+    element = etree.Element(_sr("QuarantinedRequest"), nsmap={"sr": SR_NS})
+    detail = _sub(element, breach)
+    _sub(detail, "RequestID", _id_text(request_id))
+    _sub(detail, "QuarantineEventRef", str(event_ref))
+    return element
+
+
+def build_dcc_alert(
+    *,
+    response_id: str,
+    alert_code: str,
+    alert: etree._Element,
+    response_datetime: dt.datetime,
+    request_id: RequestId | str | None = None,
+) -> etree._Element:
+    """An unsigned DUIS DCC Alert: header RequestID? (when the alert is about one request),
+    ResponseID (the DCC's EUI : the User's EUI : a counter), ResponseCode I0, ResponseDateTime;
+    body DCCAlertMessage with DCCAlertCode (``AD1``, ``N1`` ...) and the ``DCCAlert`` content
+    element (e.g. :func:`quarantined_request`). Valid against the 5.4 XSD."""
+    if not alert_code:
+        raise ValueError("DCCAlertCode is required")
+    root = etree.Element(_sr("Response"), nsmap={"sr": SR_NS, "ra": RA_NS})
+    root.set("schemaVersion", SCHEMA_VERSION)
+    header = _sub(root, "Header")
+    if request_id is not None:
+        _sub(header, "RequestID", _id_text(request_id))
+    _sub(header, "ResponseID", response_id)
+    _sub(header, "ResponseCode", "I0")
+    _sub(header, "ResponseDateTime", format_datetime(response_datetime))
+    message = _sub(_sub(root, "Body"), "DCCAlertMessage")
+    _sub(message, "DCCAlertCode", alert_code)
+    _sub(message, "DCCAlert").append(alert)
+    return root

@@ -423,13 +423,36 @@ def build_ecs17b_response(
     in the header; the registers encrypted for the remote party and the frame MAC'd with the
     device's KA private key and the remote party's KA public key.
     """
+    return build_protected_read_response(
+        command=command,
+        content=registers.to_data(),
+        date_time=date_time,
+        device_ka_private=device_ka_private,
+        recipient_ka_public=recipient_ka_public,
+    )
+
+
+def build_protected_read_response(
+    *,
+    command: GeneralCiphering,
+    content: Data,
+    date_time: bytes | None,
+    device_ka_private: ec.EllipticCurvePrivateKey,
+    recipient_ka_public: ec.EllipticCurvePublicKey,
+) -> bytes:
+    """The response to a get_protected_attributes command (ECS17b, ECS21a, ECS22b, ECS66).
+
+    The Access Response's data is the protection parameters (the command's, titles swapped)
+    and ``content`` encrypted for the remote party; the frame is CRA 2 with ``date_time``
+    (12-byte DLMS, or None where the RTDS response carries none) and MAC'd by the device.
+    """
     header = command.general_signing
     request = _command_request(command)
     if len(request.data) != 1 or len(request.data[0].items) != 2:
-        raise GbcsError("ECS17b command does not carry object list and protection parameters")
+        raise GbcsError("protected read does not carry object list and protection parameters")
     context = content_context(header)
     block = encrypt_content(
-        registers.to_data().encode(),
+        content.encode(),
         device_title=context.device_title,
         counter=context.counter,
         recipient_title=context.recipient_title,
@@ -599,3 +622,32 @@ def read_ecs17b_response(
         peer_public_key=device_ka_public,
     )
     return ImportRegisters.from_data(dlms.Data.decode(plaintext))
+
+
+def read_protected_content(
+    message: GeneralCiphering,
+    *,
+    recipient_ka_private: ec.EllipticCurvePrivateKey,
+    device_ka_public: ec.EllipticCurvePublicKey,
+) -> Data:
+    """The decrypted content of a successful protected read's response (the MAC is the
+    caller's to check). :class:`DeviceResultError` when the device reported a failure,
+    :class:`GbcsError` when the layout is not (protection parameters, encrypted content)."""
+    header = message.general_signing
+    response = dlms.decode_apdu(header.payload)
+    if not isinstance(response, AccessResponse) or len(response.results) != 1:
+        raise GbcsError("protected read response is not a single-result Access Response")
+    if response.results[0].result != ACTION_SUCCESS:
+        raise DeviceResultError(response.results[0].result)
+    if len(response.data) != 1 or len(response.data[0].items) != 2:
+        raise GbcsError("protected read response data is not (protection parameters, content)")
+    context = content_context(header)
+    plaintext = decrypt_content(
+        response.data[0].items[1].octets,
+        device_title=context.device_title,
+        counter=context.counter,
+        recipient_title=context.recipient_title,
+        private_key=recipient_ka_private,
+        peer_public_key=device_ka_public,
+    )
+    return dlms.Data.decode(plaintext)

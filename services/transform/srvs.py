@@ -83,7 +83,7 @@ def _top_up_parameters(body: etree._Element | None) -> dict[str, object]:
 
 
 def _log_period_parameters(body: etree._Element | None) -> dict[str, object]:
-    """ReadEventOrSecurityLog: ReadLogPeriod's StartDateTime and EndDateTime."""
+    """ReadLogPeriod's StartDateTime and EndDateTime (6.13 and the 4.6.1/4.8.1/4.17 reads)."""
     return {
         "start_date_time": _date_time(body, "ReadLogPeriod/StartDateTime"),
         "end_date_time": _date_time(body, "ReadLogPeriod/EndDateTime"),
@@ -149,6 +149,11 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
     Transformation("11.2", "ESME", "ECS52", "ReadFirmwareVersion"),
     Transformation("3.1", "ESME", "ECS10", "DisplayMessage", _display_message_parameters),
     Transformation("2.2", "ESME", "CS01a", "TopUpDevice", _top_up_parameters),
+    Transformation("4.6.1", "ESME", "ECS21a", "RetrieveImportDailyReadLog", _log_period_parameters),
+    Transformation(
+        "4.8.1", "ESME", "ECS22b", "ReadActiveImportProfileData", _log_period_parameters
+    ),
+    Transformation("4.17", "ESME", "ECS66", "RetrieveDailyConsumptionLog", _log_period_parameters),
     Transformation(
         "6.13",
         "ESME",

@@ -50,6 +50,7 @@ from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.storage import Database
 from services.testing.rules import RulesFile
 from services.transform.srvs import TRANSFORMATIONS_BY_KEY
+from services.user_gateway.anomaly import AnomalyDetector
 from services.user_gateway.checks import (
     AcceptedRequest,
     CheckChain,
@@ -61,6 +62,7 @@ from services.user_gateway.checks import (
 from services.user_gateway.counters import CounterStore
 from services.user_gateway.delivery import Outbox
 from services.user_gateway.non_device import NON_DEVICE_SERVICES, content_for
+from services.user_gateway.quarantine import Quarantine, start_admin_server
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ BUS: web.AppKey[Bus] = web.AppKey("bus", Bus)
 SIGNER: web.AppKey[ResponseSigner] = web.AppKey("signer")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("gateway_metrics")
 SETTINGS: web.AppKey[UserGatewaySettings] = web.AppKey("settings", UserGatewaySettings)
+ANOMALY: web.AppKey[AnomalyDetector] = web.AppKey("anomaly", AnomalyDetector)
+QUARANTINE: web.AppKey[Quarantine | None] = web.AppKey("quarantine")
 
 
 class GatewayMetrics:
@@ -190,7 +194,19 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
             ref, var = accepted.srv.reference, accepted.srv.variant
             rid_text = str(accepted.request.request_id)
             if accepted.route is Route.DEVICE:
-                await _publish(app[BUS], accepted)
+                # Anomaly detection last: in memory; only the excess touches a database.
+                quarantine = app[QUARANTINE]
+                if quarantine is None or app[ANOMALY].admit(
+                    accepted.participant.user_id, accepted.srv.variant
+                ):
+                    await _publish(app[BUS], accepted)
+                else:
+                    await quarantine.hold(
+                        request_id=str(accepted.request.request_id),
+                        srv=accepted.srv.variant,
+                        web_service=web_service.value,
+                        accepted_body=_accepted_body(accepted),
+                    )
                 code = "I99"
             elif accepted.route is Route.PRE_COMMAND:
                 answer = await _pre_command(app, accepted)
@@ -317,8 +333,14 @@ def build_app(
     bus: Bus,
     signer: ResponseSigner,
     metrics: GatewayMetrics,
+    anomaly: AnomalyDetector | None = None,
+    quarantine: Quarantine | None = None,
 ) -> web.Application:
+    """The DUIS web services. Anomaly detection runs when both ``anomaly`` (the thresholds)
+    and ``quarantine`` (where the excess goes) are given."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[ANOMALY] = anomaly if anomaly is not None else AnomalyDetector({}, 60.0)
+    app[QUARANTINE] = quarantine if app[ANOMALY].enabled else None
     app[SETTINGS] = settings
     app[PARTICIPANTS] = participants
     app[CHAIN] = chain
@@ -404,8 +426,38 @@ async def _setup(rt: ServiceRuntime) -> None:
         signature_off=frozenset(settings.signature_validation_off),
     )
     metrics = GatewayMetrics(rt)
+
+    # Anomaly detection: thresholds in memory; the quarantined excess in its own database.
+    anomaly = AnomalyDetector(settings.anomaly_thresholds, settings.anomaly_window_s)
+    quarantine_db = Database(base_url or settings.sqlite_url("quarantine"))
+    rt.cleanups.append(quarantine_db.dispose)
+    quarantine = Quarantine(quarantine_db, rt.bus, signer.sign, rt.metrics)
+    rt.cleanups.append(quarantine.close)
+    await quarantine.create_schema()
+    if anomaly.enabled:
+        log.info(
+            "anomaly detection on",
+            extra={
+                "window_s": settings.anomaly_window_s,
+                "thresholds": ",".join(f"{k}={v}" for k, v in anomaly.thresholds.items()),
+            },
+        )
+    if settings.user_gateway_admin_port:
+        admin_cleanup = await start_admin_server(
+            quarantine, settings.user_gateway_admin_host, settings.user_gateway_admin_port
+        )
+        if admin_cleanup is not None:
+            rt.cleanups.append(admin_cleanup)
+
     app = build_app(
-        settings, participants=participants, chain=chain, bus=rt.bus, signer=signer, metrics=metrics
+        settings,
+        participants=participants,
+        chain=chain,
+        bus=rt.bus,
+        signer=signer,
+        metrics=metrics,
+        anomaly=anomaly,
+        quarantine=quarantine,
     )
 
     pki = PkiLayout.of(settings.home)
@@ -442,6 +494,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     await outbox.create_schema()
     rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
     rt.spawn(outbox.run(), "delivery")
+    rt.spawn(quarantine.resend_alerts(), "quarantine-alerts")
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

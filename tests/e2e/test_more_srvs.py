@@ -1,8 +1,10 @@
-"""SRVs 11.2, 3.1, 2.2 and 6.13 to an ESME end to end: a signed DUIS request to serviceS, I99,
+"""SRVs 11.2, 3.1, 2.2, 6.13, 4.6.1, 4.8.1 and 4.17 to an ESME end to end: a signed DUIS request to serviceS, I99,
 then the async I0 whose GBCS payload is the emulated ESME's response to the right use case."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -14,9 +16,9 @@ from dccsim import participants
 from dccsim.duis.requestid import parse_eui
 from dccsim.duis.xml import DuisResponse
 from dccsim.gbcs.crypto import verify_mac
-from dccsim.gbcs.dlms import AccessResponse, CompactArray, decode_apdu
+from dccsim.gbcs.dlms import AccessResponse, CompactArray, Data, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
-from dccsim.gbcs.usecases import ACTION_SUCCESS, USE_CASES_BY_NAME
+from dccsim.gbcs.usecases import ACTION_SUCCESS, USE_CASES_BY_NAME, read_protected_content
 from dccsim.pki.files import load_private_key
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
@@ -166,3 +168,69 @@ async def test_read_log_of_a_log_the_esme_lacks_is_answered_e13(exchange: Exchan
     response = await exchange.send("6.13", exchange.system.esmes()[0], log_request("ALCSEvent"))
     assert response.response_code == "E13"
     assert response.gbcs_payload is None
+
+
+def log_period_request(body: str, start: dt.datetime, end: dt.datetime) -> bytes:
+    return (
+        f"<sr:{body} {SR}><sr:ReadLogPeriod>"
+        f"<sr:StartDateTime>{start:%Y-%m-%dT%H:%M:%S.00Z}</sr:StartDateTime>"
+        f"<sr:EndDateTime>{end:%Y-%m-%dT%H:%M:%S.00Z}</sr:EndDateTime>"
+        f"</sr:ReadLogPeriod></sr:{body}>"
+    ).encode()
+
+
+async def protected_log(
+    exchange: Exchange, srv: str, body: str, use_case: str, start: dt.datetime
+) -> list[Data]:
+    """The log entries the ESME returns for ``srv`` from ``start`` on, as the User decrypts
+    them from the response (its MAC checked first)."""
+    device = exchange.system.esmes()[0]
+    end = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
+    response = await exchange.send(srv, device, log_period_request(body, start, end))
+    assert response.response_code == "I0" and response.gbcs_payload is not None
+    frame = decode_message(response.gbcs_payload)
+    assert isinstance(frame, GeneralCiphering)
+    assert frame.general_signing.message_code == USE_CASES_BY_NAME[use_case].message_code
+    supplier_ka = load_private_key(exchange.user.bundle / "ka.key")
+    assert isinstance(supplier_ka, ec.EllipticCurvePrivateKey)
+    device_ka = (
+        KeyStore(exchange.system.home / "pki" / "keystore")
+        .certificate(parse_eui(device), KeyUsage.KA)
+        .public_key()
+    )
+    assert isinstance(device_ka, ec.EllipticCurvePublicKey)
+    assert verify_mac(frame, private_key=supplier_ka, peer_public_key=device_ka)
+    content = read_protected_content(
+        frame, recipient_ka_private=supplier_ka, device_ka_public=device_ka
+    )
+    array = content.items[0].value
+    assert isinstance(array, CompactArray)
+    return list(array.elements())
+
+
+async def test_profile_data_read_returns_the_esmes_half_hours(exchange: Exchange) -> None:
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    entries = await protected_log(exchange, "4.8.1", "ReadActiveImportProfileData", "ECS22b", start)
+    assert len(entries) in (4, 5)  # the half hours since start, up to the meter's clock
+    stamps = [entry.items[0].integer for entry in entries]
+    assert all(b - a == 1800 for a, b in itertools.pairwise(stamps))
+    assert all(entry.items[1].integer > 0 for entry in entries)  # the meter is importing
+
+
+async def test_daily_read_log_returns_the_registers_at_midnight(exchange: Exchange) -> None:
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    entries = await protected_log(exchange, "4.6.1", "RetrieveImportDailyReadLog", "ECS21a", start)
+    assert len(entries) == 3
+    totals = [entry.items[1].integer for entry in entries]
+    assert totals == sorted(totals) and totals[0] < totals[-1]  # registers only go up
+    assert all(len(entry.items) == 7 for entry in entries)  # single element layout
+
+
+async def test_daily_consumption_log_returns_each_days_import(exchange: Exchange) -> None:
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    entries = await protected_log(exchange, "4.17", "RetrieveDailyConsumptionLog", "ECS66", start)
+    assert len(entries) == 3
+    assert [entry.items[0].integer % 86_400 for entry in entries] == [0, 0, 0]
+    # a constant mean demand: the same each day, but for registers rounding down to whole Wh
+    imports = [entry.items[1].integer for entry in entries]
+    assert min(imports) > 0 and max(imports) - min(imports) <= 1

@@ -1,0 +1,124 @@
+"""What a hosted device keeps in non-volatile memory: its anti-replay counters per remote party,
+its refusal count and its model's other lasting state (an ESME's supply state and clock offset,
+a CHF's device log), kept by EUI-64 while its model is not in memory.
+
+Two stores with one interface:
+
+- ``VolatileDeviceMemory``: a dict, filled only when a model is evicted from the LRU; lost when
+  the gateway stops (tests and throwaway estates).
+- ``DeviceStateFile``: one SQLite row per device that has ever accepted a command
+  (``$DCCSIM_HOME/data/gateway-*.sqlite3``), written after every command the device accepts and
+  before its response leaves the gateway, so a command replayed after a crash or restart is
+  still refused. Read lazily when a model is built, so start-up reads nothing and memory holds
+  only SQLite's page cache.
+
+stdlib ``sqlite3`` rather than ``dccsim.storage.Database``: the write sits in the synchronous
+path between a device's answer and the reply frame, inside the hub's lock, and
+``Database.run`` for SQLite runs inline in the loop anyway. WAL with ``synchronous=NORMAL``: a
+commit survives the process being killed (what the tests do), a power cut may lose the last
+moments.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+# Bounds SQLite's page cache (KiB when negative): the estate's memory budget is for models.
+PAGE_CACHE_KIB = 8 * 1024
+
+
+@dataclass
+class Residue:
+    """What a device keeps across power cycles: the last accepted counter per originator EUI,
+    its refusal count and its model's ``nonvolatile_state`` (msgpack-able values)."""
+
+    last_counters: dict[bytes, int]
+    refusals: int
+    extra: dict[str, Any]
+
+    def pack(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            [list(self.last_counters.items()), self.refusals, self.extra], use_bin_type=True
+        )
+        return packed
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Residue:
+        counters, refusals, extra = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        return cls({bytes(k): int(v) for k, v in counters}, int(refusals), dict(extra))
+
+
+class VolatileDeviceMemory:
+    """Residues of evicted models in a dict (by EUI-64 as an integer); gone on restart."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._residues: dict[int, Residue] = {}
+
+    def __len__(self) -> int:
+        return len(self._residues)
+
+    def load(self, eui: int) -> Residue | None:
+        """The residue of ``eui`` (taken out: the rebuilt model holds it now), or None."""
+        return self._residues.pop(eui, None)
+
+    def save(self, eui: int, residue: Residue) -> None:
+        self._residues[eui] = residue
+
+    def forget(self, eui: int) -> None:
+        self._residues.pop(eui, None)
+
+    def close(self) -> None:
+        self._residues.clear()
+
+
+class DeviceStateFile:
+    """Residues in a SQLite file, one row per device: survives a gateway restart or crash."""
+
+    durable = True
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # autocommit: each save is its own committed transaction before the reply is sent
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS device_state"
+            " (eui BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID"
+        )
+
+    def __len__(self) -> int:
+        (count,) = self._db.execute("SELECT count(*) FROM device_state").fetchone()
+        return int(count)
+
+    def load(self, eui: int) -> Residue | None:
+        row = self._db.execute(
+            "SELECT state FROM device_state WHERE eui = ?", (eui.to_bytes(8, "big"),)
+        ).fetchone()
+        return None if row is None else Residue.unpack(bytes(row[0]))
+
+    def save(self, eui: int, residue: Residue) -> None:
+        self._db.execute(
+            "INSERT INTO device_state (eui, state) VALUES (?, ?)"
+            " ON CONFLICT (eui) DO UPDATE SET state = excluded.state",
+            (eui.to_bytes(8, "big"), residue.pack()),
+        )
+
+    def forget(self, eui: int) -> None:
+        self._db.execute("DELETE FROM device_state WHERE eui = ?", (eui.to_bytes(8, "big"),))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+DeviceMemory = VolatileDeviceMemory | DeviceStateFile
