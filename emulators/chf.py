@@ -27,14 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dccsim.gbcs import dlms
 from dccsim.gbcs.dlms import AccessKind, AccessRequest, DataType, RequestSpec
 from dccsim.gbcs.errors import GbcsError
-from dccsim.gbcs.frames import CRA_COMMAND, GeneralCiphering
+from dccsim.gbcs.frames import GeneralCiphering
 from dccsim.gbcs.usecases import (
     ACTION_HARDWARE_FAULT,
     ACTION_OTHER_REASON,
     ACTION_SUCCESS,
     USE_CASES_BY_NAME,
-    PayloadKind,
-    UseCase,
     build_access_response,
 )
 from emulators.device import GbcsDevice, RemoteParty, on
@@ -49,15 +47,7 @@ DEVICE_LOG_CAPACITY = 16
 INSTALL_CODE_LENGTH = 16
 
 CCS01 = USE_CASES_BY_NAME["CCS01"]
-# dccsim.gbcs.usecases has no CCS02 yet: its message code and SRV as the RTDS vector carries
-CCS02 = USE_CASES_BY_NAME.get("CCS02") or UseCase(
-    "CCS02",
-    "Remove Device from CHF device log",
-    0x0002,
-    CRA_COMMAND,
-    PayloadKind.DLMS,
-    ("8.11",),
-)
+CCS02 = USE_CASES_BY_NAME["CCS02"]
 
 
 @dataclass(frozen=True)

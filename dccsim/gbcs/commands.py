@@ -68,6 +68,17 @@ CREDIT_REFERENCES_SINGLE = (bytes.fromhex("0000131400FF"), bytes.fromhex("000013
 CREDIT_REFERENCE_TWIN = bytes.fromhex("0000131405FF")
 CREDIT_CONFIGURATION = dlms.BitString(3, b"\xe0")
 
+# CCS01/CCS02: the CHF device log, the DLMS ZigBee network control object
+ZIGBEE_NETWORK_CONTROL_CLASS = 104
+ZIGBEE_NETWORK_CONTROL = bytes.fromhex("00001E0300FF")  # 0-0:30.3.0.255
+REGISTER_DEVICE, UNREGISTER_DEVICE = 1, 2  # methods
+ENABLE_DISABLE_JOINING, JOIN_TIMEOUT = 2, 3  # attributes
+INSTALL_CODE_LENGTH = 16
+# The device type enum of a CCS01 device log entry, by inventory device type. Only the ESME's
+# value is attested (the RTDS CCS01 vector adds the ESME 00-DB-12-34-56-78-90-A0 as 1); a
+# device type without a known value is refused rather than guessed.
+HAN_DEVICE_TYPES: dict[str, int] = {"ESME": 1}
+
 # disconnect script table entries GBCS assigns to the load switch
 SCRIPT_CLOSE_LOAD_SWITCH = 51  # ECS42: supply enabled
 SCRIPT_OPEN_LOAD_SWITCH = 52  # ECS43: supply disabled
@@ -299,6 +310,46 @@ def _execute_script(use_case: str, script: int) -> DlmsCommandLayout:
     )
 
 
+def _eui_parameter(context: CommandContext) -> bytes:
+    eui = context.parameter("device_id", bytes)
+    assert isinstance(eui, bytes)
+    if len(eui) != 8:
+        raise GbcsError("command parameter 'device_id' is not an EUI-64")
+    return eui
+
+
+def _ccs01_data(context: CommandContext) -> tuple[Data, ...]:
+    """Add ``device_id`` (of inventory type ``device_type``, ZigBee ``install_code``) to the
+    CHF device log, then open joining for ``join_time_period`` seconds."""
+    device_type = context.parameter("device_type", str)
+    install_code = context.parameter("install_code", bytes)
+    timeout = context.parameter("join_time_period", int)
+    assert isinstance(device_type, str) and isinstance(install_code, bytes)
+    assert isinstance(timeout, int)
+    kind = HAN_DEVICE_TYPES.get(device_type)
+    if kind is None:
+        raise GbcsError(f"no CHF device log device type for a {device_type}")
+    if len(install_code) != INSTALL_CODE_LENGTH:
+        raise GbcsError("command parameter 'install_code' is not 16 octets")
+    if not 0 <= timeout <= 0xFFFF:
+        raise GbcsError("command parameter 'join_time_period' out of range")
+    return (
+        dlms.structure(
+            dlms.octet_string(_eui_parameter(context)),
+            dlms.enum(kind),
+            dlms.octet_string(install_code),
+            dlms.enum(0),
+        ),
+        dlms.long_unsigned(timeout),
+        dlms.boolean(True),
+    )
+
+
+def _ccs02_data(context: CommandContext) -> tuple[Data, ...]:
+    """Remove ``device_id`` from the CHF device log."""
+    return (dlms.octet_string(_eui_parameter(context)),)
+
+
 _ECS17B_SPEC = ecs17b_request(0, bytes(8), bytes(8)).specs
 
 LAYOUTS: dict[str, DlmsCommandLayout] = {
@@ -358,6 +409,42 @@ LAYOUTS: dict[str, DlmsCommandLayout] = {
             USE_CASES_BY_NAME["CS01a"],
             (RequestSpec(AccessKind.ACTION, TOKEN_GATEWAY_CLASS, TOKEN_GATEWAY, ENTER_TOKEN),),
             _octets_parameter("utrn"),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["CCS01"],
+            (
+                RequestSpec(
+                    AccessKind.ACTION,
+                    ZIGBEE_NETWORK_CONTROL_CLASS,
+                    ZIGBEE_NETWORK_CONTROL,
+                    REGISTER_DEVICE,
+                ),
+                RequestSpec(
+                    AccessKind.SET,
+                    ZIGBEE_NETWORK_CONTROL_CLASS,
+                    ZIGBEE_NETWORK_CONTROL,
+                    JOIN_TIMEOUT,
+                ),
+                RequestSpec(
+                    AccessKind.SET,
+                    ZIGBEE_NETWORK_CONTROL_CLASS,
+                    ZIGBEE_NETWORK_CONTROL,
+                    ENABLE_DISABLE_JOINING,
+                ),
+            ),
+            _ccs01_data,
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["CCS02"],
+            (
+                RequestSpec(
+                    AccessKind.ACTION,
+                    ZIGBEE_NETWORK_CONTROL_CLASS,
+                    ZIGBEE_NETWORK_CONTROL,
+                    UNREGISTER_DEVICE,
+                ),
+            ),
+            _ccs02_data,
         ),
         DlmsCommandLayout(
             USE_CASES_BY_NAME["ECS02"],

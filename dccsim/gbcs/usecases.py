@@ -63,8 +63,17 @@ class UseCase:
 
 
 USE_CASES: tuple[UseCase, ...] = (
+    # CCS01/CCS02 are DLMS (class 104 ZigBee network control), sent by the ACB itself
     UseCase(
-        "CCS01", "Add Device to CHF device log", 0x0001, CRA_COMMAND, PayloadKind.ZIGBEE, ("8.11",)
+        "CCS01", "Add Device to CHF device log", 0x0001, CRA_COMMAND, PayloadKind.DLMS, ("8.11",)
+    ),
+    UseCase(
+        "CCS02",
+        "Remove Device from CHF device log",
+        0x0002,
+        CRA_COMMAND,
+        PayloadKind.DLMS,
+        ("8.11",),
     ),
     UseCase(
         "ECS17b",

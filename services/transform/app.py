@@ -32,6 +32,7 @@ from dccsim.duis import xmldsig
 from dccsim.duis.codes import MALFORMED_REQUEST, SERVICE_NOT_OFFERED, DuisError
 from dccsim.duis.requestid import DCC_EUI, RequestId, format_eui, parse_eui
 from dccsim.duis.xml import build_device_alert, build_response, parse_safely, to_bytes
+from dccsim.gbcs.commands import HAN_DEVICE_TYPES
 from dccsim.gbcs.critical import SignedPreCommandError
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
@@ -41,12 +42,14 @@ from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
 from services.transform.srvs import (
     TRANSFORMATIONS_BY_KEY,
+    AcbCounter,
     PreCommandRegister,
     ServiceRequestBodyError,
     Transformation,
     build_command,
     build_pre_command,
     command_from_signed_pre_command,
+    user_extras,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ SIGNED_PRE_COMMAND_SIGNATURE_INVALID = "E1"
 SIGNED_PRE_COMMAND_MISMATCH = "E13"
 CRITICAL_WITHOUT_SIGNATURE = "E12"  # a critical SRV sent with CV 1/2/3
 DEFAULT_GBCS_VERSION = "3.2"  # the PreCommand's GBCSVersion when the inventory names none
+HAN_DEVICE_UNKNOWN = "E19"  # 8.11 Add: the DeviceID to add is not in the inventory
 
 
 class Keys:
@@ -132,6 +136,7 @@ class Transformer:
         self.keys = keys
         self.metrics = TransformMetrics(rt)
         self.issued = PreCommandRegister()
+        self.acb_counter = AcbCounter()
         self.participants = ParticipantRegister(rt.settings.home)
 
     def pre_command(self, request_id: str, body: dict[str, Any]) -> bytes:
@@ -162,20 +167,29 @@ class Transformer:
         transformation: Transformation,
         body: dict[str, Any],
         element: Any = None,
+        extra_parameters: dict[str, object] | None = None,
     ) -> bytes | str:
         """The GBCS command for this request, or the DUIS code to refuse it with; ``element``
         is its DUIS body element, parsed from ``body_xml``."""
         target = bytes(body["target"])
         device_ka = self.keys.device_ka_public(target)
         if not transformation.critical:
+            originator, counter = bytes(body["originator"]), int(body["counter"])
+            extras = b""
+            if transformation.acb_originated:
+                # the DCC's own command: the ACB originates it, naming the User in the extras
+                extras = user_extras(originator, counter)
+                originator, counter = DCC_EUI, self.acb_counter.next()
             return build_command(
                 transformation,
-                originator_title=bytes(body["originator"]),
+                originator_title=originator,
                 device_title=target,
-                counter=int(body["counter"]),
+                counter=counter,
                 acb_ka_private=self.keys.acb_ka_private,
                 device_ka_public=device_ka,
                 body=element,
+                other_info_extras=extras,
+                extra_parameters=extra_parameters,
             )
         signed = body.get("signed_pre_command")
         if not isinstance(signed, bytes):
@@ -241,7 +255,14 @@ class Transformer:
             element = _body_element(body)
             if body.get("signed_pre_command") is None:
                 use_case = transformation.use_case_for(element)
-            frame = self._command(env.request_id, transformation, body, element)
+            extra: dict[str, object] | str = {}
+            if transformation.needs_han_device_type and use_case == "CCS01":
+                extra = await self._han_device_type(env.request_id, transformation, element)
+            frame = (
+                extra
+                if isinstance(extra, str)
+                else self._command(env.request_id, transformation, body, element, extra)
+            )
         except KeyStoreError as exc:
             raise Permanent(f"no certificate for device or User: {exc}") from exc
         except ServiceRequestBodyError as exc:
@@ -271,6 +292,25 @@ class Transformer:
                 },
             ),
         )
+
+    async def _han_device_type(
+        self, request_id: str, transformation: Transformation, element: Any
+    ) -> dict[str, object] | str:
+        """8.11 Add: the inventory device type of the HAN device the body names, as the
+        ``device_type`` parameter; E19 when the inventory has no such device, and a body error
+        (E13) for a device type the CHF device log has no value for."""
+        device_id = transformation.parameters(element).get("device_id")
+        assert isinstance(device_id, bytes)
+        reply = await self.rt.bus.call(
+            INVENTORY_RPC, "device.lookup", request_id, {"eui": format_eui(device_id)}
+        )
+        record = reply.get("device")
+        if not record:
+            return HAN_DEVICE_UNKNOWN
+        device_type = str(record.get("device_type", ""))
+        if device_type not in HAN_DEVICE_TYPES:
+            raise ServiceRequestBodyError(f"a {device_type} cannot be added to a CHF device log")
+        return {"device_type": device_type}
 
     async def on_response(self, env: Envelope) -> None:
         body = env.body

@@ -12,14 +12,17 @@ Pure functions over the DUIS body and keys; the service (app.py) does the I/O.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from threading import Lock
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
+from dccsim.duis.codes import DuisError
+from dccsim.duis.requestid import parse_eui
 from dccsim.gbcs import critical
 from dccsim.gbcs.commands import CommandContext, command_payload
 from dccsim.gbcs.errors import GbcsError
@@ -90,6 +93,38 @@ def _log_period_parameters(body: etree._Element | None) -> dict[str, object]:
     }
 
 
+# 8.11 Update HAN Device Log: DUIS RequestType -> the CHF use case
+HAN_DEVICE_LOG_REQUESTS: dict[str, str] = {"Add": "CCS01", "Remove": "CCS02"}
+
+
+def _han_device_log_use_case(body: etree._Element | None) -> str:
+    request_type = _child_text(body, "RequestType")
+    use_case = HAN_DEVICE_LOG_REQUESTS.get(request_type)
+    if use_case is None:
+        raise ServiceRequestBodyError(f"RequestType {request_type} is neither Add nor Remove")
+    return use_case
+
+
+def _han_device_log_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateHANDeviceLog: DeviceID (the HAN device), and to add it the
+    AddDeviceToCHFWhitelist's JoinTimePeriod (seconds) and InstallCode (hex, 16 octets).
+    The device's type is not in the body: the service adds ``device_type`` from the inventory.
+    """
+    text = _child_text(body, "DeviceID")
+    try:
+        parameters: dict[str, object] = {"device_id": parse_eui(text)}
+    except DuisError as exc:
+        raise ServiceRequestBodyError(f"bad DeviceID {text!r}: {exc}") from exc
+    if _han_device_log_use_case(body) == "CCS01":
+        add = "AddDeviceToCHFWhitelist"
+        try:
+            parameters["join_time_period"] = int(_child_text(body, f"{add}/JoinTimePeriod"))
+            parameters["install_code"] = bytes.fromhex(_child_text(body, f"{add}/InstallCode"))
+        except ValueError as exc:
+            raise ServiceRequestBodyError(f"bad {add} value: {exc}") from exc
+    return parameters
+
+
 # 6.13 to an ESME: DUIS LogToRead -> the ECS35 use case reading that log. The ALCS and GSME
 # logs are not read from an ESME here (the emulated ESME has neither).
 ESME_LOGS: dict[str, str] = {"Event": "ECS35a", "Security": "ECS35b", "PowerEvent": "ECS35e"}
@@ -117,6 +152,11 @@ class Transformation:
     body_element: str
     parameters: BodyParameters = field(default=_no_parameters)
     select: Callable[[etree._Element | None], str] | None = None
+    # The DCC's own commands (8.11 to a CHF): the grouping-header originator is the ACB, with
+    # its own counter; the User's EUI and DUIS counter go in the Other Information extras.
+    acb_originated: bool = False
+    # the DUIS body's DeviceID is a HAN device whose inventory device type the command needs
+    needs_han_device_type: bool = False
 
     @property
     def critical(self) -> bool:
@@ -133,8 +173,10 @@ class Transformation:
         device_title: bytes,
         counter: int,
         body: etree._Element | None = None,
+        extra_parameters: Mapping[str, object] | None = None,
     ) -> bytes:
-        context = CommandContext(counter, originator_title, device_title, self.parameters(body))
+        parameters = {**self.parameters(body), **(extra_parameters or {})}
+        context = CommandContext(counter, originator_title, device_title, parameters)
         return command_payload(self.use_case_for(body), context)
 
 
@@ -162,6 +204,16 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
         _log_period_parameters,
         select=_esme_log_use_case,
     ),
+    Transformation(
+        "8.11",
+        "CHF",
+        "CCS01",
+        "UpdateHANDeviceLog",
+        _han_device_log_parameters,
+        select=_han_device_log_use_case,
+        acb_originated=True,
+        needs_han_device_type=True,
+    ),
 )
 
 TRANSFORMATIONS_BY_KEY: dict[tuple[str, str], Transformation] = {
@@ -182,12 +234,22 @@ def build_command(
     acb_ka_private: ec.EllipticCurvePrivateKey,
     device_ka_public: ec.EllipticCurvePublicKey,
     body: etree._Element | None = None,
+    other_info_extras: bytes = b"",
+    extra_parameters: Mapping[str, object] | None = None,
 ) -> bytes:
-    """A non-critical SRV's GBCS command, MAC'd by the ACB."""
+    """A non-critical SRV's GBCS command, MAC'd by the ACB.
+
+    For an ``acb_originated`` transformation ``originator_title`` and ``counter`` are the
+    ACB's and ``other_info_extras`` is :func:`user_extras` (the User's EUI and DUIS counter).
+    """
     if transformation.critical:
         raise GbcsError(f"{transformation.srv} is critical: it needs a Signed Pre-Command")
     payload = transformation.payload(
-        originator_title=originator_title, device_title=device_title, counter=counter, body=body
+        originator_title=originator_title,
+        device_title=device_title,
+        counter=counter,
+        body=body,
+        extra_parameters=extra_parameters,
     )
     return build_gbcs_command(
         USE_CASES_BY_NAME[transformation.use_case_for(body)],
@@ -197,7 +259,35 @@ def build_command(
         payload=payload,
         acb_ka_private=acb_ka_private,
         device_ka_public=device_ka_public,
+        other_info_extras=other_info_extras,
     )
+
+
+def user_extras(user_eui: bytes, user_counter: int) -> bytes:
+    """The Other Information extras of a command the ACB originates for a User: the User's
+    EUI-64 and DUIS RequestID counter (8 octets each)."""
+    if len(user_eui) != 8 or not 0 <= user_counter < 1 << 64:
+        raise GbcsError("User extras need an EUI-64 and a 64-bit counter")
+    return user_eui + user_counter.to_bytes(8, "big")
+
+
+class AcbCounter:
+    """The ACB's originator counters for the commands it originates (8.11 to a CHF).
+
+    Strictly increasing, from the wall clock in nanoseconds, so that a restarted transform
+    continues above the counters the CHFs have already accepted. One per transform process:
+    several processes could interleave out of order (a CHF then refuses the older as a replay).
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
+        self._last = 0
+        self._lock = Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, self._clock())
+            return self._last
 
 
 def build_pre_command(

@@ -1,4 +1,4 @@
-"""SRVs 11.2, 3.1, 2.2, 6.13, 4.6.1, 4.8.1 and 4.17 to an ESME end to end: a signed DUIS request to serviceS, I99,
+"""SRVs 11.2, 3.1, 2.2, 6.13, 4.6.1, 4.8.1 and 4.17 to an ESME (and 8.11 to a CHF) end to end: a signed DUIS request to serviceS, I99,
 then the async I0 whose GBCS payload is the emulated ESME's response to the right use case."""
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim import participants
-from dccsim.duis.requestid import parse_eui
+from dccsim import estate, participants
+from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.duis.xml import DuisResponse
 from dccsim.gbcs.crypto import verify_mac
 from dccsim.gbcs.dlms import AccessResponse, CompactArray, Data, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
-from dccsim.gbcs.usecases import ACTION_SUCCESS, USE_CASES_BY_NAME, read_protected_content
+from dccsim.gbcs.usecases import (
+    ACTION_HARDWARE_FAULT,
+    ACTION_SUCCESS,
+    USE_CASES_BY_NAME,
+    read_protected_content,
+)
 from dccsim.pki.files import load_private_key
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
@@ -234,3 +239,79 @@ async def test_daily_consumption_log_returns_each_days_import(exchange: Exchange
     # a constant mean demand: the same each day, but for registers rounding down to whole Wh
     imports = [entry.items[1].integer for entry in entries]
     assert min(imports) > 0 and max(imports) - min(imports) <= 1
+
+
+def han_device_log_request(device: str, request_type: str) -> bytes:
+    add = (
+        "<sr:AddDeviceToCHFWhitelist><sr:JoinTimePeriod>90</sr:JoinTimePeriod>"
+        "<sr:InstallCode>30313233343536373839414243444546</sr:InstallCode>"
+        "</sr:AddDeviceToCHFWhitelist>"
+        if request_type == "Add"
+        else ""
+    )
+    return (
+        f"<sr:UpdateHANDeviceLog {SR}><sr:DeviceID>{device}</sr:DeviceID>"
+        f"<sr:RequestType>{request_type}</sr:RequestType>{add}</sr:UpdateHANDeviceLog>"
+    ).encode()
+
+
+async def han_device_log(
+    exchange: Exchange, chf: str, device: str, request_type: str, use_case: str
+) -> list[int]:
+    """8.11 to ``chf``: the results of the CHF's Access Response, which the CHF sends to the
+    ACB (its MAC checked with the ACB's KA key), naming the User and its counter in the extras."""
+    rid, document = exchange.user.service_request(
+        "8.11", chf, body_xml=han_device_log_request(device, request_type)
+    )
+    ack = await post(exchange.session, exchange.system.service_s, document)
+    assert ack.response_code == "I99"
+    response = (await exchange.receiver.wait_for(str(rid), timeout=30)).response
+    assert str(response.response_id) == rid.response_id()
+    assert response.response_code == "I0" and response.gbcs_payload is not None
+    frame = decode_message(response.gbcs_payload)
+    assert isinstance(frame, GeneralCiphering)
+    gs = frame.general_signing
+    assert gs.cra_flag == 2
+    assert gs.message_code == USE_CASES_BY_NAME[use_case].message_code
+    assert gs.originator_title == parse_eui(chf)
+    assert gs.recipient_title == DCC_EUI
+    assert gs.other_info_extras == parse_eui(exchange.user.eui) + rid.counter.to_bytes(8, "big")
+    keystore = KeyStore(exchange.system.home / "pki" / "keystore")
+    acb_ka = keystore.private_key(DCC_EUI, KeyUsage.KA)
+    chf_ka = keystore.certificate(parse_eui(chf), KeyUsage.KA).public_key()
+    assert isinstance(acb_ka, ec.EllipticCurvePrivateKey)
+    assert isinstance(chf_ka, ec.EllipticCurvePublicKey)
+    assert verify_mac(frame, private_key=acb_ka, peer_public_key=chf_ka)
+    apdu = decode_apdu(gs.payload)
+    assert isinstance(apdu, AccessResponse)
+    return [r.result for r in apdu.results]
+
+
+def chf_of(system: System, device: str) -> str:
+    """The CHF (hub, ``estate.device_eui(n, 0)``) of the premises holding ``device``."""
+    for premises in estate.load(system.home):
+        if any(d.eui == device for d in premises.devices):
+            return next(d.eui for d in premises.devices if d.device_type.value == "CHF")
+    raise AssertionError(f"{device} is in no premises")
+
+
+async def test_update_han_device_log_adds_then_removes_a_device(exchange: Exchange) -> None:
+    """8.11 Add (CCS01) then Remove (CCS02) of the premises' ESME in its CHF's device log; a
+    second Remove finds the device gone: the CHF's failure result (1, as the RTDS CCS02 error
+    response) comes back in an I0, as every device response does (DUIS maps no device result
+    to a response code)."""
+    esme = exchange.system.esmes()[0]
+    chf = chf_of(exchange.system, esme)
+    assert await han_device_log(exchange, chf, esme, "Add", "CCS01") == [ACTION_SUCCESS] * 3
+    assert await han_device_log(exchange, chf, esme, "Remove", "CCS02") == [ACTION_SUCCESS]
+    assert await han_device_log(exchange, chf, esme, "Remove", "CCS02") == [ACTION_HARDWARE_FAULT]
+
+
+async def test_update_han_device_log_adding_a_device_not_in_the_inventory_is_e19(
+    exchange: Exchange,
+) -> None:
+    chf = chf_of(exchange.system, exchange.system.esmes()[0])
+    unknown = "00-DB-12-34-56-78-FF-FF"
+    response = await exchange.send("8.11", chf, han_device_log_request(unknown, "Add"))
+    assert response.response_code == "E19"
+    assert response.gbcs_payload is None

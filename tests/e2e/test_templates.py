@@ -154,7 +154,7 @@ def expected(srv: str, cv: int, user_roles: frozenset[str]) -> frozenset[str]:
         if srv not in NON_DEVICE_SERVICES:
             return frozenset({"E2"})
         return frozenset({"I0"}) | INVENTORY_REFUSALS
-    if (srv, "ESME") not in TRANSFORMATIONS_BY_KEY or cv not in (1, 4, 5):
+    if all(s != srv for s, _ in TRANSFORMATIONS_BY_KEY) or cv not in (1, 4, 5):
         return frozenset({"E2"})  # not offered (or local delivery, not offered)
     return frozenset({"I0" if cv == 4 else "I99"})
 

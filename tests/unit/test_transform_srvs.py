@@ -17,12 +17,14 @@ from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_ba
 from dccsim.pki.files import parse_private_key
 from services.transform.srvs import (
     TRANSFORMATIONS,
+    AcbCounter,
     PreCommandRegister,
     ServiceRequestBodyError,
     build_command,
     build_pre_command,
     command_from_signed_pre_command,
     lookup,
+    user_extras,
 )
 
 # (template, RTDS folder, vector prefix): the SUCCESS vectors, counter 1000 as in the templates
@@ -294,3 +296,105 @@ def test_pre_command_register_is_bounded() -> None:
         register.put(str(i), bytes([i]))
     assert len(register) == 2
     assert register.get("0") is None and register.get("2") == b"\x02"
+
+
+# 8.11 to a CHF: the ACB originates the command (its counter 0x516 in the vectors), the User's
+# EUI and DUIS counter (1002) in the Other Information extras
+HAN_DEVICE_LOG = [
+    ("CCS01_8.11_SUCCESS_REQUEST_DUIS.XML", "8.11_CCS01", "CCS01_8.11_SUCCESS", "CCS01"),
+    ("CCS02_8.11_SUCCESS_REQUEST_DUIS.XML", "8.11_CCS02", "CCS02_8.11_SUCCESS", "CCS02"),
+]
+ACB = bytes.fromhex("90B3D51F30000002")
+RTDS_ACB_COUNTER = 0x516
+
+
+@pytest.mark.parametrize(("template", "folder", "prefix", "use_case"), HAN_DEVICE_LOG)
+def test_update_han_device_log_template_becomes_the_rtds_command(
+    reference_dir: Path, template: str, folder: str, prefix: str, use_case: str
+) -> None:
+    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    assert request.command_variant == 1
+    transformation = lookup(request.service_reference_variant, "CHF")
+    assert transformation is not None and not transformation.critical
+    assert transformation.acb_originated
+    assert request.body_name == transformation.body_element
+    assert transformation.use_case_for(request.body) == use_case
+    rid = request.request_id
+    built = build_command(
+        transformation,
+        originator_title=ACB,
+        device_title=rid.target,
+        counter=RTDS_ACB_COUNTER,
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+        body=request.body,
+        other_info_extras=user_extras(rid.originator, rid.counter),
+        extra_parameters={"device_type": "ESME"},  # 00-DB-12-34-56-78-90-A0, the RTDS ESME
+    )
+    assert built == _vector(reference_dir, folder, prefix, "COMMAND")
+
+
+def _han_body(inner: str) -> etree._Element:
+    return etree.fromstring(
+        '<sr:UpdateHANDeviceLog xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+        f"<sr:DeviceID>00-DB-12-34-56-78-90-A0</sr:DeviceID>{inner}</sr:UpdateHANDeviceLog>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("inner", "missing"),
+    [
+        ("<sr:RequestType>Replace</sr:RequestType>", "Replace"),
+        ("<sr:RequestType>Add</sr:RequestType>", "JoinTimePeriod"),
+        (
+            "<sr:RequestType>Add</sr:RequestType><sr:AddDeviceToCHFWhitelist>"
+            "<sr:JoinTimePeriod>90</sr:JoinTimePeriod><sr:InstallCode>XYZ</sr:InstallCode>"
+            "</sr:AddDeviceToCHFWhitelist>",
+            "AddDeviceToCHFWhitelist",
+        ),
+    ],
+)
+def test_han_device_log_body_errors(inner: str, missing: str) -> None:
+    transformation = lookup("8.11", "CHF")
+    assert transformation is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ServiceRequestBodyError, match=missing):
+        build_command(
+            transformation,
+            originator_title=ACB,
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+            body=_han_body(inner),
+            extra_parameters={"device_type": "ESME"},
+        )
+
+
+def test_han_device_of_a_type_without_a_log_value_is_refused() -> None:
+    transformation = lookup("8.11", "CHF")
+    assert transformation is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = _han_body(
+        "<sr:RequestType>Add</sr:RequestType><sr:AddDeviceToCHFWhitelist>"
+        "<sr:JoinTimePeriod>90</sr:JoinTimePeriod>"
+        "<sr:InstallCode>30313233343536373839414243444546</sr:InstallCode>"
+        "</sr:AddDeviceToCHFWhitelist>"
+    )
+    with pytest.raises(GbcsError, match="IHD"):
+        build_command(
+            transformation,
+            originator_title=ACB,
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+            body=body,
+            extra_parameters={"device_type": "IHD"},
+        )
+
+
+def test_acb_counter_only_goes_up() -> None:
+    ticks = iter([100, 100, 50, 200])
+    counter = AcbCounter(clock=lambda: next(ticks))
+    assert [counter.next() for _ in range(4)] == [100, 101, 102, 200]
