@@ -6,13 +6,11 @@ RabbitMQ, mutual TLS."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 from cryptography import x509
 
-from dccsim import participants
 from dccsim.duis import xmldsig
 from dccsim.duis.requestid import RequestId, parse_eui
 from dccsim.duis.xml import DuisResponse, parse_response, parse_safely
@@ -30,39 +28,6 @@ pytestmark = [
 ]
 
 SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 async def post_raw(session: aiohttp.ClientSession, url: str, document: bytes) -> bytes:

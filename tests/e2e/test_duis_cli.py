@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,6 @@ pytestmark = [
 ]
 
 DEMO_SUPPLIER = "90-B3-D5-1F-30-01-D0-00"
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
 
 
 def template(reference_dir: Path, name: str) -> Path:

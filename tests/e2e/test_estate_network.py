@@ -12,7 +12,6 @@ import aio_pika
 import aiohttp
 import pytest
 
-from dccsim import participants
 from dccsim.bus.envelope import Envelope
 from dccsim.bus.topology import EXCHANGE, GBCS_ALERT
 from dccsim.duis import xmldsig
@@ -49,29 +48,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield sys_
     finally:
         sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 class Control:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim import estate, participants
+from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.duis.xml import DuisResponse
 from dccsim.gbcs.crypto import verify_mac
@@ -39,39 +38,6 @@ pytestmark = [
 ]
 
 SR = 'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"'
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 @dataclass

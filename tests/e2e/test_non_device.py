@@ -3,7 +3,6 @@ inventory with I0 and the SRV's content, signed by the DSP and valid against the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -27,27 +26,6 @@ pytestmark = [
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
 SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 DCC = "90-B3-D5-1F-30-00-00-02"
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

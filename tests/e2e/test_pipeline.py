@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aio_pika
@@ -14,7 +13,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim import participants
 from dccsim.bus.envelope import Envelope
 from dccsim.bus.topology import EVENTS_EXCHANGE
 from dccsim.duis import xmldsig
@@ -34,39 +32,6 @@ pytestmark = [
     pytest.mark.rabbitmq,
     pytest.mark.skipif(not rabbitmqctl_available(), reason="needs the local RabbitMQ"),
 ]
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"))
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 def dsp_certificate(user: TestUser) -> x509.Certificate:

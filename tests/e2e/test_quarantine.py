@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from dccsim import participants
 from dccsim.duis import xmldsig
 from dccsim.duis.xml import SR_NS, parse_safely
 from dccsim.pki.files import load_certificate
@@ -46,23 +45,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield sys_
     finally:
         sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
 
 
 def _admin(system: System, path: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,39 +46,6 @@ WEB_SERVICE = {1: "serviceS", 3: "serviceS", 5: "serviceS", 7: "serviceS", 4: "s
 MUTATING = frozenset({"8.3", "8.4", "8.14.1", "8.14.2", "8.14.3", "8.14.4"})
 # Refusals the inventory may rightly give a template's non-device request in this estate.
 INVENTORY_REFUSALS = frozenset({"E4", "E5", "E11", "E13", "E19"})
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    sys_ = System(tmp_path_factory.mktemp("dccsim-home"), premises=3)
-    try:
-        sys_.start()
-        yield sys_
-    finally:
-        sys_.stop()
-
-
-@pytest.fixture
-def user(system: System) -> TestUser:
-    return TestUser.load(system.home / "participants" / "90B3D51F3001D000")
-
-
-@pytest.fixture
-async def receiver(system: System, user: TestUser) -> AsyncIterator[ResponseReceiver]:
-    rx = ResponseReceiver(user.receiver_ssl())
-    await rx.start()
-    current = participants.load(system.home)[user.user_id]
-    participants.upsert(
-        system.home, participants.Participant(current.user_id, current.eui, current.roles, rx.url)
-    )
-    yield rx
-    await rx.stop()
-
-
-@pytest.fixture
-async def session(user: TestUser) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=user.client_ssl())) as s:
-        yield s
 
 
 @dataclass
