@@ -70,18 +70,21 @@ class RemoteParty:
 
 Handler = Callable[..., bytes]
 _H = TypeVar("_H", bound=Handler)
-_ROUTE_ATTRIBUTE = "_gbcs_message_code"
+_ROUTE_ATTRIBUTE = "_gbcs_message_codes"
 
 
-def on(use_case: UseCase) -> Callable[[_H], _H]:
-    """Register the decorated method as the handler for ``use_case``'s message code.
+def on(*use_cases: UseCase) -> Callable[[_H], _H]:
+    """Register the decorated method as the handler for these use cases' message codes (one
+    handler may serve several use cases that differ only in the object they read).
 
     Handlers take keyword-only arguments (``command``, ``request``, ``remote_party``, ``now``)
     and must accept and ignore others (``**_``); they return the whole response frame.
     """
+    if not use_cases:
+        raise TypeError("@on needs at least one use case")
 
     def mark(handler: _H) -> _H:
-        setattr(handler, _ROUTE_ATTRIBUTE, use_case.message_code)
+        setattr(handler, _ROUTE_ATTRIBUTE, tuple(u.message_code for u in use_cases))
         return handler
 
     return mark
@@ -96,8 +99,7 @@ class GbcsDevice:
         super().__init_subclass__(**kwargs)
         routes = dict(cls.routes)
         for name, member in vars(cls).items():
-            code = getattr(member, _ROUTE_ATTRIBUTE, None)
-            if code is not None:
+            for code in getattr(member, _ROUTE_ATTRIBUTE, ()):
                 routes[code] = name
         cls.routes = routes
 

@@ -357,8 +357,8 @@ class Esme(GbcsDevice):
         data = Data(DataType.COMPACT_ARRAY, CompactArray(EVENT_TYPE_DESCRIPTION, contents))
         return self._maced(command, remote_party, data)
 
-    @on(USE_CASES_BY_NAME["ECS35a"])
-    def read_event_log(
+    @on(USE_CASES_BY_NAME["ECS35a"], USE_CASES_BY_NAME["ECS35b"], USE_CASES_BY_NAME["ECS35e"])
+    def read_log(
         self,
         *,
         command: GeneralCiphering,
@@ -366,31 +366,8 @@ class Esme(GbcsDevice):
         remote_party: RemoteParty,
         **_: Any,
     ) -> bytes:
-        """ECS35a (6.13): the event log entries in the requested range, a compact array."""
-        return self._read_log(command, request, remote_party)
-
-    @on(USE_CASES_BY_NAME["ECS35b"])
-    def read_security_log(
-        self,
-        *,
-        command: GeneralCiphering,
-        request: AccessRequest | None,
-        remote_party: RemoteParty,
-        **_: Any,
-    ) -> bytes:
-        """ECS35b (6.13): the security log entries in the requested range."""
-        return self._read_log(command, request, remote_party)
-
-    @on(USE_CASES_BY_NAME["ECS35e"])
-    def read_power_event_log(
-        self,
-        *,
-        command: GeneralCiphering,
-        request: AccessRequest | None,
-        remote_party: RemoteParty,
-        **_: Any,
-    ) -> bytes:
-        """ECS35e (6.13): the power event log entries in the requested range."""
+        """ECS35a / ECS35b / ECS35e (6.13): the event, security or power event log entries in
+        the requested range, a compact array (the request names the log's object)."""
         return self._read_log(command, request, remote_party)
 
     def _log_registers(self, device_at: datetime) -> ImportRegisters:
