@@ -228,6 +228,9 @@ class GatewaySettings(CommonSettings):
     gateway_network_seed: int = -1
     gateway_max_models: int = Field(default=20_000, ge=1)
     gateway_restore_alert_delay_s: float = Field(default=1.0, ge=0)
+    gateway_state_file: str = Field(
+        default="", description="device non-volatile state file (default under data/)"
+    )
 
 
 class SmkiRepositorySettings(CommonSettings):

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -60,22 +59,6 @@ ALERT_OUTBOX_SIZE = 10_000
 DEFAULT_CONTROL_PORT = 7480
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _T = TypeVar("_T")
-
-
-def setting(settings: Any, name: str, default: _T) -> _T:
-    """A gateway setting: the settings field when config.py has it, else ``DCCSIM_<NAME>``
-    from the environment, else ``default`` (so the emulator runs before the field exists)."""
-    value = getattr(settings, name, None)
-    if value is not None:
-        return value  # type: ignore[no-any-return]
-    raw = os.environ.get(f"DCCSIM_{name.upper()}")
-    if raw is None:
-        return default
-    if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")  # type: ignore[return-value]
-    if isinstance(default, int | float | str):
-        return type(default)(raw)
-    return json.loads(raw)  # type: ignore[no-any-return]
 
 
 def control_file(home: Path) -> Path:
@@ -481,28 +464,28 @@ def build_server(
     settings: GatewaySettings, *, clock: Callable[[], dt.datetime] | None = None
 ) -> GatewayServer:
     """The gateway's estate and network model from ``settings`` (no sockets)."""
-    regions: list[str] = list(setting(settings, "gateway_regions", []))
+    regions: list[str] = list(settings.gateway_regions)
     index = EstateIndex.from_file(settings.home, regions=regions)
     now = clock or (lambda: dt.datetime.now(dt.UTC))
-    state_path = str(setting(settings, "gateway_state_file", ""))
+    state_path = str(settings.gateway_state_file)
     models = DeviceModels(
         index,
         KeyStore(settings.keystore_dir),
         now,
-        capacity=int(setting(settings, "gateway_max_models", 20_000)),
+        capacity=int(settings.gateway_max_models),
         memory=DeviceStateFile(
             Path(state_path) if state_path else state_file(settings.home, regions)
         ),
     )
     overrides: dict[str, dict[str, Any]] = {}
-    network_file = str(setting(settings, "gateway_network_file", ""))
+    network_file = str(settings.gateway_network_file)
     if network_file:
         overrides = json.loads(Path(network_file).read_text()).get("regions", {})
-    seed = int(setting(settings, "gateway_network_seed", -1))
+    seed = int(settings.gateway_network_seed)
     network = NetworkModel.from_config(
         list(regions or REGIONS),
-        profile=str(setting(settings, "gateway_network_profile", "fast")),
-        loss=float(setting(settings, "gateway_loss", 0.0)),
+        profile=str(settings.gateway_network_profile),
+        loss=float(settings.gateway_loss),
         overrides=overrides,
         seed=None if seed < 0 else seed,
     )
@@ -511,7 +494,7 @@ def build_server(
         models,
         network,
         clock=now,
-        restore_alert_delay_s=float(setting(settings, "gateway_restore_alert_delay_s", 1.0)),
+        restore_alert_delay_s=float(settings.gateway_restore_alert_delay_s),
         fixed_delay_s=settings.gateway_latency_ms / 1000.0,
     )
 
@@ -535,8 +518,8 @@ async def _setup(rt: ServiceRuntime) -> None:
     srv = await asyncio.start_server(
         server.handle_connection, settings.gateway_host, settings.gateway_port, ssl=ctx, backlog=256
     )
-    control_host = str(setting(settings, "gateway_control_host", "127.0.0.1"))
-    wanted = int(setting(settings, "gateway_control_port", DEFAULT_CONTROL_PORT))
+    control_host = str(settings.gateway_control_host)
+    wanted = int(settings.gateway_control_port)
     control, control_port = await start_control_server(
         server, control_host, wanted, fallback=wanted == DEFAULT_CONTROL_PORT
     )

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import os
 import ssl
 import time
 from typing import Any
@@ -249,15 +247,6 @@ class WanMetrics:
         ).set_function(lambda: float(sum(link.resends for link in pool.links.values())))
 
 
-def _setting(settings: WanSettings, name: str, default: Any) -> Any:
-    """A wan setting: the settings field once config.py has it, else ``DCCSIM_<NAME>`` (JSON)."""
-    value = getattr(settings, name, None)
-    if value is not None:
-        return value
-    raw = os.environ.get(f"DCCSIM_{name.upper()}")
-    return default if raw is None else json.loads(raw)
-
-
 async def _setup(rt: ServiceRuntime) -> None:
     settings = rt.settings
     assert isinstance(settings, WanSettings)
@@ -286,7 +275,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     def make_link(host: str, port: int) -> GatewayLink:
         return GatewayLink(host, port, ctx, settings.wan_connect_timeout_s, on_alert)
 
-    routes: dict[str, str] = dict(_setting(settings, "wan_gateways", {}))
+    routes: dict[str, str] = dict(settings.wan_gateways)
     pool = GatewayPool((settings.wan_gateway_host, settings.wan_gateway_port), routes, make_link)
     rt.cleanups.append(pool.close)
     metrics = WanMetrics(rt, pool)
