@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -33,6 +34,58 @@ from tests.system import System
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOPS = 4
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ's Erlang VM, if there is one to account for."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+class CpuMeter:
+    """CPU seconds per Service Request for each service process, the broker and the bench's own
+    client (the User Systems and the receiver): which part bounds the throughput, in a figure
+    that the machine's noise moves far less than it moves wall-clock rates."""
+
+    def __init__(self, system: System) -> None:
+        self.pids = {name: proc.pid for name, proc in system.procs.items()}
+        broker = broker_pid()
+        if broker is not None:
+            self.pids["rabbitmq"] = broker
+        self.totals: dict[str, float] = {}
+        self.requests = 0
+
+    def snapshot(self) -> dict[str, float]:
+        taken = {name: process_cpu_s(pid) for name, pid in self.pids.items()}
+        taken["bench_client"] = time.process_time()
+        return taken
+
+    def add(self, before: dict[str, float], after: dict[str, float], requests: int) -> None:
+        for name, value in after.items():
+            self.totals[name] = self.totals.get(name, 0.0) + value - before[name]
+        self.requests += requests
+
+    def per_sr_ms(self) -> dict[str, float]:
+        if not self.requests:
+            return {}
+        out = {k: round(v * 1000 / self.requests, 3) for k, v in sorted(self.totals.items())}
+        out["total"] = round(sum(self.totals.values()) * 1000 / self.requests, 3)
+        return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -224,11 +277,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ]
         client = PipelineClient(system, users, receiver, sessions)
         await client.closed_loop(min(200, args.requests))  # warm up
-        relay = [
-            await broker_relay(system.env["DCCSIM_AMQP_URL"], args.requests, args.concurrency)
-            for _ in range(args.runs)
-        ]
-        maximum = median_of([await client.closed_loop(args.requests) for _ in range(args.runs)])
+        relay_cpu = CpuMeter(system)
+        relay_cpu.pids = {k: v for k, v in relay_cpu.pids.items() if k == "rabbitmq"}
+        relay = []
+        for _ in range(args.runs):
+            before = relay_cpu.snapshot()
+            relay.append(
+                await broker_relay(system.env["DCCSIM_AMQP_URL"], args.requests, args.concurrency)
+            )
+            relay_cpu.add(before, relay_cpu.snapshot(), args.requests)
+        cpu = CpuMeter(system)
+        max_runs = []
+        for _ in range(args.runs):
+            before = cpu.snapshot()
+            max_runs.append(await client.closed_loop(args.requests))
+            cpu.add(before, cpu.snapshot(), args.requests)
+        maximum = median_of(max_runs)
         half_rate = maximum["srs_per_s"] / 2
         half = median_of(
             [await client.open_loop(half_rate, args.half_rate_seconds) for _ in range(args.runs)]
@@ -248,6 +312,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "broker_relay_per_s": round(broker, 1),
         "ratio": round(maximum["srs_per_s"] / broker, 3),
         "at_max": {k: round(v, 2) for k, v in maximum.items()},
+        "cpu_ms_per_sr": cpu.per_sr_ms(),
+        "relay_cpu_ms_per_message": relay_cpu.per_sr_ms(),
         "at_half_rate": {
             "rate_per_s": round(half_rate, 1),
             **{k: round(v, 2) for k, v in half.items()},
@@ -294,6 +360,9 @@ def main() -> None:
         "response_p99_ms",
     ):
         print(f"{key:<22}{result[key]:>12}")
+    print("CPU ms per Service Request at the maximum rate:")
+    for name, value in result["cpu_ms_per_sr"].items():
+        print(f"  {name:<20}{value:>12}")
     print(
         f"(latencies at half the maximum rate, {result['at_half_rate']['rate_per_s']}/s; "
         f"written to {RESULTS / 'pipeline.json'})"

@@ -95,6 +95,9 @@ class CommonSettings(BaseSettings):
     timeline_events: bool = Field(
         default=True, description="publish each request's timeline.* events (the SSI portal)"
     )
+    coalesce_writes: bool = Field(
+        default=True, description="send what one event-loop turn writes to the broker at once"
+    )
     insecure_http: bool = Field(
         default=False, description="development only: plain HTTP instead of mutual TLS"
     )

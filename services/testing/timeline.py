@@ -2,10 +2,14 @@
 
 The event contract (the services along the pipeline emit, this module consumes):
 
-- exchange ``dccsim.events`` (topic), routing key ``timeline.<stage>``, published with
-  :meth:`dccsim.bus.client.Bus.publish_event` (transient: a lost event leaves a gap in a
-  timeline, never a wrong answer to a User);
-- envelope ``kind`` ``request.timeline``, ``rid`` the DUIS RequestID;
+- exchange ``dccsim.events`` (topic), transient (a lost event leaves a gap in a timeline, never
+  a wrong answer to a User);
+- the pipeline's services emit through :meth:`dccsim.bus.client.Bus.emit_timeline`, which
+  gathers events for a few tens of milliseconds and publishes them together: routing key
+  ``timeline.batch``, envelope ``kind`` ``request.timeline.batch``, body ``{"events": [event,
+  ...]}`` where each event is the single-event body below plus ``"rid"``, its RequestID;
+- a single event may also be published on its own: routing key ``timeline.<stage>``, envelope
+  ``kind`` ``request.timeline``, ``rid`` the DUIS RequestID;
 - body ``{"stage": str, "at": float, "code"?: str, "srv"?: str, "user_id"?: str}``: ``stage`` one
   of :data:`STAGES`, ``at`` when it happened (Unix seconds, UTC; an ISO 8601 string is also
   accepted), ``code`` the DUIS response code of that stage (``I99`` on acknowledged, the
@@ -27,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dccsim.bus.client import TIMELINE_BATCH_KIND
 from dccsim.bus.envelope import Envelope
 from services.testing import store
 from services.testing.phases import utc
@@ -187,6 +193,35 @@ class Timeline:
         }
 
 
+def _row(request_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The database row of one event; None for a stage this code does not know."""
+    stage = str(body.get("stage", ""))
+    if stage not in STAGES:
+        log.debug("ignoring timeline event of unknown stage %r", stage)
+        return None
+    if not request_id or len(request_id) > 96:
+        raise TimelineError("a timeline event needs its RequestID (at most 96 characters)")
+    return {
+        "request_id": request_id,
+        "originator": originator(request_id),
+        "stage": stage,
+        "at": _at(body.get("at")),
+        "code": _text(body, "code", 8),
+        "srv": _text(body, "srv", 16),
+        "user_id": _text(body, "user_id", 128),
+    }
+
+
+def _insert_ignoring_repeats(engine: AsyncEngine) -> Any:
+    """INSERT that skips a (request, stage) already stored, on SQLite and PostgreSQL."""
+    table = store.timeline_events
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(
+            constraint="uq_timeline_request_stage"
+        )
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=["request_id", "stage"])
+
+
 def _order(event: TimelineEvent) -> tuple[int, dt.datetime]:
     return (list(STAGES).index(event.stage), event.at)
 
@@ -202,22 +237,9 @@ class TimelineStore:
         unknown stage, or a stage this request already has). TimelineError when malformed."""
         if envelope.kind != TIMELINE_EVENT:
             return False
-        body = envelope.body
-        stage = str(body.get("stage", ""))
-        if stage not in STAGES:
-            log.debug("ignoring timeline event of unknown stage %r", stage)
+        row = _row(envelope.request_id, envelope.body)
+        if row is None:
             return False
-        if not envelope.request_id or len(envelope.request_id) > 96:
-            raise TimelineError("a timeline event needs its RequestID (at most 96 characters)")
-        row = {
-            "request_id": envelope.request_id,
-            "originator": originator(envelope.request_id),
-            "stage": stage,
-            "at": _at(body.get("at")),
-            "code": _text(body, "code", 8),
-            "srv": _text(body, "srv", 16),
-            "user_id": _text(body, "user_id", 128),
-        }
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(store.timeline_events).values(**row))
@@ -225,10 +247,37 @@ class TimelineStore:
             return False  # this stage is already recorded: a redelivery or a repeat
         return True
 
+    async def record_batch(self, envelope: Envelope) -> int:
+        """Store the events of a ``request.timeline.batch`` in one transaction; the number
+        stored. A malformed event is logged and skipped (the others still count); a stage a
+        request already has is ignored, as in :meth:`record`."""
+        events = envelope.body.get("events")
+        if not isinstance(events, list):
+            raise TimelineError("a timeline batch needs a list of events")
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            try:
+                if not isinstance(event, dict):
+                    raise TimelineError("a timeline event is a map")
+                row = _row(str(event.get("rid") or ""), event)
+            except TimelineError as exc:
+                log.warning("ignoring a malformed timeline event: %s", exc)
+                continue
+            if row is not None:
+                rows.append(row)
+        if not rows:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(_insert_ignoring_repeats(self.engine), rows)
+        return max(result.rowcount, 0) if result.rowcount is not None else len(rows)
+
     async def handle(self, envelope: Envelope) -> None:
-        """The bus handler: store the event, log (not raise) one that breaks the contract."""
+        """The bus handler: store the event(s), log (not raise) what breaks the contract."""
         try:
-            await self.record(envelope)
+            if envelope.kind == TIMELINE_BATCH_KIND:
+                await self.record_batch(envelope)
+            else:
+                await self.record(envelope)
         except TimelineError as exc:
             log.warning(
                 "ignoring a malformed timeline event: %s",

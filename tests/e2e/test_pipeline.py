@@ -271,8 +271,10 @@ async def test_every_stage_of_the_timeline_is_published(
                 async for message in messages:
                     async with message.process():
                         env = Envelope.decode(message.body)
-                        if env.kind == "request.timeline" and env.request_id == str(rid):
-                            stages[str(env.body["stage"])] = env.body
+                        assert env.kind == "request.timeline.batch"
+                        for event in env.body["events"]:
+                            if event["rid"] == str(rid):
+                                stages[str(event["stage"])] = event
                     if len(stages) == 5:
                         break
     assert set(stages) == {

@@ -145,3 +145,99 @@ async def test_events_published_on_the_bus_reach_the_timeline(
     finally:
         await emitter.close()
         await consumer.close()
+
+
+async def test_a_batch_is_stored_in_one_go_skipping_repeats_and_malformed_events(
+    client: Client,
+) -> None:
+    from dccsim.bus.client import TIMELINE_BATCH_KIND
+    from dccsim.bus.envelope import Envelope
+
+    timelines = client.app[STATE].timelines
+    assert await timelines.record(timeline_envelope(RID, "received", at=T0))
+    other = "90-B3-D5-1F-30-01-D0-07:00-DC-C5-00-00-00-01-02:5"
+    events = [
+        {"rid": RID, "stage": "received", "at": T0.timestamp() + 9},  # a repeat: ignored
+        {"rid": RID, "stage": "acknowledged", "at": T0.timestamp() + 0.012, "code": "I99"},
+        {"rid": other, "stage": "received", "at": T0.timestamp(), "srv": "4.1.1"},
+        {"rid": "not-a-request-id", "stage": "received", "at": T0.timestamp()},  # malformed
+        {"rid": RID, "stage": "teleported", "at": T0.timestamp()},  # unknown stage
+        "not even a map",
+    ]
+    batch = Envelope(kind=TIMELINE_BATCH_KIND, request_id="", body={"events": events})
+    await timelines.handle(batch)
+    mine = await timelines.timeline(RID)
+    assert mine is not None
+    assert [(e.stage, e.at, e.code) for e in mine.events] == [
+        ("received", T0, None),  # the first one stored wins
+        ("acknowledged", T0 + dt.timedelta(seconds=0.012), "I99"),
+    ]
+    theirs = await timelines.timeline(other)
+    assert theirs is not None and theirs.srv == "4.1.1"
+    assert await timelines.timeline("not-a-request-id") is None
+
+
+@pytest.mark.rabbitmq
+async def test_pipeline_services_emit_batched_timelines_that_reach_the_portal(
+    vhost: str, seeded: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(seeded, home)
+    settings = TestingSettings(home=home, amqp_url=vhost)
+    consumer = Bus(settings, ServiceMetrics("testing"), name="testing")
+    emitter = Bus(CommonSettings(amqp_url=vhost), ServiceMetrics("emitter"), name="emitter")
+    await consumer.connect()
+    await emitter.connect()
+    rids = [f"{DEMO_SUPPLIER_EUI}:00-DC-C5-00-00-00-01-02:{2000 + i}" for i in range(50)]
+    try:
+        async with TestClient(TestServer(build_app(settings, bus=consumer))) as client:
+            for rid in rids:
+                for stage, _, code in STAGES:
+                    emitter.emit_timeline(rid, stage, code=code)
+            async with asyncio.timeout(15):
+                while True:
+                    found = [await client.app[STATE].timelines.timeline(r) for r in rids]
+                    if all(t is not None and t.complete for t in found):
+                        break
+                    await asyncio.sleep(0.05)
+            assert all(t is not None and len(t.events) == 5 for t in found)
+    finally:
+        await emitter.close()
+        await consumer.close()
+
+
+@pytest.mark.rabbitmq
+async def test_timeline_events_go_out_in_few_messages_and_the_last_ones_on_close(
+    vhost: str,
+) -> None:
+    import aio_pika
+
+    from dccsim.bus.client import TIMELINE_BATCH_KEY, TIMELINE_BATCH_KIND
+    from dccsim.bus.envelope import Envelope
+
+    emitter = Bus(CommonSettings(amqp_url=vhost), ServiceMetrics("emitter"), name="emitter")
+    await emitter.connect()
+    connection = await aio_pika.connect(vhost)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(await channel.get_exchange("dccsim.events"), "timeline.*")
+        for i in range(200):
+            emitter.emit_timeline(f"{RID}{i}", "received", srv="4.1.1")
+        await emitter.close()  # before the flush timer: close sends what was gathered
+        messages, events = 0, []
+        async with asyncio.timeout(10):
+            while len(events) < 200:
+                message = await queue.get(timeout=5, fail=True)
+                assert message is not None
+                await message.ack()
+                assert message.routing_key == TIMELINE_BATCH_KEY
+                env = Envelope.decode(message.body)
+                assert env.kind == TIMELINE_BATCH_KIND
+                events.extend(env.body["events"])
+                messages += 1
+    assert messages < 10
+    assert [e["rid"] for e in events] == [f"{RID}{i}" for i in range(200)]
+    assert all(e["stage"] == "received" and e["srv"] == "4.1.1" for e in events)
