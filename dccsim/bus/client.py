@@ -32,6 +32,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
+from yarl import URL
 
 from dccsim.bus.envelope import Envelope, EnvelopeError
 from dccsim.bus.topology import EXCHANGE, WorkQueue, declare_topology, declare_work_queue
@@ -86,23 +88,15 @@ class _QueueMetrics:
     duration: Any
 
 
-def coalesce_writes(connection: AbstractRobustConnection) -> bool:
-    """Make the connection's socket take what one event-loop turn writes in one send.
+def coalesce_writes(transport: asyncio.WriteTransport) -> None:
+    """Make ``transport`` take what one event-loop turn writes in one send.
 
-    aiormq writes each AMQP frame (a publish, an ack, a confirm's reply) to the socket as it
-    comes, one ``send`` each. Under load the handlers of one turn produce many, and on loopback
-    every send also runs the broker side's TCP receive, so the sends were a fifth of transform's
-    CPU. Writes are gathered and flushed once by ``call_soon`` (before the loop next waits for
-    I/O), in order; closing the transport flushes first, so a Connection.Close still leaves.
-    Returns False (and changes nothing) when the transport is not the kind this knows.
+    aiormq writes each AMQP frame (a publish, an ack) to the socket as it comes, one ``send``
+    each. Under load the handlers of one turn produce many, and on loopback every send also runs
+    the broker side's TCP receive, so the sends were a fifth of transform's CPU. Writes are
+    gathered and flushed once by ``call_soon`` (before the loop next waits for I/O), in order;
+    closing the transport flushes first, so a Connection.Close still leaves.
     """
-    underlay = getattr(connection, "transport", None)
-    reader = getattr(getattr(underlay, "connection", None), "reader", None)
-    transport = getattr(reader, "_transport", None)
-    if transport is None or getattr(transport, "_dccsim_coalesced", False):
-        return False
-    if not all(callable(getattr(transport, n, None)) for n in ("write", "close", "is_closing")):
-        return False
     send, close = transport.write, transport.close
     loop = asyncio.get_running_loop()
     pending: list[bytes] = []
@@ -123,10 +117,32 @@ def coalesce_writes(connection: AbstractRobustConnection) -> bool:
         flush()
         close()
 
-    transport.write = write
-    transport.close = close_after_flush
-    transport._dccsim_coalesced = True
-    return True
+    transport.write = write  # type: ignore[method-assign]
+    transport.close = close_after_flush  # type: ignore[method-assign]
+
+
+class _Coalescing(TransportFactory):
+    """aiormq's transport factory (its extension point for how the socket is opened), with
+    :func:`coalesce_writes` on every connection it opens, reconnections included."""
+
+    def __init__(self, inner: TransportFactory) -> None:
+        self.inner = inner
+
+    async def create(
+        self, url: URL, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self.inner.create(url, **kwargs)
+        coalesce_writes(writer.transport)
+        return reader, writer
+
+
+class CoalescingConnection(aio_pika.RobustConnection):
+    """A robust connection whose sockets (the first and each reconnection's) coalesce writes."""
+
+    def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
+        super().__init__(url, loop=loop, **kwargs)
+        inner = TLSTransportFactory() if self.url.scheme == "amqps" else TCPTransportFactory()
+        self.kwargs["transport_factory"] = _Coalescing(inner)  # passed on to aiormq.connect
 
 
 class Bus:
@@ -164,6 +180,11 @@ class Bus:
                     self.settings.amqp_url,
                     client_properties={"connection_name": self.name},
                     reconnect_interval=1.0,
+                    connection_class=(
+                        CoalescingConnection
+                        if self.settings.coalesce_writes
+                        else aio_pika.RobustConnection
+                    ),
                 )
                 break
             except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
@@ -175,8 +196,6 @@ class Bus:
                 await asyncio.sleep(1.0)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection.close_callbacks.add(self._on_close)
-        if self.settings.coalesce_writes:
-            coalesce_writes(self._connection)
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         self._consume_channel = await self._connection.channel(publisher_confirms=True)
         await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
@@ -197,8 +216,6 @@ class Bus:
         return url
 
     async def _on_reconnect(self, *_: Any) -> None:
-        if self.settings.coalesce_writes and self._connection is not None:
-            coalesce_writes(self._connection)  # a new socket
         self.metrics.reconnects.inc()
         self.metrics.connected.set(1)
         log.warning("broker connection restored; re-declaring topology")
