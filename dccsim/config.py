@@ -188,6 +188,14 @@ class InventorySettings(CommonSettings):
         default=dt.date(2027, 1, 1), description="the first Communications Hub delivery month"
     )
     inventory_rollout_tolerance: float = Field(default=0.05, ge=0, lt=1)
+    inventory_schedule_interval_s: float = Field(
+        default=60.0, gt=0, description="how often the DSP scheduler looks for due runs"
+    )
+    inventory_schedule_clock_speed: float = Field(
+        default=1.0,
+        ge=1,
+        description="testing: the DSP scheduler's clock runs this many times real time from start",
+    )
 
 
 class WanSettings(CommonSettings):
@@ -233,6 +241,9 @@ class GatewaySettings(CommonSettings):
     gateway_restore_alert_delay_s: float = Field(default=1.0, ge=0)
     gateway_state_file: str = Field(
         default="", description="device non-volatile state file (default under data/)"
+    )
+    gateway_estate_poll_s: float = Field(
+        default=2.0, ge=0, description="seconds between looks for premises added to estate.json"
     )
 
 

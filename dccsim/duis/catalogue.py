@@ -14,6 +14,13 @@ Data, read by code (STYLE.md): the table is ``srvs.csv`` beside this module, one
 ``non_device``     ``yes``: answered by the DCC itself (CV 8), not sent to a Device
 ``device_types``   the Device types a device SRV may target (E11 otherwise), space separated
 ``body_element``   the DUIS Body element's local name
+``local_delivery`` ``yes``: the User may ask for the command for local delivery (CV 2 or 3, a
+                   critical SRV's Signed Pre-Command as CV 6 or 7); ``no``: E17. DCC's request
+                   matrix has no column for this. dccsim says ``no`` for the non-device SRVs and
+                   for the SRVs whose command the DCC itself must carry over the SM WAN to keep
+                   its own records right: 6.21 (handover), 6.23 (the CoS Party signs), 8.5
+                   (opt out), the CHF and GPF device logs (8.9, 8.11, 8.12.x; 8.11's command the
+                   ACB originates) and the CHF Sub GHz SRVs (6.28 to 6.32).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class ServiceReferenceVariant:
     on_demand: bool = True
     future_dating: FutureDating = FutureDating.NONE
     dcc_scheduled: bool = False
+    local_delivery: bool = False
 
     @property
     def future_datable(self) -> bool:
@@ -81,6 +89,7 @@ _COLUMNS: Final = (
     "non_device",
     "device_types",
     "body_element",
+    "local_delivery",
 )
 
 
@@ -125,7 +134,10 @@ def parse_catalogue(text: str) -> dict[str, ServiceReferenceVariant]:
             on_demand=_flag(raw["on_demand"], "on_demand", variant),
             future_dating=future,
             dcc_scheduled=_flag(raw["dcc_scheduled"], "dcc_scheduled", variant),
+            local_delivery=_flag(raw["local_delivery"], "local_delivery", variant),
         )
+        if non_device and rows[variant].local_delivery:
+            raise CatalogueError(f"{variant}: a non-device SRV has no command to deliver locally")
     return rows
 
 

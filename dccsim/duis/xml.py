@@ -387,6 +387,14 @@ def build_response(
     return root
 
 
+def local_command(gbcs_payload: bytes) -> etree._Element:
+    """A ``LocalCommand`` element (the answer to CV 2, 3, 6, 7): the GBCS command, base64, that
+    the User delivers to the Device itself, for :func:`build_response`'s ``content``."""
+    element = etree.Element(_sr("LocalCommand"), nsmap={"sr": SR_NS})
+    _sub(element, "GBCSPayload", base64.b64encode(gbcs_payload).decode("ascii"))
+    return element
+
+
 DSP_INVENTORY_MAX_DEVICES = 17
 """DSPInventory holds at most 17 Device elements: a longer 8.2 answer takes several Responses."""
 
@@ -442,6 +450,18 @@ def dsp_inventory(devices: Sequence[Mapping[str, Any]]) -> etree._Element:
                 continue
             _sub(element, name, str(value))
     return inventory
+
+
+def dsp_scheduled_message(gbcs_payload: bytes, schedule_id: int) -> etree._Element:
+    """A ``DSPScheduledMessage`` element: the ResponseMessage content of the Response to a run
+    of a DSP schedule (5.1), the device's GBCS response and the DSPScheduleID it ran for. Pass
+    it to :func:`build_response` as ``content``."""
+    if not 0 <= schedule_id <= 1_000_000_000_000:
+        raise ValueError("a DSPScheduleID is 0..10^12")
+    message = etree.Element(_sr("DSPScheduledMessage"), nsmap={"sr": SR_NS})
+    _sub(message, "GBCSPayload", base64.b64encode(gbcs_payload).decode("ascii"))
+    _sub(message, "DSPScheduleID", str(schedule_id))
+    return message
 
 
 def build_acknowledgement(
@@ -528,6 +548,10 @@ def parse_response(data: bytes) -> DuisResponse:
             service_reference_variant = _text(child)
         elif name == "GBCSPayload":
             gbcs_payload = _base64(child, "GBCSPayload")
+        elif name == "DSPScheduledMessage":  # a run of a DSP schedule: payload and schedule id
+            payload = child.find(_sr("GBCSPayload"))
+            if payload is not None:
+                gbcs_payload = _base64(payload, "DSPScheduledMessage GBCSPayload")
         elif name in ("AlertCode", "DCCAlertCode"):
             alert_code = _text(child)
         elif name == "PreCommand":

@@ -15,13 +15,18 @@ Communications Hub ordering (``ch.window``, ``ch.location.add``, ``ch.locations.
 ``ch.orders.list``): see ``services.inventory.ch_orders``. Roll-out reporting
 (``rollout.milestone.set``, ``rollout.report``): see ``services.inventory.rollout``.
 DSP schedules (``schedule.create`` 5.1, ``schedule.read`` 5.2, ``schedule.delete`` 5.3): see
-``services.inventory.schedules``; each minute the runs that fell due are logged (not yet sent).
+``services.inventory.schedules``; each due run is sent as ``sr.accepted`` (once per run, across
+restarts), checked every ``inventory_schedule_interval_s``.
 Firmware (``firmware.add``, ``firmware.list``, ``firmware.distribute`` 11.1,
 ``firmware.distribution``): see ``services.inventory.firmware``; images live under
 ``$DCCSIM_HOME/data/firmware``.
 
 Every change publishes ``inventory.changed {eui}`` for each device whose record changed, so the
 gateways' caches drop stale entries.
+
+estate.json is imported at start-up and again on each ``estate.changed`` event (premises added
+while running): only what the inventory does not hold yet (``seed.import_new_premises``), each
+new device announced with ``inventory.changed``.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from typing import Any
 
 from dccsim import estate
 from dccsim.bus import Envelope
-from dccsim.bus.topology import INVENTORY_CHANGED, INVENTORY_REQUESTS
+from dccsim.bus.topology import INVENTORY_CHANGED, INVENTORY_REQUESTS, SR_ACCEPTED
 from dccsim.config import InventorySettings
+from dccsim.duis.catalogue import UserRole
+from dccsim.logging import request_context
+from dccsim.participants import ParticipantRegister
 from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.smi import DeviceStatus
 from services.inventory.ch_orders import CommunicationsHubOrdering, HubOrderingRequests
@@ -42,11 +50,14 @@ from services.inventory.firmware import FirmwareRequests, FirmwareStore
 from services.inventory.requests import InventoryRequests
 from services.inventory.rollout import DEFAULT_TOLERANCE, RolloutReporting, RolloutRequests
 from services.inventory.schedules import (
-    DspSchedule,
     DspSchedules,
+    PipelineFirer,
     ScheduleRequests,
+    ScheduleRunner,
+    accelerated_clock,
     run_scheduler,
 )
+from services.inventory.seed import EstateImport, import_new_premises
 from services.inventory.store import SmartMeteringInventory
 
 log = logging.getLogger(__name__)
@@ -82,8 +93,6 @@ async def _setup(rt: ServiceRuntime) -> None:
     assert isinstance(settings, InventorySettings)
     store = SmartMeteringInventory(inventory_url(settings))
     await store.create_schema()
-    added = await store.import_estate(estate.load(settings.home))
-    log.info("inventory open", extra={"devices": await store.count(), "imported": added})
     rt.cleanups.append(store.close)
 
     async def publish_changes(euis: list[str]) -> None:
@@ -91,6 +100,32 @@ async def _setup(rt: ServiceRuntime) -> None:
             await rt.bus.publish_event(
                 INVENTORY_CHANGED, Envelope("inventory.changed", "", {"eui": eui})
             )
+
+    estate_lock = asyncio.Lock()  # one import of estate.json at a time
+
+    async def import_estate_file(reason: str) -> EstateImport:
+        async with estate_lock:
+            premises = await asyncio.to_thread(estate.load, settings.home)
+            return await import_new_premises(store, premises, reason=reason)
+
+    async def on_estate_changed(env: Envelope) -> None:
+        # premises were added to estate.json (services/testing onboarded a participant)
+        added = await import_estate_file("estate changed")
+        if added.devices:
+            log.info(
+                "new premises imported",
+                extra={"premises": len(added.premises), "devices": len(added.devices)},
+            )
+        # the User Gateway may hold "no such device" for them
+        await publish_changes(added.devices)
+
+    # Subscribed before the start-up import, so premises added meanwhile are not missed.
+    await rt.bus.subscribe_events(estate.CHANGED_EVENT, on_estate_changed)
+    started = await import_estate_file("estate import")
+    log.info(
+        "inventory open",
+        extra={"devices": await store.count(), "imported": len(started.devices)},
+    )
 
     async def lookup(env: Envelope) -> dict[str, Any]:
         record = await store.device(str(env.body["eui"]))
@@ -112,18 +147,34 @@ async def _setup(rt: ServiceRuntime) -> None:
     schedules = DspSchedules(store)
     firmware = FirmwareRequests(FirmwareStore(store, settings.data_dir / "firmware"))
 
-    async def log_due_run(schedule: DspSchedule, run_at: dt.datetime) -> None:
-        # Firing the SR through the pipeline (sr.accepted) is not wired yet.
-        log.info(
-            "scheduled service request due",
-            extra={
-                "schedule_id": schedule.schedule_id,
-                "srv": schedule.variant,
-                "run_at": run_at.isoformat(),
-            },
-        )
+    # DSP schedules: each due run goes into the pipeline as the User Gateway sends a User's SR.
+    register = ParticipantRegister(settings.home)
 
-    rt.spawn(run_scheduler(schedules, log_due_run, stopping=rt.stopping), "dsp-schedules")
+    def find_user(eui: str) -> tuple[str, frozenset[UserRole]] | None:
+        found = next((p for p in register.all().values() if p.eui == eui.upper()), None)
+        return (found.user_id, found.roles) if found else None
+
+    async def publish_accepted(request_id: str, body: dict[str, Any]) -> None:
+        with request_context(request_id):
+            await rt.bus.publish(SR_ACCEPTED, Envelope("sr.accepted", request_id, body))
+            log.info("scheduled service request sent", extra={"srv": body["srv"]})
+
+    schedule_clock = accelerated_clock(
+        settings.inventory_schedule_clock_speed,
+        origin_file=settings.data_dir / "dsp-schedule-clock-origin",
+    )
+    runner = ScheduleRunner(
+        schedules, PipelineFirer(store, find_user, publish_accepted), clock=schedule_clock
+    )
+    rt.spawn(
+        run_scheduler(
+            runner,
+            stopping=rt.stopping,
+            interval=settings.inventory_schedule_interval_s,
+            on_error=lambda exc: log.error("DSP schedule tick failed", exc_info=exc),
+        ),
+        "dsp-schedules",
+    )
 
     def over_bus(method: Any) -> Any:
         async def handler(env: Envelope) -> dict[str, Any]:
@@ -136,7 +187,7 @@ async def _setup(rt: ServiceRuntime) -> None:
         requests.methods()
         | ordering.methods()
         | rollout.methods()
-        | ScheduleRequests(schedules).methods()
+        | ScheduleRequests(schedules, clock=schedule_clock).methods()
         | firmware.methods()
     )
     handlers = {name: over_bus(m) for name, m in methods.items()}

@@ -12,12 +12,15 @@ element's fields in snake case (see ``inventory_device``).
     ``variant`` is looked up in the SRV catalogue; ``srv_roles`` / ``device_types`` describe an
     SRV the catalogue does not hold yet.
 8.2 ``inventory.read``  {user_eui, user_roles, one of: device_id | mpxn | uprn |
-    postcode [+ address_identifier], [max_pages=20]}
-    -> {code: "I0", total, pages: [[device, ...<=17], ...], truncated: bool}
+    postcode [+ address_identifier], [first_page=0], [max_pages=20]}
+    -> {code: "I0", total, page_count, first_page, pages: [[device, ...<=17], ...] (pages
+    first_page .. first_page + max_pages - 1), next_page: the index to ask for next | None,
+    truncated: next_page is not None}
     By device: the device, then every device on its Communications Hub. By MPxN: the meters with
     that MPxN and everything at their premises / on their hub. By UPRN or postcode (and address
     identifier): every device at the matching premises. One page is one DUIS Response
-    (DSPInventory holds at most 17 devices). No match: I0 with no pages.
+    (DSPInventory holds at most 17 devices), in a stable order (premises, then device), so a
+    caller can fetch the pages in batches. No match: I0 with no pages.
 8.3 ``device.decommission``  {user_eui, user_roles, device_id}
     -> {code: "I0", devices: [{eui, status}]}; E19 / E11 (CHF, GPF) / E4 (not the device's
     registered IS or GS) / E5 (status).
@@ -215,12 +218,20 @@ class InventoryRequests:
             devices[i : i + READ_INVENTORY_PAGE]
             for i in range(0, len(devices), READ_INVENTORY_PAGE)
         ]
+        first = int(body.get("first_page", 0))
         max_pages = int(body.get("max_pages", 20))
+        if first < 0 or max_pages < 1:
+            raise DuisError("E13", "first_page >= 0 and max_pages >= 1")
+        served = pages[first : first + max_pages]
+        more = first + len(served) < len(pages)
         return {
             "code": "I0",
             "total": len(devices),
-            "pages": pages[:max_pages],
-            "truncated": len(pages) > max_pages,
+            "page_count": len(pages),
+            "first_page": first,
+            "pages": served,
+            "next_page": first + len(served) if more else None,
+            "truncated": more,
         }
 
     # --- 8.3 Decommission Device ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    UniqueConstraint,
     and_,
     delete,
     func,
@@ -231,6 +233,22 @@ class DspScheduleRow(Base):
     # The scheduled SRV's own body element and its fields, e.g. the read log period offsets.
     request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DspScheduleRunRow(Base):
+    """One run of a DSP schedule, claimed before its Service Request is published (so a restart
+    neither loses nor repeats it): ``state`` is claimed, published or refused."""
+
+    __tablename__ = "dsp_schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "run_at"),)
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(Integer, index=True)
+    run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    counter: Mapped[int] = mapped_column(BigInteger)  # the DCC's RequestID counter for the run
+    request_id: Mapped[str] = mapped_column(String(80), index=True)
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    code: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # --- firmware images and distributions, 11.1 (services.inventory.firmware) ------------------

@@ -2,6 +2,8 @@
 
 Outbound: ``sr.accepted`` -> the GBCS command for the SRV and device type (the DCC's Access Control
 Broker adds the General Ciphering MAC with its KA key) -> ``gbcs.command``.
+RPC from the User Gateway: ``transform.pre_command`` (CV 4) and ``transform.local_command`` (CV 2,
+3, 6, 7: the same command the WAN would carry, for the User to deliver locally).
 Inbound: ``gbcs.response`` (a device response, or E20/E21 from the WAN) -> a DUIS Response
 (``I0`` with ``GBCSPayload``, ResponseID = the RequestID with the EUIs swapped) signed with the DSP
 XML-signing key -> ``duis.response`` for delivery.
@@ -31,7 +33,13 @@ from dccsim.config import TransformSettings
 from dccsim.duis import xmldsig
 from dccsim.duis.codes import MALFORMED_REQUEST, SERVICE_NOT_OFFERED, DuisError
 from dccsim.duis.requestid import DCC_EUI, RequestId, format_eui, parse_eui
-from dccsim.duis.xml import build_device_alert, build_response, parse_safely, to_bytes
+from dccsim.duis.xml import (
+    build_device_alert,
+    build_response,
+    dsp_scheduled_message,
+    parse_safely,
+    to_bytes,
+)
 from dccsim.gbcs.commands import HAN_DEVICE_TYPES
 from dccsim.gbcs.critical import SignedPreCommandError
 from dccsim.gbcs.errors import GbcsError
@@ -66,6 +74,10 @@ SIGNED_PRE_COMMAND_MISMATCH = "E13"
 CRITICAL_WITHOUT_SIGNATURE = "E12"  # a critical SRV sent with CV 1/2/3
 DEFAULT_GBCS_VERSION = "3.2"  # the PreCommand's GBCSVersion when the inventory names none
 HAN_DEVICE_UNKNOWN = "E19"  # 8.11 Add: the DeviceID to add is not in the inventory
+# What a request's messages carry through the pipeline for its Response (a run of a DSP schedule
+# also carries its DSPScheduleID).
+CONTEXT_KEYS = ("srv", "user_id", "user_eui", "received_at", "dsp_schedule_id")
+LOCAL_COMMAND_NOT_ALLOWED = "E17"  # a command the DCC originates itself is not handed over
 
 
 class Keys:
@@ -234,13 +246,56 @@ class Transformer:
             "gbcs_version": str(device.get("gbcs_version") or DEFAULT_GBCS_VERSION),
         }
 
+    async def _frame(
+        self, request_id: str, transformation: Transformation, body: dict[str, Any]
+    ) -> tuple[str, bytes | str]:
+        """(use case, the GBCS command or the DUIS code refusing it) for an accepted request.
+        Raises KeyStoreError, ServiceRequestBodyError or GbcsError as :meth:`_command` does."""
+        use_case = transformation.use_case
+        element = _body_element(body)
+        if body.get("signed_pre_command") is None:
+            use_case = transformation.use_case_for(element)
+        extra: dict[str, object] | str = {}
+        if transformation.needs_han_device_type and use_case == "CCS01":
+            extra = await self._han_device_type(request_id, transformation, element)
+        if isinstance(extra, str):
+            return use_case, extra
+        return use_case, self._command(request_id, transformation, body, element, extra)
+
+    async def on_local_command(self, env: Envelope) -> dict[str, Any]:
+        """RPC ``transform.local_command`` (CV 2, 3, 6, 7), body as ``sr.accepted``:
+        -> ``{code: "I0", gbcs_payload}``, the command byte for byte as the WAN would carry it
+        (DUIS counter as the Originator Counter; for CV 6/7 the checked Signed Pre-Command,
+        wrapped), or ``{code, reason}``: E17 for a command the DCC originates itself, E13 for
+        a body that cannot be transformed, the Signed Pre-Command codes of the CV 5 path."""
+        body = env.body
+        transformation = self._transformation(body)
+        if transformation is None:
+            return {"code": SERVICE_NOT_OFFERED, "reason": f"no transformation for {body['srv']}"}
+        if transformation.acb_originated:
+            return {
+                "code": LOCAL_COMMAND_NOT_ALLOWED,
+                "reason": f"the DCC originates SRV {body['srv']}'s command over the SM WAN",
+            }
+        try:
+            use_case, frame = await self._frame(env.request_id, transformation, body)
+        except (ServiceRequestBodyError, DuisError) as exc:
+            return {"code": MALFORMED_REQUEST, "reason": str(exc)}
+        except (KeyStoreError, GbcsError) as exc:
+            log.error("cannot build a local command", extra={"reason": str(exc)})
+            return {"code": SERVICE_NOT_OFFERED, "reason": f"cannot build the command: {exc}"}
+        if isinstance(frame, str):
+            return {"code": frame, "reason": "the command was refused"}
+        self.metrics.commands.labels(f"{use_case}-local").inc()
+        return {"code": "I0", "gbcs_payload": frame, "use_case": use_case}
+
     async def on_request(self, env: Envelope) -> None:
         body = env.body
         device = body.get("device") or {}
         srv = str(body["srv"])
         device_type = str(device.get("device_type", ""))
         transformation = self._transformation(body)
-        context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
+        context = {k: body.get(k) for k in CONTEXT_KEYS}
         if transformation is None:
             # Accepted but not transformable: answer the User rather than drop it.
             log.error(
@@ -252,17 +307,7 @@ class Transformer:
         start = time.perf_counter()
         use_case = transformation.use_case
         try:
-            element = _body_element(body)
-            if body.get("signed_pre_command") is None:
-                use_case = transformation.use_case_for(element)
-            extra: dict[str, object] | str = {}
-            if transformation.needs_han_device_type and use_case == "CCS01":
-                extra = await self._han_device_type(env.request_id, transformation, element)
-            frame = (
-                extra
-                if isinstance(extra, str)
-                else self._command(env.request_id, transformation, body, element, extra)
-            )
+            use_case, frame = await self._frame(env.request_id, transformation, body)
         except KeyStoreError as exc:
             raise Permanent(f"no certificate for device or User: {exc}") from exc
         except ServiceRequestBodyError as exc:
@@ -317,7 +362,7 @@ class Transformer:
         if env.kind == "gbcs.alert":
             await self.on_alert(env)
             return
-        context = {k: body.get(k) for k in ("srv", "user_id", "user_eui", "received_at")}
+        context = {k: body.get(k) for k in CONTEXT_KEYS}
         error = body.get("error")
         if error:
             await self._respond(env.request_id, context, code=str(error), payload=None)
@@ -410,7 +455,7 @@ class Transformer:
             response_datetime=dt.datetime.now(dt.UTC),
             service_reference=srv.rsplit(".", 1)[0] if srv.count(".") == 2 else srv,
             service_reference_variant=srv,
-            gbcs_payload=payload,
+            **_response_content(payload, context.get("dsp_schedule_id")),
         )
         xml = to_bytes(
             xmldsig.sign(root, private_key=self.keys.dsp_key, certificate=self.keys.dsp_certificate)
@@ -432,6 +477,14 @@ class Transformer:
         )
 
 
+def _response_content(payload: bytes | None, schedule_id: Any) -> dict[str, Any]:
+    """The ResponseMessage content: the device's GBCS response, inside a DSPScheduledMessage
+    with its DSPScheduleID when the request was a run of a DSP schedule (5.1)."""
+    if payload is not None and isinstance(schedule_id, int):
+        return {"content": dsp_scheduled_message(payload, schedule_id)}
+    return {"gbcs_payload": payload}
+
+
 def _body_element(body: dict[str, Any]) -> Any:
     """The DUIS Service Request body element, when the gateway forwarded it (``body_xml``)."""
     xml = body.get("body_xml")
@@ -446,7 +499,13 @@ async def _setup(rt: ServiceRuntime) -> None:
     rt.bus.consume(TRANSFORM_REQUESTS, transformer.on_request)
     rt.bus.consume(TRANSFORM_RESPONSES, transformer.on_response)
     # The same process answers CV 4 and later checks the CV 5: the issued Pre-Commands are its.
-    rt.bus.serve_rpc(TRANSFORM_RPC_REQUESTS, {"transform.pre_command": transformer.on_pre_command})
+    rt.bus.serve_rpc(
+        TRANSFORM_RPC_REQUESTS,
+        {
+            "transform.pre_command": transformer.on_pre_command,
+            "transform.local_command": transformer.on_local_command,
+        },
+    )
 
 
 def run(settings: TransformSettings | None = None) -> None:

@@ -2,9 +2,11 @@
 
 ``POST /api/v1/serviceS|serviceD|serviceT`` with ``application/xml``. Each request passes the
 check chain (checks.py); a device Service Request that passes is published to the bus (confirmed)
-and answered ``I99``; any failure is answered with its DUIS code in a DUIS acknowledgement. The
-delivery side (delivery.py) sends the signed async Responses to each User's Receive Response
-Service from a persistent outbox.
+and answered ``I99``; any failure is answered with its DUIS code in a DUIS acknowledgement. A
+request for local delivery is answered with the ``LocalCommand`` transform builds (CV 2, 6: I0;
+CV 3, 7: I99, and published too); a DSP-held future-dated one is kept (future_dated.py) and
+published at its ExecutionDateTime. The delivery side (delivery.py) sends the signed async
+Responses to each User's Receive Response Service from a persistent outbox.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prometheus_client import Counter, Histogram
 from dccsim.bus import Bus, Envelope
 from dccsim.bus.topology import (
     DELIVERY_OUTBOUND,
+    DUIS_RESPONSE,
     INVENTORY_CHANGED,
     INVENTORY_RPC,
     SR_ACCEPTED,
@@ -34,7 +37,14 @@ from dccsim.config import UserGatewaySettings
 from dccsim.duis import xmldsig
 from dccsim.duis.codes import DuisError
 from dccsim.duis.requestid import DCC_EUI, RequestId
-from dccsim.duis.xml import PreCommand, build_acknowledgement, build_response, load_schema, to_bytes
+from dccsim.duis.xml import (
+    PreCommand,
+    build_acknowledgement,
+    build_response,
+    load_schema,
+    local_command,
+    to_bytes,
+)
 from dccsim.logging import request_context
 from dccsim.participants import Participant, ParticipantRegister
 from dccsim.pki.dccki import (
@@ -61,7 +71,8 @@ from services.user_gateway.checks import (
 )
 from services.user_gateway.counters import CounterStore
 from services.user_gateway.delivery import Outbox
-from services.user_gateway.non_device import NON_DEVICE_SERVICES, content_for
+from services.user_gateway.future_dated import FutureDatedRequests
+from services.user_gateway.non_device import NON_DEVICE_SERVICES, answer_for, fetch
 from services.user_gateway.quarantine import Quarantine, start_admin_server
 
 log = logging.getLogger(__name__)
@@ -76,6 +87,7 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("gateway_metrics")
 SETTINGS: web.AppKey[UserGatewaySettings] = web.AppKey("settings", UserGatewaySettings)
 ANOMALY: web.AppKey[AnomalyDetector] = web.AppKey("anomaly", AnomalyDetector)
 QUARANTINE: web.AppKey[Quarantine | None] = web.AppKey("quarantine")
+FUTURE_DATED: web.AppKey[FutureDatedRequests | None] = web.AppKey("future_dated")
 
 
 class GatewayMetrics:
@@ -193,27 +205,26 @@ async def _answer(request: web.Request, web_service: WebService) -> web.Response
             srv_label = accepted.srv.variant
             ref, var = accepted.srv.reference, accepted.srv.variant
             rid_text = str(accepted.request.request_id)
-            if accepted.route is Route.DEVICE:
-                # Anomaly detection last: in memory; only the excess touches a database.
-                quarantine = app[QUARANTINE]
-                if quarantine is None or app[ANOMALY].admit(
-                    accepted.participant.user_id, accepted.srv.variant
-                ):
-                    await _publish(app[BUS], accepted)
-                else:
-                    await quarantine.hold(
-                        request_id=str(accepted.request.request_id),
-                        srv=accepted.srv.variant,
-                        web_service=web_service.value,
-                        accepted_body=_accepted_body(accepted),
-                    )
+            if accepted.execute_at is not None and accepted.route is Route.DEVICE:
+                await _hold_future_dated(app, accepted)
                 code = "I99"
+            elif accepted.route is Route.DEVICE:
+                await _send_or_quarantine(app, accepted, web_service)
+                code = "I99"
+            elif accepted.route is Route.LOCAL:
+                answer = _response(accepted, content=local_command(await _local(app, accepted)))
+                code = "I0"
+            elif accepted.route is Route.LOCAL_AND_DEVICE:
+                # The User gets the command now and it goes over the SM WAN as well (CV 3, 7).
+                frame = await _local(app, accepted)
+                await _send_or_quarantine(app, accepted, web_service)
+                code = "I99"
+                answer = _response(accepted, code=code, content=local_command(frame))
             elif accepted.route is Route.PRE_COMMAND:
                 answer = await _pre_command(app, accepted)
                 code = "I0"
             else:
-                answer = await _non_device(app, accepted)
-                code = "I0"
+                answer, code = await _non_device(app, accepted)
         except DuisError as exc:
             code = exc.code
             ref, var = _srv_fields(body)
@@ -271,6 +282,54 @@ def _accepted_body(accepted: AcceptedRequest) -> dict[str, Any]:
     return body
 
 
+async def _send_or_quarantine(
+    app: web.Application, accepted: AcceptedRequest, web_service: WebService
+) -> None:
+    """Publish an accepted device request, or quarantine it when it is over its threshold.
+    Anomaly detection last: in memory; only the excess touches a database."""
+    quarantine = app[QUARANTINE]
+    if quarantine is None or app[ANOMALY].admit(accepted.participant.user_id, accepted.srv.variant):
+        await _publish(app[BUS], accepted)
+    else:
+        await quarantine.hold(
+            request_id=str(accepted.request.request_id),
+            srv=accepted.srv.variant,
+            web_service=web_service.value,
+            accepted_body=_accepted_body(accepted),
+        )
+
+
+async def _hold_future_dated(app: web.Application, accepted: AcceptedRequest) -> None:
+    """A DSP-held future-dated request: kept (committed) until its ExecutionDateTime."""
+    store = app[FUTURE_DATED]
+    assert accepted.execute_at is not None
+    if store is None:
+        raise DuisError("E2", "future-dated requests are not held by this User Gateway")
+    await store.hold(
+        request_id=str(accepted.request.request_id),
+        srv=accepted.srv.variant,
+        execute_at=accepted.execute_at.timestamp(),
+        accepted_body=_accepted_body(accepted),
+    )
+
+
+async def _local(app: web.Application, accepted: AcceptedRequest) -> bytes:
+    """CV 2, 3, 6, 7: the command for local delivery, built by transform (the bytes the SM WAN
+    would carry); DuisError with transform's code when it refuses."""
+    reply = await app[BUS].call(
+        TRANSFORM_RPC,
+        "transform.local_command",
+        str(accepted.request.request_id),
+        _accepted_body(accepted),
+        timeout=app[SETTINGS].transform_rpc_timeout_s,
+    )
+    code = str(reply.get("code") or "")
+    payload = reply.get("gbcs_payload")
+    if code != "I0" or not isinstance(payload, bytes):
+        raise DuisError(code or "E13", str(reply.get("reason") or "no local command"))
+    return payload
+
+
 async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
     await bus.publish(
         SR_ACCEPTED,
@@ -278,11 +337,11 @@ async def _publish(bus: Bus, accepted: AcceptedRequest) -> None:
     )
 
 
-def _response(accepted: AcceptedRequest, **content: Any) -> etree._Element:
+def _response(accepted: AcceptedRequest, code: str = "I0", **content: Any) -> etree._Element:
     return build_response(
         request_id=accepted.request.request_id,
         response_id=None,
-        response_code="I0",
+        response_code=code,
         response_datetime=dt.datetime.now(dt.UTC),
         service_reference=accepted.srv.reference,
         service_reference_variant=accepted.srv.variant,
@@ -310,19 +369,43 @@ async def _pre_command(app: web.Application, accepted: AcceptedRequest) -> etree
     )
 
 
-async def _non_device(app: web.Application, accepted: AcceptedRequest) -> etree._Element:
-    """CV 8: the inventory answers; I0 with the SRV's content (DSPInventory for 8.2)."""
+async def _non_device(
+    app: web.Application, accepted: AcceptedRequest
+) -> tuple[etree._Element, str]:
+    """CV 8: the inventory answers; I0 with the SRV's content (DSPScheduleID for 5.1,
+    DSPInventory for 8.2, ...), or for an 8.2 of several pages I99 and each page as an async I0
+    Response (see ``non_device.answer_for``)."""
     service = NON_DEVICE_SERVICES[accepted.srv.variant]
     participant = accepted.participant
+    rid = str(accepted.request.request_id)
     rpc_body = {
         "user_eui": participant.eui,
         "user_roles": sorted(r.value for r in participant.roles),
+        "request_id": rid,
         **service.request(accepted.request.body),
     }
-    reply = await app[BUS].call(
-        INVENTORY_RPC, service.method, str(accepted.request.request_id), rpc_body
-    )
-    return _response(accepted, content=content_for(service, reply, accepted.request.body))
+
+    async def call(body: dict[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = await app[BUS].call(INVENTORY_RPC, service.method, rid, body)
+        return reply
+
+    answer = answer_for(service, await fetch(service, call, rpc_body), accepted.request.body)
+    for n, content in enumerate(answer.later):
+        xml = app[SIGNER].sign(_response(accepted, content=content))
+        await app[BUS].publish(
+            DUIS_RESPONSE,
+            Envelope(
+                "duis.response",
+                rid,
+                {
+                    "user_id": participant.user_id,
+                    "delivery_key": f"response:{rid}:page:{n}",
+                    "xml": xml,
+                    "received_at": time.time(),
+                },
+            ),
+        )
+    return _response(accepted, code=answer.code, content=answer.content), answer.code
 
 
 def build_app(
@@ -335,12 +418,15 @@ def build_app(
     metrics: GatewayMetrics,
     anomaly: AnomalyDetector | None = None,
     quarantine: Quarantine | None = None,
+    future_dated: FutureDatedRequests | None = None,
 ) -> web.Application:
     """The DUIS web services. Anomaly detection runs when both ``anomaly`` (the thresholds)
-    and ``quarantine`` (where the excess goes) are given."""
+    and ``quarantine`` (where the excess goes) are given; DSP-held future-dated requests are
+    accepted when ``future_dated`` (where they wait) is given, E2 otherwise."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[ANOMALY] = anomaly if anomaly is not None else AnomalyDetector({}, 60.0)
     app[QUARANTINE] = quarantine if app[ANOMALY].enabled else None
+    app[FUTURE_DATED] = future_dated
     app[SETTINGS] = settings
     app[PARTICIPANTS] = participants
     app[CHAIN] = chain
@@ -449,6 +535,12 @@ async def _setup(rt: ServiceRuntime) -> None:
         if admin_cleanup is not None:
             rt.cleanups.append(admin_cleanup)
 
+    # DSP-held future-dated requests: kept in their own database until due, then published.
+    future_db = Database(base_url or settings.sqlite_url("future_dated"))
+    rt.cleanups.append(future_db.dispose)
+    future_dated = FutureDatedRequests(future_db, rt.bus, rt.metrics)
+    await future_dated.create_schema()
+
     app = build_app(
         settings,
         participants=participants,
@@ -458,6 +550,7 @@ async def _setup(rt: ServiceRuntime) -> None:
         metrics=metrics,
         anomaly=anomaly,
         quarantine=quarantine,
+        future_dated=future_dated,
     )
 
     pki = PkiLayout.of(settings.home)
@@ -495,6 +588,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     rt.bus.consume(DELIVERY_OUTBOUND, outbox.enqueue)
     rt.spawn(outbox.run(), "delivery")
     rt.spawn(quarantine.resend_alerts(), "quarantine-alerts")
+    rt.spawn(future_dated.run(), "future-dated")
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -4,12 +4,15 @@ XML well-formed and safe -> schema (dccsim's structure; the DUIS XSD too when co
 signature (SMKI; skipped for a User whose validation is switched off) -> RequestID originator =
 the TLS identity (E1) -> SRV in the catalogue (E13) -> User Role may use the SRV (E2) -> the
 informal-testing rules (E1/E2/E3) -> CV valid for the URL (E13) and for the SRV (E12), the body
-the CV needs (E13) -> the DCC offers it (E2) -> device exists (E19), fits the SRV (E11), role
-eligible for this device (E4), SMI status allows it (E5) -> RequestID counter strictly increasing,
-persisted (E1), last so a refused request does not burn it; a CV 5 reuses its CV 4's RequestID.
+the CV needs (E13), local delivery allowed for the SRV (E17) -> the ExecutionDateTime of a
+future-dated request (see :func:`execution_date_time`) -> the DCC offers it (E2) -> device exists
+(E19), fits the SRV (E11), role eligible for this device (E4), SMI status allows it (E5) ->
+RequestID counter strictly increasing, persisted (E1), last so a refused request does not burn
+it; a CV 5/6/7 reuses its CV 4's RequestID.
 
 The chain's answer says where the request goes: to the bus for a Device (``I99``), to transform
-for a Pre-Command (CV 4), or to the inventory (CV 8).
+for a Pre-Command (CV 4) or a command for local delivery (CV 2, 6; CV 3, 7 both that and the
+bus), or to the inventory (CV 8); and, for a DSP-held future-dated request, when.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from cryptography import x509
 from lxml import etree
 
 from dccsim.duis import xmldsig
-from dccsim.duis.catalogue import ServiceReferenceVariant, lookup
+from dccsim.duis.catalogue import FutureDating, ServiceReferenceVariant, lookup
 from dccsim.duis.codes import (
     INVALID_REQUEST_ID,
     INVALID_SIGNATURE,
@@ -61,9 +64,19 @@ COMMAND_VARIANTS: dict[WebService, frozenset[int]] = {
 NON_CRITICAL_CVS = frozenset({1, 2, 3})
 CRITICAL_CVS = frozenset({4, 5, 6, 7})
 SIGNED_PRE_COMMAND_CVS = frozenset({5, 6, 7})
-# Command Variants the pipeline carries end to end today: CV 1 (SR -> WAN), CV 4 (Pre-Command),
-# CV 5 (Signed Pre-Command -> WAN), CV 8 (non-device). Local delivery (2, 3, 6, 7) is not offered.
-OFFERED_CVS = frozenset({1, 4, 5, 8})
+LOCAL_ONLY_CVS = frozenset({2, 6})  # the command for local delivery, nothing over the WAN
+LOCAL_AND_WAN_CVS = frozenset({3, 7})  # the command for local delivery and over the WAN
+LOCAL_CVS = LOCAL_ONLY_CVS | LOCAL_AND_WAN_CVS
+LOCAL_COMMAND_NOT_ALLOWED = "E17"
+
+INVALID_EXECUTION_DATE_TIME = MALFORMED_REQUEST
+"""An ExecutionDateTime that is not in the future. The DUIS 5.4 XSD's ResponseCode enumeration
+names no general code for it (its E6-E10, which older DUIS versions used for validation failures,
+are gone) and dccsim does not guess at an SR-specific one: the request fails validation, which
+dccsim answers as ``MALFORMED_REQUEST`` (dccsim/duis/codes.py)."""
+
+_SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
+_EXECUTION_DATE_TIME = f"{{{_SR_NS}}}ExecutionDateTime"
 
 
 class Route(StrEnum):
@@ -71,7 +84,25 @@ class Route(StrEnum):
 
     DEVICE = "device"  # published as sr.accepted, answered I99 (CV 1, 5)
     PRE_COMMAND = "pre-command"  # transform builds the Pre-Command, answered I0 (CV 4)
+    LOCAL = "local"  # transform builds the command, answered I0 with LocalCommand (CV 2, 6)
+    LOCAL_AND_DEVICE = "local+device"  # LocalCommand in the I99, and published (CV 3, 7)
     NON_DEVICE = "non-device"  # the inventory answers, I0 (CV 8)
+
+
+def execution_date_time(body: etree._Element) -> dt.datetime | None:
+    """The ``ExecutionDateTime`` of a Service Request body (DUIS puts it first, in every
+    future-datable request type), as an aware UTC datetime; None when the request is on demand.
+    An xs:dateTime without a zone is taken as UTC. DuisError (MALFORMED_REQUEST) if unreadable."""
+    element = body.find(_EXECUTION_DATE_TIME)
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        reason = f"ExecutionDateTime {text!r} is no xs:dateTime"
+        raise DuisError(MALFORMED_REQUEST, reason) from None
+    return (when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -81,6 +112,8 @@ class AcceptedRequest:
     participant: Participant
     device: DeviceRecord | None
     route: Route = Route.DEVICE
+    # a DSP-held future-dated request: when the DCC is to send it (None: on demand)
+    execute_at: dt.datetime | None = None
 
     @property
     def body_xml(self) -> bytes | None:
@@ -218,10 +251,12 @@ class CheckChain:
         schema: etree.XMLSchema | None = None,
         signature_off: Collection[str] = frozenset(),
         issued: IssuedPreCommands | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         """``transformable``: the (SRV, device type) pairs transform carries; ``non_device_srvs``
         the non-device SRVs answered here; ``signature_off`` User IDs whose XML signatures are
-        not validated; ``schema`` the official DUIS XSD, if configured."""
+        not validated; ``schema`` the official DUIS XSD, if configured; ``clock`` the time a
+        future-dated request's ExecutionDateTime must be after."""
         self.find_certificate = find_certificate
         self.advance_counter = advance_counter
         self.devices = devices
@@ -232,6 +267,7 @@ class CheckChain:
         self.schema = schema
         self.signature_off = frozenset(signature_off)
         self.issued = issued if issued is not None else IssuedPreCommands()
+        self.clock = clock
 
     async def check(
         self, body: bytes, *, web_service: WebService, participant: Participant
@@ -254,7 +290,8 @@ class CheckChain:
         if self.rules is not None:
             self.rules.check(participant.user_id, srv.variant)
         cv = self._command_variant(request, srv, web_service)
-        route = Route.NON_DEVICE if cv == 8 else Route.PRE_COMMAND if cv == 4 else Route.DEVICE
+        route = _ROUTES.get(cv, Route.DEVICE)
+        execute_at = self._execute_at(request, srv, cv)
         device: DeviceRecord | None = None
         if srv.non_device:
             if srv.variant not in self.non_device_srvs:
@@ -266,12 +303,45 @@ class CheckChain:
         rid = str(request.request_id)
         if cv in SIGNED_PRE_COMMAND_CVS and self.issued.take(rid, srv.variant):
             # The second half of a critical request: its CV 4 advanced the counter and counted.
-            return AcceptedRequest(request, srv, participant, device, route)
+            return AcceptedRequest(request, srv, participant, device, route, execute_at)
         # Counter last among the request-level checks, so a refused request does not burn it.
         await self.advance_counter(originator, request.request_id.counter)
         if self.rules is not None:
             self.rules.count(participant.user_id)
-        return AcceptedRequest(request, srv, participant, device, route)
+        return AcceptedRequest(request, srv, participant, device, route, execute_at)
+
+    def _execute_at(
+        self, request: ServiceRequest, srv: ServiceReferenceVariant, cv: int
+    ) -> dt.datetime | None:
+        """When a DSP-held future-dated request is to be sent; None for an on-demand one.
+
+        The DSP holds the request (pattern ``dsp``, ``dsp+device``) and sends it at its time, so
+        it has no command to hand over for local delivery now (E17), and a date-time not in the
+        future is :data:`INVALID_EXECUTION_DATE_TIME`. For the Device-held pattern the request
+        goes on at once: transform puts the execution date-time in the GBCS command and the
+        device holds it (and later raises the future-dated outcome alert)."""
+        if cv in SIGNED_PRE_COMMAND_CVS:
+            return None  # the ExecutionDateTime, if any, was in the CV 4 body
+        when = execution_date_time(request.body)
+        if when is None:
+            return None
+        if not srv.future_datable:
+            raise DuisError(MALFORMED_REQUEST, f"SRV {srv.variant} cannot be future-dated")
+        if srv.future_dating is FutureDating.DEVICE:
+            return None  # the Device holds it: the command carries the date-time
+        if cv in LOCAL_CVS:
+            raise DuisError(
+                LOCAL_COMMAND_NOT_ALLOWED,
+                f"a future-dated SRV {srv.variant} is held by the DCC: no command to deliver "
+                "locally",
+            )
+        now = self.clock()
+        if when <= now:
+            raise DuisError(
+                INVALID_EXECUTION_DATE_TIME,
+                f"ExecutionDateTime {when.isoformat()} is not in the future",
+            )
+        return when
 
     def _check_signature(self, request: ServiceRequest, participant: Participant) -> None:
         signer = xmldsig.verify(request.root, find_certificate=self.find_certificate)
@@ -316,9 +386,10 @@ class CheckChain:
                 MALFORMED_REQUEST,
                 f"body {request.body_name} is not {wanted} for {srv.variant} with CV {cv}",
             )
-        if cv not in OFFERED_CVS:
+        if cv in LOCAL_CVS and not srv.local_delivery:
             raise DuisError(
-                SERVICE_NOT_OFFERED, f"Command Variant {cv} (local delivery) is not offered here"
+                LOCAL_COMMAND_NOT_ALLOWED,
+                f"SRV {srv.variant} is not available as a command for local delivery",
             )
         return cv
 
@@ -339,6 +410,16 @@ class CheckChain:
                 f"SRV {srv.variant} to a {device.device_type.value} is not offered here",
             )
         return device
+
+
+_ROUTES: dict[int, Route] = {
+    2: Route.LOCAL,
+    3: Route.LOCAL_AND_DEVICE,
+    4: Route.PRE_COMMAND,
+    6: Route.LOCAL,
+    7: Route.LOCAL_AND_DEVICE,
+    8: Route.NON_DEVICE,
+}
 
 
 _ELIGIBILITY_REASONS = {

@@ -284,9 +284,18 @@ async def _setup(rt: ServiceRuntime) -> None:
     async def on_command(env: Envelope) -> None:
         assert metrics is not None
         body = env.body
-        passthrough = {
+        passthrough: dict[str, Any] = {
             k: body.get(k)
-            for k in ("srv", "user_id", "user_eui", "received_at", "use_case", "device_eui")
+            for k in (
+                "srv",
+                "user_id",
+                "user_eui",
+                "received_at",
+                "use_case",
+                "device_eui",
+                "dsp_schedule_id",
+            )
+            if k in body
         }
         deadline = settings.wan_deadline_s
         start = time.perf_counter()

@@ -129,8 +129,12 @@ async def test_pre_notified_device_then_appears_in_the_inventory(
 async def test_a_non_device_srv_not_offered_is_e2_not_a_500(
     system: System, user: TestUser, session: aiohttp.ClientSession, schema: etree.XMLSchema
 ) -> None:
-    body = f'<sr:ReadSchedule xmlns:sr="{SR_NS}"><sr:DeviceID>{system.esmes()[0]}</sr:DeviceID></sr:ReadSchedule>'
-    root = await service_d(system, session, user, "5.2", body, schema)
+    body = (
+        f'<sr:UpdatePPMIDFirmware xmlns:sr="{SR_NS}"><sr:FirmwareImage>AAEC</sr:FirmwareImage>'
+        "<sr:FirmwareVersion>00000000</sr:FirmwareVersion>"
+        f"<sr:DeviceIDList>{system.esmes()[0]}</sr:DeviceIDList></sr:UpdatePPMIDFirmware>"
+    )
+    root = await service_d(system, session, user, "11.4", body, schema)
     assert code_of(root) == "E2"
 
 

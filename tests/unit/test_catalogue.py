@@ -83,11 +83,12 @@ def test_device_srvs_name_device_types_and_non_device_ones_none() -> None:
 def test_a_malformed_catalogue_is_refused() -> None:
     header = (
         "variant,name,roles,critical,on_demand,future_dated,dcc_scheduled,non_device,"
-        "device_types,body_element\n"
+        "device_types,body_element,local_delivery\n"
     )
+    parse_catalogue(header + "1.1.1,X,IS,yes,yes,no,no,no,ESME,X,yes\n")  # the header is fine
+    with pytest.raises(CatalogueError, match="maybe"):
+        parse_catalogue(header + "1.1.1,X,IS,maybe,yes,no,no,no,ESME,X,yes\n")
     with pytest.raises(CatalogueError):
-        parse_catalogue(header + "1.1.1,X,IS,maybe,yes,no,no,no,ESME,X\n")
-    with pytest.raises(CatalogueError):
-        parse_catalogue(header + "8.2,X,IS,no,no,no,no,yes,ESME,X\n")
+        parse_catalogue(header + "8.2,X,IS,no,no,no,no,yes,ESME,X,no\n")
     with pytest.raises(CatalogueError):
         parse_catalogue("variant,name\n4.1.1,X\n")

@@ -5,21 +5,26 @@ fixture of the inventory suite)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from dccsim.duis.catalogue import UserRole
 from dccsim.seed import supplier_eui
 from services.inventory.schedules import (
     DspSchedule,
     DspSchedules,
+    PipelineFirer,
+    ScheduledRun,
     ScheduleFrequency,
     ScheduleRequests,
+    ScheduleRunner,
+    accelerated_clock,
     due_runs,
     run_scheduler,
+    scheduled_request_body,
 )
 from services.inventory.seed import seed_estate
 from services.inventory.store import SmartMeteringInventory
@@ -302,31 +307,299 @@ async def test_active_schedules_exclude_ended_ones_and_feed_due_runs(
     assert runs == [(kept.schedule_id, utc("2027-02-28T00:00"))]
 
 
-async def test_scheduler_hands_each_due_run_to_the_callback_once(
+# --- firing the runs: once per run, across restarts ----------------------------------------
+
+
+class Clock:
+    """A settable clock for the scheduler."""
+
+    def __init__(self, now: str) -> None:
+        self.now = utc(now)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Firer:
+    """Records the runs it is handed; ``fail`` makes the next call raise (a broker outage)."""
+
+    def __init__(self) -> None:
+        self.runs: list[ScheduledRun] = []
+        self.fail = False
+
+    async def __call__(self, run: ScheduledRun) -> str | None:
+        if self.fail:
+            self.fail = False
+            raise ConnectionError("broker gone")
+        self.runs.append(run)
+        return None
+
+
+async def daily(store: DspSchedules, **fields: object) -> DspSchedule:
+    values: dict[str, object] = {
+        "user_eui": S1,
+        "device_id": eui(1, 2),
+        "variant": "4.6.1",
+        "frequency": ScheduleFrequency.DAILY,
+        "start_date": date(2027, 1, 1),
+        "execution_time": time(0, 1),
+        "created_at": utc("2026-12-31T12:00"),
+    }
+    return await store.create(**(values | fields))  # type: ignore[arg-type]
+
+
+def run_times(runs: list[ScheduledRun]) -> list[str]:
+    return [r.run_at.strftime("%Y-%m-%dT%H:%M") for r in runs]
+
+
+async def test_each_due_run_fires_once_however_often_the_scheduler_ticks(
     inventory: SmartMeteringInventory,  # noqa: F811
 ) -> None:
     store = DspSchedules(inventory)
-    made = await store.create(
+    made = await daily(store)
+    clock, fire = Clock("2027-01-01T00:00"), Firer()
+    runner = ScheduleRunner(store, fire, clock=clock)
+    assert await runner.tick() == []  # 00:01 is not due yet
+    clock.now = utc("2027-01-01T00:01")
+    await runner.tick()
+    await runner.tick()
+    clock.now = utc("2027-01-02T12:00")
+    await runner.tick()
+    assert run_times(fire.runs) == ["2027-01-01T00:01", "2027-01-02T00:01"]
+    assert {r.schedule.schedule_id for r in fire.runs} == {made.schedule_id}
+    assert [r["state"] for r in await runner.runs(made.schedule_id)] == ["published"] * 2
+
+
+async def test_runs_due_while_the_service_was_down_fire_after_a_restart_and_no_others(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    await daily(store)
+    before = Firer()
+    await ScheduleRunner(store, before, clock=Clock("2027-01-02T00:05")).tick()
+    assert run_times(before.runs) == ["2027-01-01T00:01", "2027-01-02T00:01"]
+    # "restart": a new runner on a new connection to the same database, three days later
+    reopened = SmartMeteringInventory(str(inventory.engine.url.render_as_string(False)))
+    try:
+        after = Firer()
+        runner = ScheduleRunner(DspSchedules(reopened), after, clock=Clock("2027-01-05T06:00"))
+        await runner.tick()
+        await runner.tick()
+    finally:
+        await reopened.close()
+    assert run_times(after.runs) == ["2027-01-03T00:01", "2027-01-04T00:01", "2027-01-05T00:01"]
+
+
+async def test_a_run_claimed_but_not_sent_is_sent_again_with_the_same_request_id(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    made = await daily(store)
+    fire = Firer()
+    fire.fail = True
+    crashed = ScheduleRunner(store, fire, clock=Clock("2027-01-01T00:02"))
+    with pytest.raises(ConnectionError):
+        await crashed.tick()
+    [claimed] = await crashed.runs(made.schedule_id)
+    assert claimed["state"] == "claimed"
+    await ScheduleRunner(store, fire, clock=Clock("2027-01-01T00:03")).tick()
+    [sent] = fire.runs
+    assert sent.request_id == claimed["request_id"]
+    assert [r["state"] for r in await crashed.runs(made.schedule_id)] == ["published"]
+
+
+async def test_run_request_ids_name_user_and_device_with_a_rising_dcc_counter(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    await daily(store)
+    await daily(store, device_id=eui(1, 3), execution_time=time(0, 2))
+    counters = iter([5_000, 4_000, 9_000])  # the wall clock stepping back must not matter
+    fire = Firer()
+    runner = ScheduleRunner(
+        store, fire, clock=Clock("2027-01-01T00:03"), counter_clock=lambda: next(counters)
+    )
+    await runner.tick()
+    assert [r.request_id for r in fire.runs] == [
+        f"{S1}:{eui(1, 2)}:5000",
+        f"{S1}:{eui(1, 3)}:5001",
+    ]
+    assert [r.counter for r in fire.runs] == [5000, 5001]
+
+
+async def test_a_deleted_schedule_fires_no_further_runs(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    made = await daily(store)
+    clock, fire = Clock("2027-01-01T00:05"), Firer()
+    runner = ScheduleRunner(store, fire, clock=clock)
+    await runner.tick()
+    await store.delete([made.schedule_id])
+    clock.now = utc("2027-01-04T00:05")
+    await runner.tick()
+    assert run_times(fire.runs) == ["2027-01-01T00:01"]
+    assert await runner.runs(made.schedule_id) == []
+
+
+async def test_a_refused_run_is_recorded_with_its_code_and_not_retried(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    made = await daily(store)
+    calls: list[ScheduledRun] = []
+
+    async def refuse(run: ScheduledRun) -> str | None:
+        calls.append(run)
+        return "E4"
+
+    runner = ScheduleRunner(store, refuse, clock=Clock("2027-01-01T00:05"))
+    assert await runner.tick() == []
+    await runner.tick()
+    assert len(calls) == 1
+    assert [(r["state"], r["code"]) for r in await runner.runs(made.schedule_id)] == [
+        ("refused", "E4")
+    ]
+
+
+async def test_run_scheduler_ticks_until_stopped(
+    inventory: SmartMeteringInventory,  # noqa: F811
+) -> None:
+    store = DspSchedules(inventory)
+    await daily(store)
+    stopping = asyncio.Event()
+    seen: list[ScheduledRun] = []
+
+    async def fire(run: ScheduledRun) -> str | None:
+        seen.append(run)
+        stopping.set()
+        return None
+
+    runner = ScheduleRunner(store, fire, clock=Clock("2027-01-01T00:02"))
+    await asyncio.wait_for(run_scheduler(runner, stopping=stopping, interval=0.001), timeout=10)
+    assert run_times(seen) == ["2027-01-01T00:01"]
+
+
+def test_accelerated_clock_runs_faster_than_real_time() -> None:
+    wall = Clock("2026-12-01T00:00")
+    clock = accelerated_clock(86_400, utc("2027-01-01T00:00"), wall_clock=wall)  # a day a second
+    assert clock() == utc("2027-01-01T00:00")
+    wall.now += timedelta(seconds=1.5)
+    assert clock() == utc("2027-01-02T12:00")
+    assert accelerated_clock(1, wall_clock=wall)() == wall.now
+
+
+def test_accelerated_clock_with_an_origin_file_goes_on_across_restarts(tmp_path: Path) -> None:
+    origin = tmp_path / "data" / "clock-origin"
+    wall = Clock("2026-12-01T00:00")
+    first = accelerated_clock(3600, origin_file=origin, wall_clock=wall)  # an hour a second
+    wall.now += timedelta(seconds=2)
+    before = first()
+    # "restart" ten seconds later: the clock counts the downtime as if it had run on
+    wall.now += timedelta(seconds=10)
+    again = accelerated_clock(3600, origin_file=origin, wall_clock=wall)
+    assert before == utc("2026-12-01T02:00")
+    assert again() == utc("2026-12-01T12:00") == first()
+
+
+# --- what a run sends ----------------------------------------------------------------------
+
+
+def test_scheduled_body_resolves_the_read_log_offsets_against_the_run_date() -> None:
+    made = DspSchedule(
+        schedule_id=7,
+        user_eui=S1,
+        device_id=eui(1, 2),
+        variant="4.6.1",
+        frequency=ScheduleFrequency.DAILY,
+        start_date=date(2027, 7, 1),
+        request={
+            "DSPRetrieveImportDailyReadLog": {
+                "StartDateOffset": "-1",
+                "StartTime": "00:00:00.00Z",
+                "EndDateOffset": "0",
+                "EndTime": "00:00:00",  # no offset: UK local (BST in July)
+            }
+        },
+    )
+    element = etree.fromstring(scheduled_request_body(made, utc("2027-07-09T23:00")))
+    assert etree.QName(element).localname == "RetrieveImportDailyReadLog"
+    # the run is at 00:00 BST on 10 July: its UK date is the 10th
+    assert element.findtext(f"{SR}ReadLogPeriod/{SR}StartDateTime") == "2027-07-09T00:00:00Z"
+    assert element.findtext(f"{SR}ReadLogPeriod/{SR}EndDateTime") == "2027-07-09T23:00:00Z"
+
+
+def test_scheduled_body_of_an_srv_without_a_period_is_its_empty_element() -> None:
+    made = DspSchedule(1, S1, eui(1, 2), "4.12.1", ScheduleFrequency.DAILY, date(2027, 1, 1))
+    element = etree.fromstring(scheduled_request_body(made, utc("2027-01-01T00:00")))
+    assert etree.QName(element).localname == "ReadMaximumDemandImportRegisters"
+    assert len(element) == 0
+
+
+async def test_pipeline_firer_publishes_what_the_gateway_would_for_an_eligible_user(
+    methods: ScheduleRequests,
+) -> None:
+    smi = methods.schedules.inventory
+    published: list[tuple[str, dict[str, object]]] = []
+
+    async def publish(request_id: str, body: dict[str, object]) -> None:
+        published.append((request_id, body))
+
+    users = {S1: ("SUPPLIER1", frozenset({UserRole.IMPORT_SUPPLIER}))}
+    firer = PipelineFirer(smi, users.get, publish, wall_clock=lambda: 1.5)
+    made = await methods.schedules.create(
         user_eui=S1,
         device_id=eui(1, 2),
         variant="4.6.1",
         frequency=ScheduleFrequency.DAILY,
         start_date=date(2027, 1, 1),
-        execution_time=time(0, 1),
+        request={"DSPRetrieveImportDailyReadLog": {"StartDateOffset": "-1"}},
     )
-    ticks: Iterator[datetime] = (utc("2027-01-05T00:00") + timedelta(minutes=m) for m in range(99))
-    seen: list[tuple[int, datetime]] = []
-    stopping = asyncio.Event()
-
-    async def on_due(s: DspSchedule, at: datetime) -> None:
-        seen.append((s.schedule_id, at))
-        stopping.set()
-
-    await asyncio.wait_for(
-        run_scheduler(store, on_due, stopping=stopping, interval=0.001, clock=lambda: next(ticks)),
-        timeout=10,
+    run = ScheduledRun(made, utc("2027-01-02T00:00"), f"{S1}:{eui(1, 2)}:77", 77)
+    assert await firer(run) is None
+    [(request_id, body)] = published
+    assert request_id == run.request_id
+    assert (body["srv"], body["cv"], body["user_id"], body["counter"]) == (
+        "4.6.1",
+        1,
+        "SUPPLIER1",
+        77,
     )
-    assert seen == [(made.schedule_id, utc("2027-01-05T00:01"))]
+    assert body["originator"] == bytes.fromhex(S1.replace("-", ""))
+    assert body["target"] == bytes.fromhex(eui(1, 2).replace("-", ""))
+    assert isinstance(body["device"], dict) and body["device"]["device_type"] == "ESME"
+    assert body["dsp_schedule_id"] == made.schedule_id and body["received_at"] == 1.5
+    assert isinstance(body["body_xml"], bytes) and b"RetrieveImportDailyReadLog" in body["body_xml"]
+
+
+async def test_pipeline_firer_refuses_a_user_no_longer_eligible_or_unknown(
+    methods: ScheduleRequests,
+) -> None:
+    smi = methods.schedules.inventory
+    published: list[str] = []
+
+    async def publish(request_id: str, body: dict[str, object]) -> None:
+        published.append(request_id)
+
+    made = await methods.schedules.create(
+        user_eui=S1,
+        device_id=eui(2, 2),  # S2's ESME
+        variant="4.6.1",
+        frequency=ScheduleFrequency.DAILY,
+        start_date=date(2027, 1, 1),
+    )
+    run = ScheduledRun(made, utc("2027-01-02T00:00"), f"{S1}:{eui(2, 2)}:1", 1)
+    known = {S1: ("SUPPLIER1", frozenset({UserRole.IMPORT_SUPPLIER}))}
+    assert await PipelineFirer(smi, known.get, publish)(run) == "E4"
+    nobody: dict[str, tuple[str, frozenset[UserRole]]] = {}
+    assert await PipelineFirer(smi, nobody.get, publish)(run) == "E1"
+    assert published == []
+
+
+async def test_create_refuses_a_body_element_of_another_srv(methods: ScheduleRequests) -> None:
+    wrong = create_body(request={"DSPReadActiveImportProfileData": {"StartDateOffset": "-1"}})
+    assert (await methods.create(wrong))["code"] == "E13"
+    assert (await methods.create(create_body(service_reference="4.8")))["code"] == "E13"
 
 
 # --- the reference requests ------------------------------------------------------------------
