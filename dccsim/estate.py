@@ -3,6 +3,11 @@
 ``dccsim seed`` writes ``$DCCSIM_HOME/estate.json``; services/inventory imports it into the
 Smart Metering Inventory and gateway/ hosts its devices. Device EUIs are derived from the premises
 number so an estate of any size is reproducible from (size, seed).
+
+The file only grows while the system runs (services/testing appends a participant's premises
+when it onboards them, with ``save``: one atomic rename) and whoever adds premises publishes
+``CHANGED_EVENT`` on the events exchange; the inventory imports the new premises on it, and the
+gateway, which reads no bus, notices the replaced file itself.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from dccsim.smi import DeviceStatus, DeviceType
 REGIONS = ("North", "Central", "South")
 # EUI-64 prefix for dccsim's emulated devices (distinct from the RTDS 00-DB-12-34-... devices).
 DEVICE_PREFIX = bytes.fromhex("00DCC5")
+# Routing key on the events exchange when premises were added to estate.json;
+# body ``{"premises": [premises ids added]}``.
+CHANGED_EVENT = "estate.changed"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ JSON in and out. Used by tests, load scripts and (later) services/testing's esta
 ``POST /premises/{key}/outage``             ``{"duration_s": 30}`` (omit: until DELETE)
 ``DELETE /premises/{key}/outage``           power back: restoration alerts follow
 ``POST /premises/{key}/reset``              the premises' devices as new
+``POST /estate/reload``                     host the premises estate.json gained since it was
+                                            read (services/testing calls it after onboarding;
+                                            the gateway also notices a new file by itself)
 
 ``{key}`` is a premises id (``P0000001``) or the EUI-64 of any of its devices.
 """
@@ -32,6 +35,7 @@ from dccsim.duis.requestid import parse_eui
 from dccsim.estate import format_eui
 from gateway.hosting import DeviceRecord
 from gateway.network import DeviceConditions, ForcedError, OfflineMode, describe_device
+from gateway.server import EstateFileError
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Any] = web.AppKey("gateway", object)
@@ -226,6 +230,22 @@ async def post_reset(request: web.Request) -> web.Response:
     return web.json_response({"premises_id": server.index.premises_id(premises), "devices": count})
 
 
+async def post_estate_reload(request: web.Request) -> web.Response:
+    server = _server(request)
+    try:
+        refresh = await server.refresh_estate(force=True)
+    except EstateFileError as exc:  # what is hosted stays
+        raise web.HTTPConflict(text=str(exc)) from exc
+    return web.json_response(
+        {
+            "premises_added": refresh.premises_added,
+            "devices_added": refresh.devices_added,
+            "premises": server.index.premises_count,
+            "devices": len(server.index),
+        }
+    )
+
+
 def build_control_app(server: Any) -> web.Application:
     """The control API over ``server`` (a ``gateway.server.GatewayServer``)."""
     app = web.Application()
@@ -240,6 +260,7 @@ def build_control_app(server: Any) -> web.Application:
     app.router.add_post("/premises/{key}/outage", post_outage)
     app.router.add_delete("/premises/{key}/outage", delete_outage)
     app.router.add_post("/premises/{key}/reset", post_reset)
+    app.router.add_post("/estate/reload", post_estate_reload)
     return app
 
 

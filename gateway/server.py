@@ -11,6 +11,13 @@ alert to the DCC side and the command is answered ``E21`` at once (a real CSP wo
 deadline pass; the outcome the User sees is the same). Unsolicited alerts (outages, tamper,
 scripted) go to one connected WAN link, or wait in a bounded outbox until one connects.
 
+Premises added to estate.json while the gateway runs (a participant onboarded by
+services/testing) are hosted without a restart: the gateway looks every ``ESTATE_POLL_S``
+seconds whether the file was replaced, and ``POST /estate/reload`` on the control API re-reads
+it at once. Either way the new premises are merged into the index; devices already hosted keep
+their models, counters and faults. (A CSP learns of new hubs from its own systems, not from the
+DCC's bus, so the gateway consumes no bus events.)
+
 Run-time control: ``gateway.control`` (aiohttp, localhost, its own port).
 """
 
@@ -23,9 +30,10 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +41,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import Counter, Gauge
 
+from dccsim import estate
 from dccsim.config import GatewaySettings
 from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.estate import REGIONS, format_eui
@@ -57,6 +66,9 @@ log = logging.getLogger(__name__)
 ALERT_SUPPLY_INTERRUPTED = 0x8F57
 ALERT_OUTBOX_SIZE = 10_000
 DEFAULT_CONTROL_PORT = 7480
+# How often the gateway looks whether estate.json was replaced (until GatewaySettings carries
+# ``gateway_estate_poll_s``; 0 turns the watch off, leaving ``POST /estate/reload``).
+ESTATE_POLL_S = 2.0
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _T = TypeVar("_T")
 
@@ -64,6 +76,76 @@ _T = TypeVar("_T")
 def control_file(home: Path) -> Path:
     """``$DCCSIM_HOME/gateway-control.json``: the running gateway's control API URL."""
     return home / "gateway-control.json"
+
+
+FileSignature = tuple[int, int, int]  # inode, size, mtime (ns)
+
+
+def _signature(st: os.stat_result) -> FileSignature:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class EstateFileError(ValueError):
+    def __init__(self, reason: str, signature: FileSignature) -> None:
+        super().__init__(reason)
+        self.signature = signature
+
+
+class EstateFile:
+    """``$DCCSIM_HOME/estate.json`` as this gateway last read it.
+
+    ``dccsim.estate.save`` replaces the file in one rename, so a file opened is always a whole
+    estate, and a changed (inode, size, mtime) of the path means a new one. The signature is
+    taken from the open file itself, so a replacement between the look and the read is noticed
+    next time rather than missed.
+    """
+
+    def __init__(self, home: Path, regions: Iterable[str] = ()) -> None:
+        self.path = estate.estate_path(home)
+        self.regions = frozenset(regions)
+        self.signature: FileSignature | None = None  # of the estate hosted now
+        self.unreadable: FileSignature | None = None  # a version that failed to parse
+
+    def changed(self) -> bool:
+        """Whether the path names another file than the one last read (or failed)."""
+        try:
+            now = _signature(os.stat(self.path))
+        except FileNotFoundError:
+            return False
+        return now != self.signature and now != self.unreadable
+
+    def read(self) -> tuple[FileSignature | None, list[dict[str, Any]]]:
+        """Blocking: the signature of the file read and its premises rows (none when there is
+        no file). EstateFileError when it is not an estate."""
+        try:
+            handle = open(self.path, "rb")  # closed below, after fstat
+        except FileNotFoundError:
+            return None, []
+        with handle:
+            signature = _signature(os.fstat(handle.fileno()))
+            data = handle.read()
+        try:
+            premises = json.loads(data)["premises"]
+            if not isinstance(premises, list):
+                raise TypeError("premises is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EstateFileError(f"{self.path} is not an estate: {exc}", signature) from exc
+        return signature, premises
+
+    def grow(self, index: EstateIndex) -> tuple[FileSignature | None, EstateIndex | None]:
+        """Blocking: the file's signature and ``index`` extended with the premises it holds
+        that ``index`` does not (None when there are none). ``index`` is not changed."""
+        signature, rows = self.read()
+        return signature, index.extended(rows, regions=self.regions)
+
+
+@dataclass(frozen=True)
+class EstateRefresh:
+    """What one look at estate.json did."""
+
+    read: bool  # the file was read (it had changed, or the caller insisted)
+    premises_added: int = 0
+    devices_added: int = 0
 
 
 @dataclass
@@ -86,6 +168,11 @@ class GatewayMetrics:
             registry=r,
         )
         self.connections = Gauge("dccsim_gateway_connections", "Open WAN connections", registry=r)
+        self.premises_added = Counter(
+            "dccsim_gateway_estate_premises_added",
+            "Premises hosted after start-up (estate.json grew while running)",
+            registry=r,
+        )
         Gauge(
             "dccsim_gateway_devices_hosted", "Devices in this gateway's estate", registry=r
         ).set_function(lambda: float(len(server.index)))
@@ -119,8 +206,13 @@ class GatewayServer:
         restore_alert_delay_s: float = 1.0,
         replay_capacity: int = 100_000,
         fixed_delay_s: float = 0.0,
+        estate_file: EstateFile | None = None,
     ) -> None:
+        """``estate_file``: where ``refresh_estate`` finds premises added while running."""
         self.index = index
+        self.estate_file = estate_file
+        self._estate_lock = asyncio.Lock()
+        self.premises_added: Any = _NullCounter()
         self.models = models
         self.network = network
         self.clock = clock
@@ -143,6 +235,7 @@ class GatewayServer:
         self.commands = metrics.commands
         self.alert_counts = metrics.alerts
         self.connections = metrics.connections
+        self.premises_added = metrics.premises_added
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.create_task(coro)
@@ -155,6 +248,53 @@ class GatewayServer:
 
         task.add_done_callback(done)
         return task
+
+    # -- the estate -----------------------------------------------------------------------
+
+    async def refresh_estate(self, *, force: bool = False) -> EstateRefresh:
+        """Host the premises estate.json has gained since it was last read: when the file was
+        replaced, or always with ``force``. The file is parsed and the larger index built in a
+        worker thread from the current one, then taken over in place in one step of the event
+        loop, so a command in flight never sees half an estate and every device index already
+        handed out (models, replies, faults, outages) keeps naming the same device.
+        EstateFileError when the file is not an estate (what is hosted stays)."""
+        source = self.estate_file
+        if source is None:
+            return EstateRefresh(read=False)
+        async with self._estate_lock:
+            if not force and not source.changed():
+                return EstateRefresh(read=False)
+            try:
+                signature, grown = await asyncio.to_thread(source.grow, self.index)
+            except EstateFileError as exc:
+                source.unreadable = exc.signature
+                raise
+            premises = devices = 0
+            if grown is not None:
+                premises = grown.premises_count - self.index.premises_count
+                devices = len(grown) - len(self.index)
+                self.index.adopt(grown)
+            source.signature = signature
+        if premises:
+            self.premises_added.inc(premises)
+            log.info(
+                "estate grew: new premises hosted",
+                extra={"premises": premises, "devices": devices, "hosted": len(self.index)},
+            )
+        return EstateRefresh(read=True, premises_added=premises, devices_added=devices)
+
+    async def watch_estate(self, interval_s: float, stopping: asyncio.Event) -> None:
+        """Every ``interval_s`` seconds until ``stopping``: ``refresh_estate``."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval_s)
+                return
+            try:
+                await self.refresh_estate()
+            except EstateFileError as exc:
+                log.error("estate.json not read; hosting what was there", extra={"error": str(exc)})
+            except OSError as exc:
+                log.warning("estate.json not read", extra={"error": str(exc)})
 
     # -- the WAN side ---------------------------------------------------------------------
 
@@ -465,7 +605,11 @@ def build_server(
 ) -> GatewayServer:
     """The gateway's estate and network model from ``settings`` (no sockets)."""
     regions: list[str] = list(settings.gateway_regions)
-    index = EstateIndex.from_file(settings.home, regions=regions)
+    estate_file = EstateFile(settings.home, regions)
+    signature, rows = estate_file.read()
+    index = EstateIndex().extended(rows, regions=regions) or EstateIndex()
+    estate_file.signature = signature
+    del rows
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     state_path = str(settings.gateway_state_file)
     models = DeviceModels(
@@ -496,6 +640,7 @@ def build_server(
         clock=now,
         restore_alert_delay_s=float(settings.gateway_restore_alert_delay_s),
         fixed_delay_s=settings.gateway_latency_ms / 1000.0,
+        estate_file=estate_file,
     )
 
 
@@ -538,6 +683,9 @@ async def _setup(rt: ServiceRuntime) -> None:
         server.models.close()
 
     rt.cleanups.append(close)
+    poll_s = settings.gateway_estate_poll_s
+    if poll_s > 0:
+        rt.spawn(server.watch_estate(poll_s, rt.stopping), "estate-watch")
     log.info(
         "SM WAN gateway listening",
         extra={

@@ -9,17 +9,23 @@ Rows go in with bulk ``executemany`` inserts in a few large transactions, which 
 Device EUIs are ``dccsim.estate.device_eui(n, kind)`` (kind 0 CHF, 1 GPF, 2 ESME, 3 GSME,
 4 IHD), so the same estate written to ``estate.json`` (``estate_premises``) is the one the
 gateway emulator hosts.
+
+``import_new_premises(inventory, estate.load(home))`` is how the inventory takes estate.json in,
+at start-up and whenever premises are added to it while it runs (``estate.changed``): only what
+it does not hold yet, never touching a device or a premises it has.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from dccsim.estate import REGIONS, EstateDevice, Premises, device_eui
 from dccsim.seed import supplier_eui
@@ -33,6 +39,8 @@ from services.inventory.store import (
     normalise_postcode,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 KINDS: tuple[tuple[int, DeviceType], ...] = (
     (0, DeviceType.CHF),
@@ -226,3 +234,68 @@ async def seed_estate(
         devices_added += len(device_rows)
         registrations_added += len(registration_rows)
     return SeedReport(len(numbers), devices_added, registrations_added, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class EstateImport:
+    """What ``import_new_premises`` added: premises ids and device EUI-64s new to the inventory."""
+
+    premises: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+
+
+def _new_part(
+    estate: Iterable[Premises], known_premises: set[str], known_devices: set[str]
+) -> tuple[list[Premises], EstateImport]:
+    todo: list[Premises] = []
+    added = EstateImport()
+    seen = set(known_devices)
+    for p in estate:
+        fresh = tuple(d for d in p.devices if d.eui.upper() not in seen)
+        seen.update(d.eui.upper() for d in fresh)
+        if p.premises_id in known_premises:
+            if fresh:  # its registration data is the inventory's now: not taken again
+                todo.append(replace(p, devices=fresh, registrations={}))
+        else:
+            todo.append(replace(p, devices=fresh))
+            added.premises.append(p.premises_id)
+            known_premises.add(p.premises_id)
+        added.devices.extend(d.eui.upper() for d in fresh)
+    return todo, added
+
+
+async def import_new_premises(
+    inventory: SmartMeteringInventory,
+    estate: Iterable[Premises],
+    *,
+    reason: str = "estate import",
+) -> EstateImport:
+    """Import what of ``estate`` (estate.json's premises) the inventory does not hold yet:
+
+    - a premises it does not know: the premises, its devices and its registrations;
+    - a premises it knows: only devices it does not know; its registrations are not applied
+      again (SRVs and the registration methods may have changed them since);
+    - a device it knows: nothing, so its status, history and relationships stay as they are.
+
+    Idempotent: the same estate a second time imports nothing. If another inventory process
+    imports the same premises at the same moment (a unique key violated), it looks again once.
+    Returns what it added.
+    """
+    premises = list(estate)
+    retries = 1
+    while True:
+        async with inventory.sessions() as session:
+            known_devices = set((await session.scalars(select(Device.eui))).all())
+            known_premises = set((await session.scalars(select(PremisesRow.premises_id))).all())
+        todo, added = _new_part(premises, known_premises, {e.upper() for e in known_devices})
+        if not todo:
+            return EstateImport()
+        try:
+            await inventory.import_estate(todo, reason=reason)
+        except IntegrityError:
+            if not retries:
+                raise
+            retries -= 1
+            log.info("estate import raced another importer; looking again")
+            continue
+        return added

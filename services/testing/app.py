@@ -4,10 +4,12 @@ JSON API (``/api/v1``):
 
 - ``GET participants``, ``GET estate``: the participants (kind, status, premises) and the test
   estate. Onboarding (:mod:`services.testing.onboarding`): ``POST participants``
-  ``{user_id, eui, roles, kind, response_url?}`` (status applied), ``GET participants/{id}``,
+  ``{user_id, eui, roles, kind, response_url? | response_urls?}`` (status applied),
+  ``GET participants/{id}``,
   ``POST participants/{id}/onboarding`` ``{premises?}`` (bundle, register, premises; active),
   ``PUT participants/{id}/status`` ``{status: active|suspended, reason?}``,
-  ``PUT participants/{id}/response-url`` ``{url}``, ``GET participants/{id}/history``.
+  ``PUT participants/{id}/response-url`` ``{url} | {urls: [...]}`` (several URLs: tried in
+  order), ``GET participants/{id}/history``.
 - Estate control of a participant's own devices, acting as the participant the
   ``X-Dccsim-Participant`` header names (:mod:`services.testing.estate_control`):
   ``GET estate/devices``, ``GET|PUT estate/devices/{eui}``, ``POST estate/devices/{eui}/alerts``
@@ -76,7 +78,7 @@ from services.testing.timeline import TIMELINE_PATTERN, TimelineStore
 log = logging.getLogger(__name__)
 
 NOTICE_EVENT = "testing.notice"
-ESTATE_CHANGED = "estate.changed"  # premises added to estate.json: inventory and gateway reload
+ESTATE_CHANGED = estate.CHANGED_EVENT  # premises added to estate.json: the inventory imports
 
 
 def _now() -> dt.datetime:
@@ -127,6 +129,21 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 
+# What the registers refuse carries the reason and the HTTP status to answer with.
+DOMAIN_ERRORS = (EstateControlError, OnboardingError, PhaseError, PmaError)
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A refusal from a register (onboarding, phases, PMA, estate control) becomes the JSON
+    ``{"error": reason}`` answer with the status it names, for every route."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except DOMAIN_ERRORS as exc:
+        raise _bad(exc.reason, exc.status) from exc
+
+
 def _bad(reason: str, status: int = 400) -> web.HTTPException:
     """A JSON ``{"error": reason}`` answer with ``status``, to raise."""
     return _ERRORS.get(status, web.HTTPBadRequest)(
@@ -167,23 +184,14 @@ async def list_participants(request: web.Request) -> web.Response:
     return web.json_response([r.to_json() for r in records])
 
 
-async def _onboarding_call(call: Awaitable[Any]) -> Any:
-    try:
-        return await call
-    except OnboardingError as exc:
-        raise _bad(exc.reason, exc.status) from exc
-
-
 async def apply_participant(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    record = await _onboarding_call(
-        request.app[STATE].onboarding.apply(
-            user_id=str(body.get("user_id", "")),
-            eui=str(body.get("eui", "")),
-            roles=body.get("roles", []),
-            kind=str(body.get("kind", "")),
-            response_url=body.get("response_url"),
-        )
+    record = await request.app[STATE].onboarding.apply(
+        user_id=str(body.get("user_id", "")),
+        eui=str(body.get("eui", "")),
+        roles=body.get("roles", []),
+        kind=str(body.get("kind", "")),
+        response_url=body.get("response_urls", body.get("response_url")),
     )
     return web.json_response(record.to_json(), status=201)
 
@@ -204,8 +212,8 @@ async def onboard_participant(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         raise _bad("premises must be a whole number") from exc
     before = {p.premises_id for p in estate.load(state.settings.home)}
-    record, bundle = await _onboarding_call(
-        state.onboarding.onboard(request.match_info["user_id"], premises=premises)
+    record, bundle = await state.onboarding.onboard(
+        request.match_info["user_id"], premises=premises
     )
     added = sorted(set(record.premises) - before)
     if added and state.bus is not None:
@@ -216,6 +224,13 @@ async def onboard_participant(request: web.Request) -> web.Response:
             )
         except Exception:
             log.exception("could not publish %s", ESTATE_CHANGED)
+    if added:
+        # The gateway reads no bus (a CSP's network); told now, it hosts them before we answer.
+        # If it is not running it notices the new estate.json when it is.
+        try:
+            await state.estate_control.gateway.call("POST", "/estate/reload")
+        except EstateControlError as exc:
+            log.warning("the SM WAN gateway was not told of the new premises: %s", exc.reason)
     return web.json_response(
         {**record.to_json(), "bundle": str(bundle), "premises_added": added}, status=201
     )
@@ -223,23 +238,19 @@ async def onboard_participant(request: web.Request) -> web.Response:
 
 async def participant_status(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    record = await _onboarding_call(
-        request.app[STATE].onboarding.set_status(
-            request.match_info["user_id"],
-            str(body.get("status", "")),
-            str(body.get("reason", "")),
-        )
+    record = await request.app[STATE].onboarding.set_status(
+        request.match_info["user_id"],
+        str(body.get("status", "")),
+        str(body.get("reason", "")),
     )
     return web.json_response(record.to_json())
 
 
 async def participant_response_url(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    url = body.get("url")
-    record = await _onboarding_call(
-        request.app[STATE].onboarding.set_response_url(
-            request.match_info["user_id"], None if url is None else str(url)
-        )
+    urls = body.get("urls", body.get("url"))  # one URL, or a list in delivery order
+    record = await request.app[STATE].onboarding.set_response_url(
+        request.match_info["user_id"], urls
     )
     return web.json_response(record.to_json())
 
@@ -283,21 +294,12 @@ async def phase_history(request: web.Request) -> web.Response:
     return web.json_response([e.to_json() for e in events])
 
 
-async def _phase_call(call: Awaitable[Any]) -> Any:
-    try:
-        return await call
-    except PhaseError as exc:
-        raise _bad(exc.reason, exc.status) from exc
-
-
 async def notify_phase(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    notice = await _phase_call(
-        request.app[STATE].phases.notify(
-            _phase(request),
-            _date(body.get("commencement"), "commencement"),
-            str(body.get("note", "")),
-        )
+    notice = await request.app[STATE].phases.notify(
+        _phase(request),
+        _date(body.get("commencement"), "commencement"),
+        str(body.get("note", "")),
     )
     return web.json_response(notice.to_json(), status=201)
 
@@ -305,12 +307,10 @@ async def notify_phase(request: web.Request) -> web.Response:
 async def direct_phase(request: web.Request) -> web.Response:
     body = await _json_body(request)
     requested = body.get("requested_date")
-    direction = await _phase_call(
-        request.app[STATE].phases.direct(
-            _phase(request),
-            reason=str(body.get("reason", "")),
-            requested_date=_date(requested, "requested_date") if requested else None,
-        )
+    direction = await request.app[STATE].phases.direct(
+        _phase(request),
+        reason=str(body.get("reason", "")),
+        requested_date=_date(requested, "requested_date") if requested else None,
     )
     return web.json_response(direction.to_json(), status=201)
 
@@ -321,13 +321,11 @@ async def renotify_phase(request: web.Request) -> web.Response:
         direction_id = int(body.get("direction_id", ""))
     except (TypeError, ValueError) as exc:
         raise _bad("direction_id must be an integer") from exc
-    notice = await _phase_call(
-        request.app[STATE].phases.renotify(
-            _phase(request),
-            direction_id=direction_id,
-            commencement=_date(body.get("commencement"), "commencement"),
-            note=str(body.get("note", "")),
-        )
+    notice = await request.app[STATE].phases.renotify(
+        _phase(request),
+        direction_id=direction_id,
+        commencement=_date(body.get("commencement"), "commencement"),
+        note=str(body.get("note", "")),
     )
     return web.json_response(notice.to_json(), status=201)
 
@@ -421,15 +419,8 @@ def _id(request: web.Request, name: str) -> int:
         raise _bad(f"{name} must be an integer", 404) from exc
 
 
-async def _pma_call(call: Awaitable[Any]) -> Any:
-    try:
-        return await call
-    except PmaError as exc:
-        raise _bad(exc.reason, exc.status) from exc
-
-
 async def pma_entries(request: web.Request) -> web.Response:
-    found = await _pma_call(request.app[STATE].pma.entries(_actor(request)))
+    found = await request.app[STATE].pma.entries(_actor(request))
     return web.json_response([e.to_json() for e in found])
 
 
@@ -439,19 +430,17 @@ async def pma_record(request: web.Request) -> web.Response:
         kind = EntryKind(str(body.get("kind", "")))
     except ValueError as exc:
         raise _bad(f"kind must be one of {', '.join(k.value for k in EntryKind)}") from exc
-    entry = await _pma_call(
-        request.app[STATE].pma.record(
-            _actor(request),
-            kind=kind,
-            title=str(body.get("title", "")),
-            body=str(body.get("body", "")),
-        )
+    entry = await request.app[STATE].pma.record(
+        _actor(request),
+        kind=kind,
+        title=str(body.get("title", "")),
+        body=str(body.get("body", "")),
     )
     return web.json_response(entry.to_json(), status=201)
 
 
 async def pma_entry(request: web.Request) -> web.Response:
-    entry = await _pma_call(request.app[STATE].pma.entry(_actor(request), _id(request, "id")))
+    entry = await request.app[STATE].pma.entry(_actor(request), _id(request, "id"))
     return web.json_response(entry.to_json())
 
 
@@ -461,35 +450,31 @@ async def pma_decide(request: web.Request) -> web.Response:
         decision = Decision(str(body.get("decision", "")))
     except ValueError as exc:
         raise _bad(f"decision must be one of {', '.join(d.value for d in Decision)}") from exc
-    entry = await _pma_call(
-        request.app[STATE].pma.decide(
-            _actor(request),
-            _id(request, "id"),
-            decision=decision,
-            reason=str(body.get("reason", "")),
-            transition=bool(body.get("transition", False)),
-        )
+    entry = await request.app[STATE].pma.decide(
+        _actor(request),
+        _id(request, "id"),
+        decision=decision,
+        reason=str(body.get("reason", "")),
+        transition=bool(body.get("transition", False)),
     )
     return web.json_response(entry.to_json())
 
 
 async def pma_request_access(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    made = await _pma_call(
-        request.app[STATE].pma.request_access(
-            _actor(request), _id(request, "id"), reason=str(body.get("reason", ""))
-        )
+    made = await request.app[STATE].pma.request_access(
+        _actor(request), _id(request, "id"), reason=str(body.get("reason", ""))
     )
     return web.json_response(made.to_json(), status=201)
 
 
 async def pma_access_requests(request: web.Request) -> web.Response:
-    found = await _pma_call(request.app[STATE].pma.access_requests(_actor(request)))
+    found = await request.app[STATE].pma.access_requests(_actor(request))
     return web.json_response([r.to_json() for r in found])
 
 
 async def pma_grant(request: web.Request) -> web.Response:
-    granted = await _pma_call(request.app[STATE].pma.grant(_actor(request), _id(request, "id")))
+    granted = await request.app[STATE].pma.grant(_actor(request), _id(request, "id"))
     return web.json_response(granted.to_json())
 
 
@@ -506,13 +491,6 @@ def _acting_participant(request: web.Request) -> str:
 def _require_dcc(request: web.Request) -> None:
     if request.headers.get("X-Dccsim-Actor") != Actor.DCC.value:
         raise _bad("network-wide controls are DCC's: X-Dccsim-Actor: dcc", 403)
-
-
-async def _estate_call(call: Awaitable[Any]) -> Any:
-    try:
-        return await call
-    except EstateControlError as exc:
-        raise _bad(exc.reason, exc.status) from exc
 
 
 async def my_devices(request: web.Request) -> web.Response:
@@ -537,9 +515,7 @@ async def my_devices(request: web.Request) -> web.Response:
 
 async def get_device(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
-    answer = await _estate_call(
-        control.describe(_acting_participant(request), request.match_info["eui"])
-    )
+    answer = await control.describe(_acting_participant(request), request.match_info["eui"])
     return web.json_response(answer)
 
 
@@ -547,7 +523,7 @@ async def put_device(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
     user_id = _acting_participant(request)
     body = await _json_body(request)
-    answer = await _estate_call(control.set_conditions(user_id, request.match_info["eui"], body))
+    answer = await control.set_conditions(user_id, request.match_info["eui"], body)
     return web.json_response(answer)
 
 
@@ -555,9 +531,7 @@ async def post_device_alert(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
     user_id = _acting_participant(request)
     body = await _json_body(request)
-    answer = await _estate_call(
-        control.raise_alert(user_id, request.match_info["eui"], body.get("alert_code"))
-    )
+    answer = await control.raise_alert(user_id, request.match_info["eui"], body.get("alert_code"))
     return web.json_response(answer, status=202)
 
 
@@ -569,7 +543,7 @@ async def put_hub(request: web.Request) -> web.Response:
     if not isinstance(offline, bool):
         raise _bad("offline must be true or false")
     eui = request.match_info["eui"]
-    answer = await _estate_call(control.set_hub_offline(user_id, eui, offline))
+    answer = await control.set_hub_offline(user_id, eui, offline)
     return web.json_response(answer)
 
 
@@ -577,44 +551,38 @@ async def post_outage(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
     user_id = _acting_participant(request)
     body = await _json_body(request) if request.can_read_body else {}
-    answer = await _estate_call(
-        control.start_outage(user_id, request.match_info["key"], body.get("duration_s"))
-    )
+    answer = await control.start_outage(user_id, request.match_info["key"], body.get("duration_s"))
     return web.json_response(answer, status=202)
 
 
 async def delete_outage(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
-    answer = await _estate_call(
-        control.end_outage(_acting_participant(request), request.match_info["key"])
-    )
+    answer = await control.end_outage(_acting_participant(request), request.match_info["key"])
     return web.json_response(answer)
 
 
 async def post_premises_reset(request: web.Request) -> web.Response:
     control = request.app[STATE].estate_control
-    answer = await _estate_call(
-        control.reset_premises(_acting_participant(request), request.match_info["key"])
-    )
+    answer = await control.reset_premises(_acting_participant(request), request.match_info["key"])
     return web.json_response(answer)
 
 
 async def get_network(request: web.Request) -> web.Response:
     _require_dcc(request)
-    return web.json_response(await _estate_call(request.app[STATE].estate_control.network()))
+    return web.json_response(await request.app[STATE].estate_control.network())
 
 
 async def put_region(request: web.Request) -> web.Response:
     _require_dcc(request)
     body = await _json_body(request)
     control = request.app[STATE].estate_control
-    answer = await _estate_call(control.set_region(request.match_info["region"], body))
+    answer = await control.set_region(request.match_info["region"], body)
     return web.json_response(answer)
 
 
 async def post_network_reset(request: web.Request) -> web.Response:
     _require_dcc(request)
-    return web.json_response(await _estate_call(request.app[STATE].estate_control.reset_network()))
+    return web.json_response(await request.app[STATE].estate_control.reset_network())
 
 
 # -- Service Request timelines ----------------------------------------------------------
@@ -701,7 +669,7 @@ def build_app(
     ``gateway_url`` names it."""
     from services.testing import portal
 
-    app = web.Application()
+    app = web.Application(middlewares=[domain_errors])
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,11 @@ service reads, so the User Gateway, the rules and the portal stop serving it at 
 database keeps what it applied with, and re-activation puts it back.
 
 New premises are appended to ``$DCCSIM_HOME/estate.json`` (numbered after the highest premises
-there, each a Communications Hub and an ESME, the device models the gateway emulates); the
-inventory and the gateway read the estate file when they start.
+there, each a Communications Hub and an ESME, the device models the gateway emulates). The API
+(``services.testing.app``) then publishes ``estate.changed``, on which the inventory imports the
+new premises, and asks the SM WAN gateway's control API to host them (it also notices the
+replaced file by itself): no service restarts. The device certificates are issued into the key
+store before the file names the devices, so nothing looks for keys that are not there yet.
 """
 
 from __future__ import annotations
@@ -65,9 +68,30 @@ def check_response_url(url: str | None) -> str | None:
     if url in (None, ""):
         return None
     parts = urlsplit(str(url))
-    if parts.scheme != "https" or not parts.hostname:
+    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in str(url)):
         raise OnboardingError("a Receive Response Service URL is https://host[:port]/path")
     return str(url)
+
+
+def check_response_urls(urls: Any) -> tuple[str, ...]:
+    """Receive Response Service URLs in delivery order (a User may register several: the DCC
+    tries them in turn); one URL, a list of them, or none (None, "" or [])."""
+    if urls is None or isinstance(urls, str):
+        one = check_response_url(urls)
+        return (one,) if one else ()
+    if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
+        raise OnboardingError("Receive Response Service URLs are a list of https URLs")
+    checked = [check_response_url(u) for u in urls]
+    return tuple(dict.fromkeys(u for u in checked if u))
+
+
+def _stored_urls(text: str | None) -> tuple[str, ...]:
+    """The URLs as the database holds them: one per line (a URL never contains whitespace)."""
+    return tuple(text.split()) if text else ()
+
+
+def _storable(urls: tuple[str, ...]) -> str | None:
+    return "\n".join(urls) if urls else None
 
 
 def _roles(values: Any) -> frozenset[UserRole]:
@@ -93,8 +117,19 @@ class ParticipantRecord:
     roles: frozenset[UserRole]
     kind: ParticipantKind
     status: ParticipantStatus
-    response_url: str | None
+    response_urls: tuple[str, ...]
     premises: tuple[str, ...] = ()
+
+    @property
+    def response_url(self) -> str | None:
+        """The first Receive Response Service URL (the one tried first)."""
+        return self.response_urls[0] if self.response_urls else None
+
+    def registered(self) -> participants.Participant:
+        """This participant as the participant register holds it."""
+        return participants.Participant.with_urls(
+            self.user_id, self.eui, self.roles, self.response_urls
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +139,7 @@ class ParticipantRecord:
             "kind": self.kind.value,
             "status": self.status.value,
             "response_url": self.response_url,
+            "response_urls": list(self.response_urls),
             "premises": list(self.premises),
         }
 
@@ -155,6 +191,8 @@ def _issue_and_allocate(
         role=smki_role(record.roles),
         response_url=record.response_url,
     )
+    if len(record.response_urls) > 1:  # the seed registers the first; the rest in order
+        participants.set_response_urls(home, record.user_id, record.response_urls)
     added: list[str] = []
     if premises:
         current = estate.load(home)
@@ -221,7 +259,7 @@ class Onboarding:
                 roles=frozenset(UserRole(r) for r in str(row.roles).split(",") if r),
                 kind=kind,
                 status=status or ParticipantStatus.APPLIED,
-                response_url=row.response_url,
+                response_urls=_stored_urls(row.response_url),
                 premises=self._owned(eui),
             )
         registered = participants.load(self.home).get(user_id)
@@ -233,7 +271,7 @@ class Onboarding:
             roles=registered.roles,
             kind=kind,
             status=status or ParticipantStatus.ACTIVE,
-            response_url=registered.response_url,
+            response_urls=registered.response_urls,
             premises=self._owned(registered.eui),
         )
 
@@ -252,9 +290,10 @@ class Onboarding:
         eui: str,
         roles: Any,
         kind: str,
-        response_url: str | None = None,
+        response_url: Any = None,
     ) -> ParticipantRecord:
-        """Record an application (status applied). 409 when the id or EUI-64 is taken."""
+        """Record an application (status applied). 409 when the id or EUI-64 is taken.
+        ``response_url`` is one Receive Response Service URL or a list of them, in order."""
         if not _USER_ID.match(user_id):
             raise OnboardingError("user_id is 1-64 letters, digits, '.', '_' or '-'")
         try:
@@ -268,7 +307,7 @@ class Onboarding:
                 f"kind must be one of {', '.join(k.value for k in ParticipantKind)}"
             ) from exc
         held = _roles(roles)
-        url = check_response_url(response_url)
+        urls = check_response_urls(response_url)
         if participant_kind_ is not ParticipantKind.NON_SEC_PARTY and not held:
             raise OnboardingError("a SEC Party applies with at least one User Role")
         taken = {p.user_id: p.eui for p in participants.load(self.home).values()}
@@ -285,7 +324,7 @@ class Onboarding:
                     user_id=user_id,
                     eui=eui_text,
                     roles=",".join(sorted(r.value for r in held)),
-                    response_url=url,
+                    response_url=_storable(urls),
                     applied_at=self.clock(),
                 )
             )
@@ -308,7 +347,7 @@ class Onboarding:
                     user_id=record.user_id,
                     eui=record.eui,
                     roles=",".join(sorted(r.value for r in record.roles)),
-                    response_url=record.response_url,
+                    response_url=_storable(record.response_urls),
                     applied_at=self.clock(),
                 )
             )
@@ -369,18 +408,16 @@ class Onboarding:
             current.pop(user_id, None)
             participants.save(self.home, current)
         else:
-            participants.upsert(
-                self.home,
-                participants.Participant(user_id, record.eui, record.roles, record.response_url),
-            )
+            participants.upsert(self.home, record.registered())
         await self._set_status(record, wanted, reason or wanted.value)
         done = await self.get(user_id)
         assert done is not None
         return done
 
-    async def set_response_url(self, user_id: str, url: str | None) -> ParticipantRecord:
-        """Register (or clear) a participant's Receive Response Service URL."""
-        checked = check_response_url(url)
+    async def set_response_url(self, user_id: str, url: Any) -> ParticipantRecord:
+        """Register (or clear) a participant's Receive Response Service URL(s): one URL, or a
+        list in the order the DCC is to try them; they replace those registered before."""
+        checked = check_response_urls(url)
         record = await self.get(user_id)
         if record is None:
             raise OnboardingError(f"no participant {user_id!r}", 404)
@@ -389,11 +426,12 @@ class Onboarding:
             await conn.execute(
                 update(store.participant_applications)
                 .where(store.participant_applications.c.user_id == user_id)
-                .values(response_url=checked)
+                .values(response_url=_storable(checked))
             )
         if record.status is ParticipantStatus.ACTIVE:
             participants.upsert(
-                self.home, participants.Participant(user_id, record.eui, record.roles, checked)
+                self.home,
+                participants.Participant.with_urls(user_id, record.eui, record.roles, checked),
             )
         done = await self.get(user_id)
         assert done is not None

@@ -126,3 +126,32 @@ async def test_a_device_maker_applies_without_roles_but_gets_no_premises(client:
     assert no_premises.status == 400
     sec = {**maker, "user_id": "x", "eui": "90-B3-D5-1F-30-04-00-00", "kind": "sec_party"}
     assert (await client.post("/api/v1/participants", json=sec)).status == 400
+
+
+async def test_several_receive_urls_are_registered_in_order_and_survive_suspension(
+    client: Client, home: Path
+) -> None:
+    urls = ["https://acme.example:8443/receive", "https://backup.acme.example/receive"]
+    applied = await client.post(
+        "/api/v1/participants", json={**NEW, "response_url": None, "response_urls": urls}
+    )
+    assert applied.status == 201 and (await applied.json())["response_urls"] == urls
+    await client.post("/api/v1/participants/acme-energy/onboarding")
+    assert participants.load(home)["acme-energy"].response_urls == tuple(urls)
+    for status in ("suspended", "active"):
+        await client.put("/api/v1/participants/acme-energy/status", json={"status": status})
+    assert participants.load(home)["acme-energy"].response_urls == tuple(urls)
+    changed = await client.put(
+        "/api/v1/participants/acme-energy/response-url", json={"urls": list(reversed(urls))}
+    )
+    assert (await changed.json())["response_urls"] == list(reversed(urls))
+    assert participants.load(home)["acme-energy"].response_urls == tuple(reversed(urls))
+    one_bad = await client.put(
+        "/api/v1/participants/acme-energy/response-url",
+        json={"urls": [urls[0], "http://plain.example/"]},
+    )
+    assert one_bad.status == 400  # refused whole: nothing half-registered
+    assert participants.load(home)["acme-energy"].response_urls == tuple(reversed(urls))
+    cleared = await client.put("/api/v1/participants/acme-energy/response-url", json={"urls": []})
+    assert (await cleared.json())["response_urls"] == []
+    assert participants.load(home)["acme-energy"].response_urls == ()
