@@ -6,6 +6,12 @@ transform is enveloped-signature, digested with SHA-256 over inclusive C14N 1.0 
 the root without the Signature; ECDSA P-256 with SHA-256, the value base64 of raw r||s wrapped at
 76 characters with CR LF; KeyInfo ``X509Data/X509IssuerSerial`` only (issuer in RFC 4514 form,
 decimal serial), the certificate being found by its serial.
+
+DCC's signing tool (the Java tool in ``@smartdcc/duis-sign-wrap``, DCC Boxed's) parses with its
+DUIS schema and drops the whitespace between elements before it digests or canonicalises, while
+XMLDSig (and :func:`verify`) treats that whitespace as signed content. The two agree exactly when
+a document has none, so :func:`sign` removes it before signing: what dccsim signs verifies in both.
+A document indented after it was signed passes DCC's tool but not :func:`verify`, which says so.
 """
 
 from __future__ import annotations
@@ -64,6 +70,42 @@ def _detach(element: etree._Element) -> None:
     parent.remove(element)
 
 
+# ds types declared mixed in the xmldsig schema: their whitespace is content, even to DCC's tool.
+_MIXED_DS = frozenset(
+    f"{{{DS_NS}}}{local}"
+    for local in (
+        "CanonicalizationMethod",
+        "SignatureMethod",
+        "Transform",
+        "DigestMethod",
+        "KeyInfo",
+        "KeyValue",
+        "Object",
+        "SignatureProperty",
+    )
+)
+
+
+def _is_blank(text: str | None) -> bool:
+    return text is not None and not text.strip()
+
+
+def _strip_element_whitespace(root: etree._Element) -> bool:
+    """Remove whitespace-only text between the children of elements that have children (DUIS
+    declares no mixed content), as a schema-aware parser ignoring element-content whitespace
+    does. Leaf elements keep their text. Returns whether anything was removed."""
+    removed = False
+    for element in root.iter():
+        if not isinstance(element.tag, str) or element.tag in _MIXED_DS or len(element) == 0:
+            continue
+        if _is_blank(element.text):
+            element.text, removed = None, True
+        for child in element:
+            if _is_blank(child.tail):
+                child.tail, removed = None, True
+    return removed
+
+
 def _enveloped_signature(root: etree._Element) -> etree._Element | None:
     children = _elements(root)
     if children and children[-1].tag == _ds("Signature"):
@@ -106,7 +148,9 @@ def sign(
     """Sign the DUIS document ``root`` in place and return it.
 
     Any ``ds:Signature`` already ending the document (e.g. a template's placeholder) is replaced;
-    the new one is appended as the root's last child. ``certificate`` names the signer in KeyInfo
+    the new one is appended as the root's last child. Whitespace-only text between elements
+    (indentation) is removed first, so that DCC's signing tool, which ignores it, and XMLDSig
+    verifiers, which sign it, digest the same bytes. ``certificate`` names the signer in KeyInfo
     (its issuer in RFC 4514 form, e.g. ``CN=Z1,OU=07``, and its decimal serial) and must hold the
     public half of ``private_key``, a P-256 key.
     """
@@ -120,6 +164,8 @@ def sign(
         raise ValueError("the certificate does not hold this private key's public key")
     while (existing := _enveloped_signature(root)) is not None:
         _detach(existing)
+    # DCC's tool would digest the document without it (see the module docstring).
+    _strip_element_whitespace(root)
 
     digest = _reference_digest(root)
 
@@ -239,7 +285,7 @@ def verify(
 
     expected_digest = _base64(digest_value, "DigestValue")
     if not hmac.compare_digest(expected_digest, _reference_digest(root)):
-        raise DuisError(INVALID_SIGNATURE, "digest does not match the document")
+        raise DuisError(INVALID_SIGNATURE, _digest_mismatch(root, expected_digest))
 
     raw = _base64(signature_value, "SignatureValue")
     if len(raw) != 2 * _COORDINATE:
@@ -252,3 +298,17 @@ def verify(
     except InvalidSignature:
         raise DuisError(INVALID_SIGNATURE, "signature does not verify") from None
     return certificate
+
+
+def _digest_mismatch(root: etree._Element, expected_digest: bytes) -> str:
+    """Why the digest failed, naming the one mistake that DCC's tool would forgive."""
+    compact = copy.deepcopy(root)
+    if _strip_element_whitespace(compact) and hmac.compare_digest(
+        expected_digest, _reference_digest(compact)
+    ):
+        return (
+            "digest does not match the document: it matches once the whitespace between "
+            "elements is removed (as DCC's signing tool reads documents), so the document was "
+            "indented or reformatted after it was signed"
+        )
+    return "digest does not match the document"

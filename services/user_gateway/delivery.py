@@ -5,6 +5,18 @@ delivery key) before it is acked, so a crash never loses it. A worker POSTs due 
 retrying with capped exponential backoff (the SEC asks for a retry within 300 s) until delivered,
 or until the hold period (2 days) passes, when the entry is marked ``expired`` and kept for
 inspection. Nothing is dropped silently: every outcome is a row and a metric.
+
+A User may register several Receive Response Service URLs (the participant register keeps them
+in order). Every delivery attempt, the first and each retry from the outbox alike, POSTs to them
+in that order and stops at the first that accepts (a 2xx answer): the first URL is the primary,
+the others stand by, and the primary is tried first again on every attempt, so delivery returns
+to it as soon as it is back. A Response goes to one URL, not to all. The attempt fails only when
+every URL refused it or could not be reached (each URL within ``delivery_timeout_s``), and then
+the outbox treats the Response as before: backoff, hold, expiry, the error naming each URL's
+failure. Failing over happens inside one attempt, so it neither reorders a User's Responses nor
+weakens at least once (a URL that took a Response whose answer was lost may see it again, from a
+later URL in the same attempt or from a retry; Users de-duplicate by ResponseID, as with one
+URL).
 """
 
 from __future__ import annotations
@@ -96,6 +108,11 @@ class DeliveryMetrics:
         )
         self.expired = Counter(
             "dccsim_delivery_expired", "Entries that passed the hold period undelivered", registry=r
+        )
+        self.failovers = Counter(
+            "dccsim_delivery_failovers",
+            "Deliveries accepted by a User's Receive Response Service URL other than its first",
+            registry=r,
         )
         self.pending = Gauge(
             "dccsim_delivery_pending", "Outbox entries not yet delivered", registry=r
@@ -344,15 +361,31 @@ class Outbox:
         return await self._send(entry.user_id, entry.body)
 
     async def _send(self, user_id: str, body: bytes) -> str | None:
-        """POST to the User's Receive Response Service; None on success, else why not."""
+        """POST to the User's Receive Response Service URLs in the order registered until one
+        accepts (the policy in the module docstring); None on success, else why none did."""
         participant = self.participants.get(user_id)
-        if participant is None or not participant.response_url:
+        urls = participant.response_urls if participant is not None else ()
+        if not urls:
             return f"User {user_id} has no Receive Response Service URL registered"
+        errors: list[str] = []
+        for url in urls:
+            error = await self._post_to(url, body)
+            if error is None:
+                if errors:
+                    self.metrics.failovers.inc()
+                    log.warning(
+                        "delivered to a further Receive Response Service URL",
+                        extra={"user_id": user_id, "url": url, "error": "; ".join(errors)},
+                    )
+                return None
+            errors.append(f"{url}: {error}" if len(urls) > 1 else error)
+        return "; ".join(errors)
+
+    async def _post_to(self, url: str, body: bytes) -> str | None:
+        """One POST; None when the Receive Response Service accepted it, else why not."""
         try:
             async with self._client().post(
-                participant.response_url,
-                data=body,
-                headers={"Content-Type": "application/xml"},
+                url, data=body, headers={"Content-Type": "application/xml"}
             ) as resp:
                 await resp.read()
                 if 200 <= resp.status < 300:

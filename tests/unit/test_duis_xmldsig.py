@@ -353,3 +353,64 @@ def _self_made_for(key: ec.EllipticCurvePrivateKey, template: x509.Certificate) 
         .not_valid_after(WHEN + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
+
+
+# --------------------------------------------------------------------------- DCC's tool's view
+
+
+def _blank_between_elements(root: etree._Element) -> list[str]:
+    """Where whitespace-only text sits between elements (what DCC's tool ignores)."""
+    found = []
+    for element in root.iter():
+        if not isinstance(element.tag, str) or len(element) == 0:
+            continue
+        name = etree.QName(element).localname
+        if element.text is not None and not element.text.strip():
+            found.append(f"{name} text")
+        found += [
+            f"{name} child tail" for c in element if c.tail is not None and not c.tail.strip()
+        ]
+    return found
+
+
+def test_sign_removes_the_indentation_dcc_tool_would_ignore(reference_dir: Path) -> None:
+    template = reference_dir / "duis" / "templates" / "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML"
+    root = parse_safely(template.read_bytes())
+    assert _blank_between_elements(root)  # the template is indented
+    key, certificate = _self_made()
+    xmldsig.sign(root, private_key=key, certificate=certificate)
+    assert _blank_between_elements(root) == []
+    again = parse_service_request(to_bytes(root))
+    assert str(again.request_id).endswith(":1000") and again.body_name == (
+        "ReadInstantaneousImportRegisters"
+    )
+
+
+def test_sign_keeps_whitespace_inside_leaf_elements() -> None:
+    key, certificate = _self_made()
+    root = _response()
+    variant = root.find(".//{*}ServiceReferenceVariant")
+    assert variant is not None
+    variant.text = " 4.1.1 "
+    xmldsig.sign(root, private_key=key, certificate=certificate)
+    assert variant.text == " 4.1.1 "
+
+
+def test_a_document_indented_after_signing_is_refused_saying_so() -> None:
+    root = parse_safely(_SIGNED)
+    etree.indent(root)
+    with pytest.raises(DuisError) as caught:
+        xmldsig.verify(root, find_certificate=_LOOKUP)
+    assert caught.value.code == INVALID_SIGNATURE
+    assert "indented" in str(caught.value)
+
+
+def test_other_tampering_does_not_blame_indentation() -> None:
+    root = parse_safely(_SIGNED)
+    etree.indent(root)
+    code = root.find(".//{*}ResponseCode")
+    assert code is not None
+    code.text = "I99"
+    with pytest.raises(DuisError) as caught:
+        xmldsig.verify(root, find_certificate=_LOOKUP)
+    assert "indented" not in str(caught.value)
