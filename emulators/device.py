@@ -97,10 +97,11 @@ class GbcsDevice:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        routes = dict(cls.routes)
-        for name, member in vars(cls).items():
-            for code in getattr(member, _ROUTE_ATTRIBUTE, ()):
-                routes[code] = name
+        routes: dict[int, str] = {}
+        for klass in reversed(cls.__mro__):  # every base's handlers, also with several bases
+            for name, member in vars(klass).items():
+                for code in getattr(member, _ROUTE_ATTRIBUTE, ()):
+                    routes[code] = name
         cls.routes = routes
 
     def __init__(
@@ -187,9 +188,7 @@ class GbcsDevice:
             raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
         handler_name = self.routes.get(header.message_code)
         if handler_name is None:
-            if not isinstance(request, AccessRequest):
-                raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, "unsupported use case")
-            return self._error_response(message, ACTION_OTHER_REASON, now, remote_party)
+            return self.unsupported(message, request, now, remote_party)
         scripted = self.scripted_faults.pop(header.message_code, None)
         if scripted is not None:
             return self._error_response(message, scripted, now, remote_party)
@@ -200,6 +199,19 @@ class GbcsDevice:
             return self._error_response(message, fault.result, now, remote_party)
         except GbcsError as exc:  # authentic, but not the layout this use case expects
             raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, exc.reason) from exc
+
+    def unsupported(
+        self,
+        command: GeneralCiphering,
+        request: object,
+        now: datetime,
+        remote_party: RemoteParty,
+    ) -> bytes:
+        """The answer to an authenticated command whose use case this model has no handler for:
+        a DLMS other-reason result; a model speaking another payload (GBZ) overrides it."""
+        if not isinstance(request, AccessRequest):
+            raise self._refuse(ALERT_INTEGRITY_CHECK_FAILED, "unsupported use case")
+        return self._error_response(command, ACTION_OTHER_REASON, now, remote_party)
 
     def _error_response(
         self, command: GeneralCiphering, result: int, now: datetime, remote_party: RemoteParty

@@ -1,14 +1,15 @@
 """The estate a gateway hosts, held compactly, and the device models built from it on demand.
 
 At 100,000 premises (500,000 devices) a Python object per device would cost more than the whole
-memory budget, so an idle device is a row in a few typed arrays (``EstateIndex``: its EUI-64 in a
-sorted ``array('Q')``, a type code and a premises number), about 13 bytes. A device model (keys,
-anti-replay counters, supply state) is built on its first command from the key store and kept in
-an LRU (``DeviceModels``); when evicted, the little state a real device keeps in non-volatile
-memory (anti-replay counters, supply state, clock offset, a CHF's device log) is kept in a
-``gateway.nonvolatile`` store and restored when the model is rebuilt, so eviction never reopens
-a replay window. With a ``DeviceStateFile`` it is written after every accepted command, before
-the reply leaves, so neither does a restart or a crash.
+memory budget, so an idle device is a row in a few typed arrays (``EstateIndex``: its EUI-64 in an
+``array('Q')`` with its place in EUI order beside it, a type code and a premises number), about
+17 bytes; premises added to estate.json later are merged in without disturbing the rows there.
+A device model (keys, anti-replay counters, supply state) is built on its first command from
+the key store and kept in an LRU (``DeviceModels``); when evicted, the little state a real
+device keeps in non-volatile memory (anti-replay counters, supply state, clock offset, a CHF's
+device log) is kept in a ``gateway.nonvolatile`` store and restored when the model is rebuilt,
+so eviction never reopens a replay window. With a ``DeviceStateFile`` it is written after every
+accepted command, before the reply leaves, so neither does a restart or a crash.
 
 Keys are read lazily per device from the key store's files on the first command (two PEM files
 per device), so start-up never touches the 1,000,000 key files of a full estate.
@@ -26,6 +27,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,11 @@ from dccsim.smi import DeviceType
 from emulators.chf import Chf
 from emulators.device import DeviceRefusal, GbcsDevice, RemoteParty
 from emulators.esme import Esme, LoadProfile, SupplyState
+from emulators.gpf import Gpf
+from emulators.gsme import GasLoadProfile, GasRegisters, Gsme
+from emulators.hcalcs import Hcalcs
+from emulators.ihd import Ihd
+from emulators.ppmid import Ppmid
 from gateway.nonvolatile import DeviceMemory, Residue, VolatileDeviceMemory
 
 __all__ = ["DeviceModels", "DeviceRecord", "EstateIndex", "HubLocks", "ReplayCache", "Residue"]
@@ -48,7 +55,29 @@ REGISTER_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DEVICE_TYPES: tuple[DeviceType, ...] = tuple(DeviceType)
 _TYPE_CODE = {t: i for i, t in enumerate(DEVICE_TYPES)}
 ALERT_NO_EMULATOR = 0x8F1E  # integrity check failed: the device cannot process the command
-HOSTED_TYPES = frozenset({DeviceType.ESME, DeviceType.CHF})  # the others raise ALERT_NO_EMULATOR
+# the others (CAD) raise ALERT_NO_EMULATOR; an IHD has no WAN use case (emulators/ihd.py)
+HOSTED_TYPES = frozenset(
+    {
+        DeviceType.ESME,
+        DeviceType.CHF,
+        DeviceType.GSME,
+        DeviceType.GPF,
+        DeviceType.PPMID,
+        DeviceType.HCALCS,
+    }
+)
+# Whose credentials a device holds, by the roles the premises registers (a gas device its Gas
+# Supplier's and Gas Transporter's); types not named trust every registered User.
+TRUSTED_ROLES: dict[DeviceType, frozenset[str]] = {
+    DeviceType.GSME: frozenset({"GS", "GT"}),
+    DeviceType.GPF: frozenset({"GS", "GT"}),
+    DeviceType.PPMID: frozenset({"IS", "GS"}),
+    DeviceType.HCALCS: frozenset({"IS", "ED"}),
+}
+# Devices the ACB itself commands (device logs, joins, CS08 ... as the RTDS vectors show).
+ACB_COMMANDED = frozenset(
+    {DeviceType.CHF, DeviceType.GPF, DeviceType.GSME, DeviceType.PPMID, DeviceType.HCALCS}
+)
 
 
 def eui_int(eui: bytes) -> int:
@@ -74,12 +103,19 @@ class DeviceRecord:
 
 
 class EstateIndex:
-    """The devices of an estate in typed arrays, sorted by EUI-64 for a bisect lookup."""
+    """The devices of an estate in typed arrays, found by EUI-64 with a bisect.
+
+    A device's index (its row in ``euis``, ``types`` and ``device_premises``) and a premises'
+    number never change once given out: premises hosted later (``extended``, ``merge``) take
+    the next ones, so the models, replies and faults kept by index stay with their devices.
+    ``_by_eui`` lists the device indexes in EUI-64 order for the lookup (4 bytes a device).
+    """
 
     def __init__(self) -> None:
         self.euis = array("Q")
         self.types = bytearray()
         self.device_premises = array("I")
+        self._by_eui = array("I")  # device indexes sorted by EUI-64, for a bisect lookup
         # premises ids packed in one ASCII blob (a str object each would pin the parser's
         # freed memory in place: RSS would stay at the JSON parse's peak)
         self._id_blob = b""
@@ -89,6 +125,7 @@ class EstateIndex:
         self.premises_hub = array("Q")
         self.premises_registrations = array("I")
         self.registration_sets: list[dict[str, str]] = []
+        self._registration_code: dict[tuple[tuple[str, str], ...], int] = {}
         self.regions: list[str] = list(estate.REGIONS)
 
     def __len__(self) -> int:
@@ -122,66 +159,111 @@ class EstateIndex:
     def from_premises(
         cls, premises: Iterable[estate.Premises], *, regions: Iterable[str] = ()
     ) -> EstateIndex:
-        rows = [
-            {
-                "premises_id": p.premises_id,
-                "region": p.region,
-                "hub_eui": p.hub_eui,
-                "registrations": p.registrations,
-                "devices": [{"eui": d.eui, "type": d.device_type.value} for d in p.devices],
-            }
-            for p in premises
-        ]
-        return cls._build(rows, frozenset(regions))
+        return cls._build([premises_row(p) for p in premises], frozenset(regions))
 
     @classmethod
     def _build(cls, premises: list[dict[str, Any]], regions: frozenset[str]) -> EstateIndex:
-        index = cls()
-        region_code = {name: i for i, name in enumerate(index.regions)}
-        registration_code: dict[tuple[tuple[str, str], ...], int] = {}
-        euis = array("Q")
-        types = bytearray()
-        owners = array("I")
+        return cls().extended(premises, regions=regions) or cls()
+
+    def extended(
+        self, premises: Iterable[dict[str, Any]], *, regions: Iterable[str] = ()
+    ) -> EstateIndex | None:
+        """A new index holding this one's premises and devices, at the same numbers and
+        indexes, and after them the premises of ``premises`` (rows as estate.json has them)
+        that are not here yet, in ``regions`` (all when empty); None when there are none.
+        ``self`` is not changed, so this can run in a thread while the gateway serves from it.
+
+        A premises already hosted keeps what it was hosted with, and a device already hosted
+        is not hosted twice: what estate.json says later about either is not applied.
+        """
+        wanted = frozenset(regions)
+        grown = EstateIndex()
+        grown.euis = array("Q", self.euis)
+        grown.types = bytearray(self.types)
+        grown.device_premises = array("I", self.device_premises)
+        grown._id_offsets = array("I", self._id_offsets)
+        grown.premises_region = bytearray(self.premises_region)
+        grown.premises_hub = array("Q", self.premises_hub)
+        grown.premises_registrations = array("I", self.premises_registrations)
+        grown.registration_sets = list(self.registration_sets)
+        grown._registration_code = dict(self._registration_code)
+        grown.regions = list(self.regions)
+        region_code = {name: i for i, name in enumerate(grown.regions)}
         type_code = {t.value: code for t, code in _TYPE_CODE.items()}
-        blob = bytearray()
-        offsets = array("I", [0])
+        blob = bytearray(self._id_blob)
+        first_device, first_premises = len(self.euis), self.premises_count
+        added: set[str] = set()  # premises ids new in this call (a repeated row is skipped)
         for p in premises:
             region = str(p["region"])
-            if regions and region not in regions:
+            if wanted and region not in wanted:
                 continue
+            premises_id = str(p["premises_id"])
+            if premises_id in added or self._premises_by_id(premises_id) is not None:
+                continue
+            added.add(premises_id)
             if region not in region_code:
-                region_code[region] = len(index.regions)
-                index.regions.append(region)
+                region_code[region] = len(grown.regions)
+                grown.regions.append(region)
             regs = tuple(sorted((str(k), str(v)) for k, v in p.get("registrations", {}).items()))
-            code = registration_code.get(regs)
+            code = grown._registration_code.get(regs)
             if code is None:
-                code = registration_code[regs] = len(index.registration_sets)
-                index.registration_sets.append(dict(regs))
-            number = len(offsets) - 1
-            blob += str(p["premises_id"]).encode("ascii")
-            offsets.append(len(blob))
-            index.premises_region.append(region_code[region])
-            index.premises_hub.append(_parse_eui_int(str(p["hub_eui"])))
-            index.premises_registrations.append(code)
+                code = grown._registration_code[regs] = len(grown.registration_sets)
+                grown.registration_sets.append(dict(regs))
+            number = len(grown._id_offsets) - 1
+            blob += premises_id.encode("ascii")
+            grown._id_offsets.append(len(blob))
+            grown.premises_region.append(region_code[region])
+            grown.premises_hub.append(_parse_eui_int(str(p["hub_eui"])))
+            grown.premises_registrations.append(code)
             for d in p["devices"]:
-                euis.append(_parse_eui_int(str(d["eui"])))
-                types.append(type_code[str(d["type"])])
-                owners.append(number)
-        order = sorted(range(len(euis)), key=euis.__getitem__)
-        index.euis = array("Q", (euis[i] for i in order))
-        index.types = bytearray(types[i] for i in order)
-        index.device_premises = array("I", (owners[i] for i in order))
-        del order
-        index._id_blob = bytes(blob)
-        index._id_offsets = offsets
-        index._id_order = array("I", sorted(range(len(offsets) - 1), key=index.premises_id))
-        return index
+                value = _parse_eui_int(str(d["eui"]))
+                if self._find_value(value) is not None:
+                    continue
+                grown.euis.append(value)
+                grown.types.append(type_code[str(d["type"])])
+                grown.device_premises.append(number)
+        if not added:
+            return None
+        grown._id_blob = bytes(blob)
+        # what was here is one sorted run already: the sort costs little more than the new part's
+        new_devices = range(first_device, len(grown.euis))
+        grown._by_eui = array(
+            "I", sorted(chain(self._by_eui, new_devices), key=grown.euis.__getitem__)
+        )
+        new_premises = range(first_premises, grown.premises_count)
+        grown._id_order = array(
+            "I", sorted(chain(self._id_order, new_premises), key=grown.premises_id)
+        )
+        return grown
+
+    def adopt(self, grown: EstateIndex) -> None:
+        """Take over ``grown``'s arrays (an ``extended`` copy of this index) in place, so that
+        everything holding this index hosts the larger estate; every device index and premises
+        number handed out before still names the same device and premises."""
+        vars(self).update(vars(grown))
+
+    def merge(
+        self, premises: Iterable[dict[str, Any]], *, regions: Iterable[str] = ()
+    ) -> list[int]:
+        """Host the premises of ``premises`` not hosted yet (``extended`` then ``adopt``).
+        Returns the numbers of the premises added."""
+        before = self.premises_count
+        grown = self.extended(premises, regions=regions)
+        if grown is None:
+            return []
+        self.adopt(grown)
+        return list(range(before, self.premises_count))
+
+    def _find_value(self, value: int) -> int | None:
+        order = self._by_eui
+        i = bisect_left(order, value, key=self.euis.__getitem__)
+        if i < len(order) and self.euis[order[i]] == value:
+            return order[i]
+        return None
 
     def find(self, eui: bytes) -> int | None:
         """The device index of ``eui``, or None when this estate does not hold it."""
-        value = eui_int(eui)
-        i = bisect_left(self.euis, value)
-        return i if i < len(self.euis) and self.euis[i] == value else None
+        return self._find_value(eui_int(eui))
 
     def record(self, index: int) -> DeviceRecord:
         premises = self.device_premises[index]
@@ -196,11 +278,17 @@ class EstateIndex:
             registrations=self.registration_sets[self.premises_registrations[premises]],
         )
 
+    def _premises_by_id(self, premises_id: str) -> int | None:
+        i = bisect_left(self._id_order, premises_id, key=self.premises_id)
+        if i < len(self._id_order) and self.premises_id(self._id_order[i]) == premises_id:
+            return self._id_order[i]
+        return None
+
     def premises_number(self, key: str) -> int | None:
         """A premises by its id (``P0000001``) or by the EUI-64 of any of its devices."""
-        i = bisect_left(self._id_order, key, key=self.premises_id)
-        if i < len(self._id_order) and self.premises_id(self._id_order[i]) == key:
-            return self._id_order[i]
+        number = self._premises_by_id(key)
+        if number is not None:
+            return number
         try:
             found = self.find(_parse_eui_bytes(key))
         except ValueError:
@@ -213,6 +301,17 @@ class EstateIndex:
 
     def region_of(self, premises: int) -> str:
         return self.regions[self.premises_region[premises]]
+
+
+def premises_row(p: estate.Premises) -> dict[str, Any]:
+    """A premises as estate.json's row for it (what ``EstateIndex.extended`` reads)."""
+    return {
+        "premises_id": p.premises_id,
+        "region": p.region,
+        "hub_eui": p.hub_eui,
+        "registrations": p.registrations,
+        "devices": [{"eui": d.eui, "type": d.device_type.value} for d in p.devices],
+    }
 
 
 def _parse_eui_bytes(text: str) -> bytes:
@@ -327,6 +426,8 @@ class DeviceModels:
         self.memory.close()
 
     def _build(self, record: DeviceRecord) -> GbcsDevice:
+        if record.device_type is DeviceType.IHD:
+            raise Ihd.refusal()
         if record.device_type not in HOSTED_TYPES:
             raise DeviceRefusal(
                 ALERT_NO_EMULATOR, f"no emulator for {record.device_type.value} yet"
@@ -334,9 +435,14 @@ class DeviceModels:
         if self._acb_ka is None:
             self._acb_ka = self._public_ka(DCC_EUI)
         parties = {}
-        users = {_parse_eui_bytes(user) for user in record.registrations.values()}
-        if record.device_type is DeviceType.CHF:
-            users.add(DCC_EUI)  # CCS01/CCS02 come from the ACB itself (the DCC's own commands)
+        roles = TRUSTED_ROLES.get(record.device_type)
+        users = {
+            _parse_eui_bytes(user)
+            for role, user in record.registrations.items()
+            if roles is None or role in roles
+        }
+        if record.device_type in ACB_COMMANDED:
+            users.add(DCC_EUI)  # e.g. CCS01/CCS02 come from the ACB itself (the DCC's own)
         for user_eui in users:
             ka = self._party(user_eui)
             if ka is not None:
@@ -344,6 +450,42 @@ class DeviceModels:
                 parties[user_eui] = RemoteParty(user_eui, ka, self._party_ds(user_eui))
         if record.device_type is DeviceType.CHF:
             return Chf(
+                eui=record.eui,
+                ka_private_key=self._private(record.eui, KeyUsage.KA),
+                ds_private_key=self._private(record.eui, KeyUsage.DS),
+                acb_ka_public=self._acb_ka,
+                remote_parties=parties,
+                clock=self.clock,
+            )
+        if record.device_type in (DeviceType.GSME, DeviceType.GPF):
+            # one gas profile per premises: the GPF's mirror follows its GSME's register
+            gas = GasRegisters(
+                GasLoadProfile.from_seed(zlib.crc32(f"gas:{record.premises_id}".encode())),
+                REGISTER_EPOCH,
+            )
+            if record.device_type is DeviceType.GPF:
+                return Gpf(
+                    eui=record.eui,
+                    ka_private_key=self._private(record.eui, KeyUsage.KA),
+                    ds_private_key=self._private(record.eui, KeyUsage.DS),
+                    acb_ka_public=self._acb_ka,
+                    remote_parties=parties,
+                    clock=self.clock,
+                    mirror=gas,
+                )
+            return Gsme(
+                eui=record.eui,
+                ka_private_key=self._private(record.eui, KeyUsage.KA),
+                ds_private_key=self._private(record.eui, KeyUsage.DS),
+                acb_ka_public=self._acb_ka,
+                remote_parties=parties,
+                clock=self.clock,
+                load_profile=gas.profile,
+                epoch=gas.epoch,
+            )
+        if record.device_type in (DeviceType.PPMID, DeviceType.HCALCS):
+            han_type = Ppmid if record.device_type is DeviceType.PPMID else Hcalcs
+            return han_type(
                 eui=record.eui,
                 ka_private_key=self._private(record.eui, KeyUsage.KA),
                 ds_private_key=self._private(record.eui, KeyUsage.DS),

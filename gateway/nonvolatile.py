@@ -1,6 +1,8 @@
 """What a hosted device keeps in non-volatile memory: its anti-replay counters per remote party,
 its refusal count and its model's other lasting state (an ESME's supply state and clock offset,
-a CHF's device log), kept by EUI-64 while its model is not in memory.
+a CHF's device log, a GSME's valve state, display message and HAN joins, a GPF's device log, a
+PPMID's or HCALCS's joins), kept by EUI-64 while its model is not in memory. Registers are not
+kept: every model derives them from its seeded load profile and the clock.
 
 Two stores with one interface:
 

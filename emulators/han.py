@@ -1,0 +1,207 @@
+"""What the HAN-joining GBCS devices share: their join table and the use cases on it.
+
+A GBCS device that holds SMKI credentials (a meter, a PPMID, an HCALCS) keeps a list of the
+other HAN devices it is joined with; the DCC changes and reads it with:
+
+- CS03B (8.7.2) Method B join, of a device without SMKI credentials (an IHD) to a meter: MAC'd,
+  answered MAC'd with an INTEGER result (the RTDS sends it to the GSME; ``emulators.gsme``);
+- CS03A2 / CS03C (8.7.1, 8.7.2) Method A / C join of a Type 1 device (PPMID, HCALCS): the other
+  device's EUI-64, its GBCS device type and (Method A) its certificate; CS04AC (8.8.2) unjoin.
+  These reach the device signed by their originator (the ACB, or a Supplier for the critical
+  variants) even where GBCS calls them non-critical, and the device answers them signed with
+  its DS key, as the RTDS CS03A2 / CS04AC vectors show;
+- CS07 (8.9) read device join details: the joined devices with their types, MAC'd.
+
+The join table is what the device keeps across a power cycle (``nonvolatile_state``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dccsim.gbcs import der
+from dccsim.gbcs.crypto import sign_frame, verify_frame_signature
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import CRA_COMMAND, CRA_RESPONSE, GeneralCiphering, GeneralSigning
+from dccsim.gbcs.usecases import (
+    USE_CASES_BY_NAME,
+    PayloadKind,
+    UseCase,
+    build_maced_response,
+)
+from emulators.device import (
+    ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
+    GbcsDevice,
+    RemoteParty,
+    on,
+)
+
+# What the shared use-case table lacks (message codes as the RTDS vectors carry them).
+CS04AC = UseCase(
+    "CS04AC", "Method A or C Unjoin", 0x000F, CRA_COMMAND, PayloadKind.ASN1, ("8.8.2",)
+)
+CS07 = UseCase("CS07", "Read Device Join Details", 0x0013, CRA_COMMAND, PayloadKind.ASN1, ("8.9",))
+CS03A2 = USE_CASES_BY_NAME["CS03A2"]
+CS03B = USE_CASES_BY_NAME["CS03B"]
+CS03C = USE_CASES_BY_NAME["CS03C"]
+CS08 = USE_CASES_BY_NAME["CS08"]
+
+JOIN_SUCCESS = 0
+# Our choice where GBCS's failure codes are not in the reference data: 1 for a device the
+# table does not hold (unjoin) or cannot hold (join past the capacity).
+JOIN_FAILURE = 1
+JOIN_CAPACITY = 16  # our choice, not a GBCS figure: room for every device of a premises
+_JOIN_SCHEMA = der.ASN1_SCHEMAS[(CS03A2.message_code, CRA_COMMAND)]
+_UNJOIN_SCHEMA = der.ASN1_SCHEMAS[(CS04AC.message_code, CRA_COMMAND)]
+_JOIN_DETAILS_ENTRY = der.sequence("device", der.octets("device_id"), der.integer("device_type"))
+
+
+def signed_response(
+    command: GeneralCiphering, payload: bytes, ds_private: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """A response frame signed with the device's DS key (not MAC'd): CRA 2, titles swapped,
+    the command's counter, message code and other-information extras."""
+    header = command.general_signing
+    frame = GeneralSigning(
+        cra_flag=CRA_RESPONSE,
+        originator_counter=header.originator_counter,
+        originator_title=header.recipient_title,
+        recipient_title=header.originator_title,
+        date_time=None,
+        message_code=header.message_code,
+        other_info_extras=header.other_info_extras,
+        payload=payload,
+        signature=None,
+        signature_field="unsigned",
+    )
+    return sign_frame(frame, ds_private).encode()
+
+
+class JoiningDevice(GbcsDevice):
+    """A device with a join table (EUI-64 -> GBCS device type, in join order)."""
+
+    def __init__(
+        self,
+        *,
+        eui: bytes,
+        ka_private_key: ec.EllipticCurvePrivateKey,
+        ds_private_key: ec.EllipticCurvePrivateKey,
+        acb_ka_public: ec.EllipticCurvePublicKey,
+        remote_parties: Mapping[bytes, RemoteParty],
+        clock: Callable[[], datetime],
+        join_capacity: int = JOIN_CAPACITY,
+    ) -> None:
+        super().__init__(
+            eui=eui,
+            ka_private_key=ka_private_key,
+            ds_private_key=ds_private_key,
+            acb_ka_public=acb_ka_public,
+            remote_parties=remote_parties,
+            clock=clock,
+        )
+        self.join_capacity = join_capacity
+        self.joined: dict[bytes, int] = {}
+
+    def nonvolatile_state(self) -> dict[str, Any]:
+        """The join table as [EUI-64, device type] pairs."""
+        return {"joined": [[eui, kind] for eui, kind in self.joined.items()]}
+
+    def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
+        self.joined = {bytes(eui): int(kind) for eui, kind in state.get("joined", [])}
+
+    def _join_result(self, payload: bytes) -> int:
+        """Add a join command's other device to the table; the result to answer with."""
+        parsed = der.decode_with(_JOIN_SCHEMA, payload)
+        if not isinstance(parsed, Mapping):
+            raise GbcsError("join command is not a join_device sequence")
+        other = bytes(parsed["other_device_entity_identifier"])
+        kind = int(parsed["other_device_type"])
+        if len(other) == 8 and (other in self.joined or len(self.joined) < self.join_capacity):
+            self.joined[other] = kind
+            return JOIN_SUCCESS
+        return JOIN_FAILURE
+
+    @on(CS07)
+    def read_join_details(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS07 (8.9): result 0 and the joined devices (EUI-64, device type), MAC'd."""
+        devices = [
+            der.encode_with(_JOIN_DETAILS_ENTRY, {"device_id": eui, "device_type": kind})
+            for eui, kind in self.joined.items()
+        ]
+        payload = der.encode_with(
+            der.ASN1_SCHEMAS[(CS07.message_code, CRA_RESPONSE)],
+            {"result": JOIN_SUCCESS, "devices": devices},
+        )
+        return build_maced_response(
+            command=command,
+            payload=payload,
+            date_time=None,  # the RTDS CS07 response carries no header date-time
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+
+DEFAULT_FIRMWARE_VERSION = bytes.fromhex("0123ABCD")  # as the RTDS CS08 response carries
+_CS08_RESPONSE = der.ASN1_SCHEMAS[(CS08.message_code, CRA_RESPONSE)]
+
+
+class Type1Device(JoiningDevice):
+    """A GBCS Type 1 HAN device (PPMID, HCALCS): it holds SMKI credentials, so the DCC can
+    reach it through the Communications Hub for the few use cases GBCS gives it — its joins
+    (above) and CS08 firmware version — but it meters nothing."""
+
+    firmware_version: bytes = DEFAULT_FIRMWARE_VERSION
+
+    def _check_signed(self, command: GeneralCiphering, remote_party: RemoteParty) -> None:
+        """Join and unjoin must carry their originator's signature."""
+        if remote_party.ds_public_key is None or not verify_frame_signature(
+            command.general_signing, remote_party.ds_public_key
+        ):
+            raise self._refuse(
+                ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
+                "join command not signed by its originator",
+            )
+
+    @on(CS03A2, CS03C)
+    def join(self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any) -> bytes:
+        """CS03A2 / CS03C: add the other device to the join table (re-joining updates its
+        type); INTEGER result, signed."""
+        self._check_signed(command, remote_party)
+        result = self._join_result(command.general_signing.payload)
+        return signed_response(
+            command, der.encode_with(der.integer("result"), result), self.ds_private_key
+        )
+
+    @on(CS04AC)
+    def unjoin(self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any) -> bytes:
+        """CS04AC: remove the other device from the join table; INTEGER result, signed."""
+        self._check_signed(command, remote_party)
+        other = der.decode_with(_UNJOIN_SCHEMA, command.general_signing.payload)
+        if not isinstance(other, bytes):
+            raise GbcsError("unjoin command does not carry an EUI-64")
+        result = JOIN_SUCCESS if self.joined.pop(other, None) is not None else JOIN_FAILURE
+        return signed_response(
+            command, der.encode_with(der.integer("result"), result), self.ds_private_key
+        )
+
+    @on(CS08)
+    def read_firmware_version(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS08 (11.2): the firmware version and result 0, MAC'd (sent by the ACB)."""
+        payload = der.encode_with(
+            _CS08_RESPONSE, {"firmware_version": self.firmware_version, "result": 0}
+        )
+        return build_maced_response(
+            command=command,
+            payload=payload,
+            date_time=None,  # the RTDS CS08 response carries no header date-time
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
