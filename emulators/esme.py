@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -9,29 +10,75 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim.gbcs import dlms
+from dccsim.gbcs import der, dlms
+from dccsim.gbcs.commands import (
+    ACCOUNT_STATUS_ACTIVE,
+    ACCOUNT_STATUS_NEW,
+    ASN1_CANCELLATION_TIME,
+    ASN1_LAYOUTS,
+    BLOCK_RATES,
+    BLOCK_SCRIPT_OFFSET,
+    BLOCKS,
+    CREDIT_MODE,
+    CREDIT_REFERENCE_TWIN,
+    IMMEDIATE_DATE_TIME,
+    KEY_USAGE_DIGITAL_SIGNATURE,
+    KEY_USAGE_KEY_AGREEMENT,
+    KRP_BY_USE_CASE,
+    LAYOUTS,
+    OTHER_SEQ_NUMBER_CHANGES,
+    PREPAYMENT_CREDITS,
+    PREPAYMENT_MODE,
+    REPLACEMENT_OUTCOME,
+    REPLACEMENTS,
+    SEQ_NUMBER_CHANGES,
+    SPECIALIST_FLOOR_SEQ_NUMBERS,
+    TOU_RATES,
+    UNSPECIFIED_DATE_TIME,
+    DayProfile,
+    Tariff,
+    TariffDate,
+    credit_mode_references,
+    parse_asn1_time,
+    tariff_items,
+    tariff_thresholds,
+)
 from dccsim.gbcs.dlms import AccessRequest, CompactArray, Data, DataType, encode_date_time
 from dccsim.gbcs.errors import GbcsError
-from dccsim.gbcs.frames import GeneralCiphering
+from dccsim.gbcs.frames import GeneralCiphering, decode_message
 from dccsim.gbcs.usecases import (
     ACTION_OTHER_REASON,
     ACTION_SUCCESS,
     ECS17B,
+    USE_CASES_BY_CODE,
     USE_CASES_BY_NAME,
     ImportRegisters,
     build_access_response,
     build_ecs17b_response,
     build_protected_read_response,
     build_signed_access_response,
+    build_signed_response,
 )
-from emulators.device import DeviceFault, GbcsDevice, RemoteParty, on
+from emulators.device import (
+    ALERT_SOURCE_NOT_AUTHORISED,
+    DeviceFault,
+    GbcsDevice,
+    RemoteParty,
+    on,
+)
 
 EVENT_LOG = bytes.fromhex("0000636200FF")  # 0-0:99.98.0.255
 SECURITY_LOG = bytes.fromhex("0000636201FF")  # 0-0:99.98.1.255
 POWER_EVENT_LOG = bytes.fromhex("0000636204FF")  # 0-0:99.98.4.255
 
+MPAN_LENGTH = 13  # digits
+UNIT_W = 27  # DLMS unit: watt
+DEFAULT_POWER_THRESHOLDS = (2300, 4600)  # W: what a new meter shows as low/medium/high
 REGISTER_MODULUS = 1 << 32  # double-long-unsigned registers roll over
 GBCS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # event log times: seconds since 2000
 # an event log entry as ECS35 returns it, in a compact array:
@@ -147,6 +194,287 @@ class LoadProfile:
         )
 
 
+# CS06 results: the image was activated, or not (no image with that hash was received)
+ACTIVATION_SUCCESS, ACTIVATION_FAILURE = 0, 1
+FUTURE_DATED_ACKNOWLEDGEMENT = b"\x05\x00"  # the DER NULL a future-dated CS06 is answered with
+
+# DLMS data-access-result for a set naming an object this meter does not have
+OBJECT_UNDEFINED = 4
+# the charges (0-0:19.20.x.255) an ESME has: standing charge, the element charges, debts;
+# a twin-element ESME adds its second element's charge
+SINGLE_ELEMENT_CHARGES = frozenset(bytes.fromhex(f"000013140{n}FF") for n in range(5))
+PAYMENT_MODES = {"ECS02": CREDIT_MODE, "ECS03": PREPAYMENT_MODE}
+
+CreditReference = tuple[bytes, bytes, bytes, int]  # credit, charge, configuration octets, bits
+
+
+@dataclass(frozen=True)
+class Account:
+    """The ESME's account (DLMS class 111): payment mode, which credits pay which charges,
+    and (prepayment) the disablement threshold."""
+
+    payment_mode: int = CREDIT_MODE
+    credit_references: tuple[CreditReference, ...] = ()
+    disablement_threshold: int | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "payment_mode": self.payment_mode,
+            "credit_references": [list(r) for r in self.credit_references],
+            "disablement_threshold": self.disablement_threshold,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Account:
+        return cls(
+            int(state["payment_mode"]),
+            tuple(
+                (bytes(c), bytes(g), bytes(o), int(b)) for c, g, o, b in state["credit_references"]
+            ),
+            None if state["disablement_threshold"] is None else int(state["disablement_threshold"]),
+        )
+
+
+def _default_account(twin: bool) -> Account:
+    return Account(
+        CREDIT_MODE,
+        tuple((c, g, bits.octets, bits.bits) for c, g, bits in credit_mode_references(twin=twin)),
+    )
+
+
+# CS02b/CS02g replacement outcome status codes (GBCS StatusCode)
+STATUS_SUCCESS, STATUS_BAD_CERTIFICATE, STATUS_NO_TRUST_ANCHOR = 0, 5, 10
+STATUS_TRUST_ANCHOR_NOT_FOUND = 25
+X500_UNIQUE_IDENTIFIER = x509.ObjectIdentifier("2.5.4.45")  # the subject's EUI-64
+CellKey = tuple[int, bytes, int]  # remote party role, key usage (BIT STRING content), cell usage
+COMMAND_ACCEPTED = b"\x30\x02\x05\x00"  # a future-dated CS02b's answer: SEQUENCE { NULL }
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """One trust anchor cell of the meter: whose key (the subject's EUI-64, the certificate's
+    subject key identifier) it holds for a remote party role and key usage."""
+
+    role: int
+    key_usage: bytes  # DER BIT STRING content: KEY_USAGE_DIGITAL_SIGNATURE or KEY_AGREEMENT
+    subject_id: bytes
+    subject_key_id: bytes
+    public_key: ec.EllipticCurvePublicKey
+    cell_usage: int = 0  # 0 management, 1 prepayment top-up
+
+    @property
+    def cell(self) -> CellKey:
+        return (self.role, self.key_usage, self.cell_usage)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "key_usage": self.key_usage,
+            "subject_id": self.subject_id,
+            "subject_key_id": self.subject_key_id,
+            "public_key": self.public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            "cell_usage": self.cell_usage,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> TrustAnchor:
+        key = serialization.load_der_public_key(bytes(state["public_key"]))
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError("trust anchor key is not EC")
+        return cls(
+            int(state["role"]),
+            bytes(state["key_usage"]),
+            bytes(state["subject_id"]),
+            bytes(state["subject_key_id"]),
+            key,
+            int(state["cell_usage"]),
+        )
+
+    @classmethod
+    def from_certificate(
+        cls, role: int, cell_usage: int, certificate: x509.Certificate
+    ) -> TrustAnchor:
+        """The cell ``certificate`` fills; :class:`ValueError` when it is not a GBCS
+        remote party certificate (EC key, subject EUI-64, subject key identifier, key usage)."""
+        key = certificate.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError("not an EC key")
+        ids = certificate.subject.get_attributes_for_oid(X500_UNIQUE_IDENTIFIER)
+        raw = ids[0].value if ids else b""
+        subject = raw[1:] if isinstance(raw, bytes) and raw[:1] == b"\x00" else b""
+        if len(subject) != 8:
+            raise ValueError("no EUI-64 x500UniqueIdentifier in the subject")
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if usage.digital_signature and not usage.key_agreement:
+            key_usage = KEY_USAGE_DIGITAL_SIGNATURE
+        elif usage.key_agreement and not usage.digital_signature:
+            key_usage = KEY_USAGE_KEY_AGREEMENT
+        else:
+            raise ValueError("key usage is neither digital signature nor key agreement")
+        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return cls(role, key_usage, subject, ski.digest, key, cell_usage)
+
+
+# The RTDS ESME writes the lengths of the response, its report and the outcomes in the
+# three-octet form (82 xx xx) even when one octet would do: paths of those elements
+REPORT_LONG_LENGTHS = frozenset({(), (1,), (1, 3)})
+
+
+def _long_form(
+    element: der.Tlv, paths: frozenset[tuple[int, ...]], at: tuple[int, ...] = ()
+) -> der.Tlv:
+    """``element`` with the elements at ``paths`` (child indexes from the root) written with
+    two length octets after ``82``."""
+    children = tuple(_long_form(c, paths, (*at, i)) for i, c in enumerate(element.children))
+    return der.Tlv(element.tag, element.content, children, 2 if at in paths else 0)
+
+
+def _signed_by(certificate: x509.Certificate, issuer_key: ec.EllipticCurvePublicKey) -> bool:
+    try:
+        issuer_key.verify(
+            certificate.signature,
+            certificate.tbs_certificate_bytes,
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except InvalidSignature:
+        return False
+    return True
+
+
+# ECS24's currency register (0-0:94.44.1.7): value and unit as the RTDS ESME reports them
+CURRENCY_GBP = 1
+CURRENCY_UNIT = 254
+ECS01A_TARIFF_ITEMS = 15  # the data items of ECS01a that hold the tariff (then activation)
+# a new meter's tariff: one season, every day one TOU rate, no prices yet
+DEFAULT_TARIFF = Tariff(
+    seasons=((b"all", TariffDate(None, 1, 1), 1),),
+    weeks=((1, (1,) * 7),),
+    days=(DayProfile(1, (((0, 0, 0), 1),)),),
+    special_days=(),
+    thresholds=((0xFFFFFFFF,),) * 8,
+    standing_charge=0,
+    standing_charge_scale=-5,
+    price_scale=-5,
+)
+
+
+def _tariff_date(raw: bytes) -> TariffDate:
+    if len(raw) < 5:
+        raise GbcsError("bad tariff date")
+    year = int.from_bytes(raw[:2], "big")
+    month, day, weekday = (None if v == 0xFF else v for v in raw[2:5])
+    return TariffDate(None if year == 0xFFFF else year, month, day, weekday)
+
+
+def tariff_from_data(items: tuple[Data, ...]) -> Tariff:
+    """The tariff ECS01a's first 15 data items hold (seasons, weeks, days, special days, the
+    8 block threshold arrays, TRUE, standing charge, prices); :class:`GbcsError` when they
+    are not that layout or refer to a week, day or rate the tariff does not have."""
+    if len(items) < ECS01A_TARIFF_ITEMS:
+        raise GbcsError("ECS01a command does not carry a tariff")
+    seasons, weeks, days, special, *rest = items
+    thresholds, standing, energy = rest[:8], rest[9], rest[10]
+    try:
+        tariff = Tariff(
+            seasons=tuple(
+                (s.items[0].octets, _tariff_date(s.items[1].octets), s.items[2].octets[0])
+                for s in seasons.items
+            ),
+            weeks=tuple(
+                (w.items[0].octets[0], tuple(d.integer for d in w.items[1:])) for w in weeks.items
+            ),
+            days=tuple(
+                DayProfile(
+                    d.items[0].integer,
+                    tuple((_hms(a.items[0].octets), a.items[2].integer) for a in d.items[1].items),
+                )
+                for d in days.items
+            ),
+            special_days=tuple(
+                (_tariff_date(d.items[1].octets), d.items[2].integer) for d in special.items
+            ),
+            thresholds=tuple(tuple(t.integer for t in rate.items) for rate in thresholds),
+            standing_charge=standing.items[2].items[0].items[1].integer,
+            standing_charge_scale=standing.items[0].items[1].integer,
+            price_scale=energy.items[0].items[1].integer,
+            tou_prices=_trimmed(
+                tuple(e.items[1].integer for e in energy.items[2].items[:TOU_RATES])
+            ),
+            block_prices=tuple(
+                (_block_cell(e.items[0].octets[0]), e.items[1].integer)
+                for e in energy.items[2].items[TOU_RATES:]
+                if e.items[1].integer
+            ),
+        )
+    except (IndexError, ValueError) as exc:
+        raise GbcsError(f"ECS01a tariff layout: {exc}") from exc
+    _check_references(tariff)
+    return tariff
+
+
+def _hms(raw: bytes) -> tuple[int, int, int]:
+    if len(raw) != 4:
+        raise GbcsError("bad day profile start time")
+    return raw[0], raw[1], raw[2]
+
+
+def _block_cell(index: int) -> tuple[int, int]:
+    """(rate, block) of a price matrix block index: 0xA1 is rate 1 block 1, 0xB2 rate 2
+    block 2 ..."""
+    return index & 0x0F, (index >> 4) - 0x9
+
+
+def _tariff_items(tariff: Tariff) -> tuple[Data, ...]:
+    """``tariff`` as ECS01a's first data items (what :func:`tariff_from_data` reads)."""
+    items = tariff_items(tariff)
+    return (
+        items["seasons"],
+        items["weeks"],
+        items["days"],
+        items["special_days"],
+        *tariff_thresholds(tariff),
+        dlms.boolean(True),
+        items["standing_charge"],
+        items["prices"],
+    )
+
+
+def _tariff_state(tariff: Tariff) -> list[bytes]:
+    return [item.encode() for item in _tariff_items(tariff)]
+
+
+def _tariff_restored(state: list[bytes]) -> Tariff:
+    return tariff_from_data(tuple(Data.decode(bytes(item)) for item in state))
+
+
+def _trimmed(prices: tuple[int, ...]) -> tuple[int, ...]:
+    end = len(prices)
+    while end and not prices[end - 1]:
+        end -= 1
+    return prices[:end]
+
+
+def _check_references(tariff: Tariff) -> None:
+    weeks = {w for w, _ in tariff.weeks}
+    days = {d.day_id for d in tariff.days}
+    selectors = set(range(1, TOU_RATES + 1)) | {
+        BLOCK_SCRIPT_OFFSET + n for n in range(1, BLOCK_RATES + 1)
+    }
+    if (
+        not tariff.seasons
+        or any(week not in weeks for _, _, week in tariff.seasons)
+        or any(d not in days for _, ds in tariff.weeks for d in ds)
+        or any(len(ds) != 7 for _, ds in tariff.weeks)
+        or any(day not in days for _, day in tariff.special_days)
+        or any(sel not in selectors for d in tariff.days for _, sel in d.actions)
+        or len(tariff.thresholds) != BLOCK_RATES
+        or any(len(rate) > BLOCKS - 1 for rate in tariff.thresholds)
+    ):
+        raise ValueError("tariff refers to a season week, day or rate it does not define")
+
+
 class SupplyState(IntEnum):
     """The load switch, as the disconnect control object's control_state reports it."""
 
@@ -169,8 +497,13 @@ class Esme(GbcsDevice):
         clock: Callable[[], datetime],
         load_profile: LoadProfile | None = None,
         epoch: datetime | None = None,
+        trust_anchors: tuple[TrustAnchor, ...] = (),
+        root_public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> None:
-        """``epoch`` is when the registers held the profile's start values (default: now)."""
+        """``epoch`` is when the registers held the profile's start values (default: now).
+        ``trust_anchors`` are the meter's remote party cells and ``root_public_key`` its Root
+        cell: a credentials update (6.15.1) replaces a cell when the new certificate's path
+        leads to the Root; without them it has no cell to replace."""
         super().__init__(
             eui=eui,
             ka_private_key=ka_private_key,
@@ -186,6 +519,23 @@ class Esme(GbcsDevice):
         self.firmware_version = DEFAULT_FIRMWARE_VERSION
         self.supplier_message: bytes | None = None  # what ECS10 last put on the display
         self.applied_utrns: list[bytes] = []  # top-ups accepted by CS01a, oldest first
+        self.account = _default_account(self.load_profile.twin_element)  # the account in force
+        # the passive account ECS02/ECS03 set for a future date-time, and that date-time
+        self.pending_account: tuple[Account, datetime] | None = None
+        # firmware images received over the air (SHA-256 -> the version each holds), and a
+        # future-dated CS06's (image hash, execution date-time)
+        self.received_images: dict[bytes, bytes] = {}
+        self.pending_activation: tuple[bytes, datetime] | None = None
+        self.import_mpxn = b""  # the MPAN(s) ECS39a set, ASCII (primary, then secondary)
+        self.privacy_pin_protected = True  # until ECS14 disables the PIN
+        # ECS34's instantaneous power thresholds (W): low/medium, medium/high
+        self.power_thresholds = DEFAULT_POWER_THRESHOLDS
+        self.tariff = DEFAULT_TARIFF  # the tariff in force (ECS24 reads it)
+        self.pending_tariff: tuple[Tariff, datetime] | None = None  # a future-dated ECS01a
+        self.trust_anchors: dict[CellKey, TrustAnchor] = {a.cell: a for a in trust_anchors}
+        self.root_public_key = root_public_key
+        # a future-dated credentials update: (its command, the execution date-time)
+        self.pending_credentials: tuple[GeneralCiphering, datetime] | None = None
         # logs ECS35a/b/e read (log instance id -> entries); tests and the estate append
         self.logs: dict[bytes, list[LogEntry]] = {
             EVENT_LOG: [],
@@ -195,6 +545,132 @@ class Esme(GbcsDevice):
 
     def device_time(self, now: datetime) -> datetime:
         return now + self.clock_offset
+
+    def nonvolatile_state(self) -> dict[str, Any]:
+        """The load switch, the clock offset, the accounts (active and pending) and the
+        firmware (running version, received images, a pending activation)."""
+        pending = None
+        if self.pending_account is not None:
+            account, at = self.pending_account
+            pending = {"account": account.to_state(), "at": at.isoformat()}
+        activation = None
+        if self.pending_activation is not None:
+            image_hash, when = self.pending_activation
+            activation = {"hash": image_hash, "at": when.isoformat()}
+        return {
+            "supply": int(self.supply),
+            "clock_offset_us": self.clock_offset // timedelta(microseconds=1),
+            "account": self.account.to_state(),
+            "pending_account": pending,
+            "firmware_version": self.firmware_version,
+            "received_images": dict(self.received_images),
+            "pending_activation": activation,
+            "import_mpxn": self.import_mpxn,
+            "privacy_pin_protected": self.privacy_pin_protected,
+            "power_thresholds": list(self.power_thresholds),
+            "tariff": _tariff_state(self.tariff),
+            "pending_tariff": None
+            if self.pending_tariff is None
+            else {
+                "tariff": _tariff_state(self.pending_tariff[0]),
+                "at": self.pending_tariff[1].isoformat(),
+            },
+            "trust_anchors": [a.to_state() for a in self.trust_anchors.values()],
+            "pending_credentials": None
+            if self.pending_credentials is None
+            else {
+                "command": self.pending_credentials[0].encode(),
+                "at": self.pending_credentials[1].isoformat(),
+            },
+        }
+
+    def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
+        self.supply = SupplyState(int(state["supply"]))
+        self.clock_offset = timedelta(microseconds=int(state["clock_offset_us"]))
+        if "account" in state:
+            self.account = Account.from_state(state["account"])
+        pending = state.get("pending_account")
+        self.pending_account = (
+            None
+            if pending is None
+            else (Account.from_state(pending["account"]), datetime.fromisoformat(pending["at"]))
+        )
+        if "firmware_version" in state:
+            self.firmware_version = bytes(state["firmware_version"])
+            self.received_images = {bytes(h): bytes(v) for h, v in state["received_images"].items()}
+            activation = state["pending_activation"]
+            self.pending_activation = (
+                None
+                if activation is None
+                else (bytes(activation["hash"]), datetime.fromisoformat(activation["at"]))
+            )
+        if "trust_anchors" in state:
+            self.import_mpxn = bytes(state["import_mpxn"])
+            self.privacy_pin_protected = bool(state["privacy_pin_protected"])
+            low, high = (int(v) for v in state["power_thresholds"])
+            self.power_thresholds = (low, high)
+            self.tariff = _tariff_restored(state["tariff"])
+            pending_tariff = state["pending_tariff"]
+            self.pending_tariff = (
+                None
+                if pending_tariff is None
+                else (
+                    _tariff_restored(pending_tariff["tariff"]),
+                    datetime.fromisoformat(pending_tariff["at"]),
+                )
+            )
+            anchors = (TrustAnchor.from_state(a) for a in state["trust_anchors"])
+            self.trust_anchors = {a.cell: a for a in anchors}
+            pending = state["pending_credentials"]
+            if pending is not None:
+                command = decode_message(bytes(pending["command"]))
+                if isinstance(command, GeneralCiphering):
+                    self.pending_credentials = (command, datetime.fromisoformat(pending["at"]))
+
+    def handle(self, command_bytes: bytes) -> bytes:
+        """As :meth:`GbcsDevice.handle`, once the future-dated changes now due are made."""
+        self.run_due(self.clock())
+        return super().handle(command_bytes)
+
+    def run_due(self, now: datetime) -> None:
+        """Carry out the future-dated commands whose execution date-time the device clock has
+        reached (a 1.6 payment mode change, an 11.3 firmware activation)."""
+        self.activate_due(now)
+        if self.pending_activation is not None:
+            image_hash, when = self.pending_activation
+            if self.device_time(now) >= when:
+                self.pending_activation = None
+                self.activate_firmware(image_hash)
+        if self.pending_tariff is not None and self.device_time(now) >= self.pending_tariff[1]:
+            self.tariff, self.pending_tariff = self.pending_tariff[0], None
+        if self.pending_credentials is not None:
+            command, when = self.pending_credentials
+            if self.device_time(now) >= when:
+                self.pending_credentials = None
+                self._replace_credentials(command, now)
+
+    def receive_image(self, image: bytes, version: bytes) -> bytes:
+        """An image distributed to the meter (over the air, 11.1), kept until activated;
+        returns its SHA-256, the hash CS06 names it by."""
+        image_hash = hashlib.sha256(image).digest()
+        self.received_images[image_hash] = version
+        return image_hash
+
+    def activate_firmware(self, image_hash: bytes) -> bool:
+        """Run the received image with SHA-256 ``image_hash``; False if there is none."""
+        version = self.received_images.get(image_hash)
+        if version is None:
+            return False
+        self.firmware_version = version
+        return True
+
+    def activate_due(self, now: datetime) -> bool:
+        """Make a pending account the one in force once the device clock reaches its
+        activation date-time (a future-dated 1.6 executing); True if it did."""
+        if self.pending_account is None or self.device_time(now) < self.pending_account[1]:
+            return False
+        self.account, self.pending_account = self.pending_account[0], None
+        return True
 
     def registers(self, now: datetime) -> ImportRegisters:
         """The import registers at ``now`` (never below their start values)."""
@@ -477,6 +953,450 @@ class Esme(GbcsDevice):
             now,
         )
 
+    def _charges(self) -> frozenset[bytes]:
+        if self.load_profile.twin_element:
+            return SINGLE_ELEMENT_CHARGES | {CREDIT_REFERENCE_TWIN}
+        return SINGLE_ELEMENT_CHARGES
+
+    @on(USE_CASES_BY_NAME["ECS02"], USE_CASES_BY_NAME["ECS03"])
+    def update_payment_mode(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS02 / ECS03 (1.6): set the passive account (payment mode, credit references, for
+        ECS03 the disablement threshold) and activate it now, at the execution date-time, or
+        (every field unspecified) cancel a pending one. A credit reference naming a credit or
+        charge this meter lacks (a twin-element charge on a single-element ESME) fails that
+        set with object-undefined, the later ones with other-reason, and changes nothing."""
+        header = command.general_signing
+        use_case = USE_CASES_BY_NAME["ECS02"]
+        if header.message_code != use_case.message_code:
+            use_case = USE_CASES_BY_NAME["ECS03"]
+        if request is None or request.specs != LAYOUTS[use_case.name].specs:
+            raise GbcsError(f"{use_case.name} command does not carry the payment mode layout")
+        values = dict(
+            zip(((s.class_id, s.member_id) for s in request.specs), request.data, strict=True)
+        )
+        mode = values[(111, 2)].items
+        if len(mode) != 2 or (mode[0].integer, mode[1].integer) != (
+            PAYMENT_MODES[use_case.name],
+            ACCOUNT_STATUS_NEW,
+        ):
+            raise GbcsError(f"{use_case.name} sets another payment mode")
+        references = tuple(_credit_reference(r) for r in values[(111, 11)].items)
+        threshold = values[(9000, 4)].integer if (9000, 4) in values else None
+        activation = values[(111, 13)].octets
+        results = [ACTION_SUCCESS] * len(request.specs)
+        charges = self._charges()
+        if any(c not in PREPAYMENT_CREDITS or g not in charges for c, g, *_ in references):
+            failed = [s.member_id for s in request.specs].index(11)
+            results[failed] = OBJECT_UNDEFINED
+            results[failed + 1 :] = [ACTION_OTHER_REASON] * (len(results) - failed - 1)
+        else:
+            account = Account(PAYMENT_MODES[use_case.name], references, threshold)
+            if activation == UNSPECIFIED_DATE_TIME:
+                self.pending_account = None  # the cancellation of a future-dated change
+            elif activation == IMMEDIATE_DATE_TIME:
+                self.account, self.pending_account = account, None
+            else:
+                self.pending_account = (account, _parse_date_time(activation))
+                self.activate_due(now)
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+            date_time=encode_date_time(self.device_time(now)),
+        )
+
+    @on(USE_CASES_BY_NAME["ECS26j"])
+    def read_payment_mode(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """ECS26j (6.2.9): the account in force's mode and status (no header date-time)."""
+        self.activate_due(now)
+        mode = dlms.structure(
+            dlms.enum(self.account.payment_mode), dlms.enum(ACCOUNT_STATUS_ACTIVE)
+        )
+        return self._maced(command, remote_party, mode)
+
+    @on(USE_CASES_BY_NAME["CS06"])
+    def activate_firmware_command(
+        self, *, command: GeneralCiphering, now: datetime, **_: Any
+    ) -> bytes:
+        """CS06 (11.3): activate the received image with the command's hash now (answer: the
+        result and the running version), at its execution date-time, or (9999-12-31) cancel a
+        pending activation (answer: a DER NULL). The counter inside the payload must be the
+        command's."""
+        header = command.general_signing
+        fields = der.decode_with(ASN1_LAYOUTS["CS06"].schema, header.payload)
+        assert isinstance(fields, Mapping)
+        if fields["originator_counter"] != header.originator_counter:
+            raise GbcsError("CS06 payload counter is not the command's")
+        image_hash = fields["manufacturer_image_hash"]
+        when = fields.get("execution_date_time")
+        date_time = encode_date_time(self.device_time(now))
+        if when is None:
+            result = (
+                ACTIVATION_SUCCESS if self.activate_firmware(image_hash) else ACTIVATION_FAILURE
+            )
+            payload = der.encode_with(
+                der.ASN1_SCHEMAS[(header.message_code, 2)],
+                {"result": result, "firmware_version": self.firmware_version},
+            )
+        else:
+            if when == ASN1_CANCELLATION_TIME:
+                self.pending_activation = None
+            else:
+                self.pending_activation = (image_hash, parse_asn1_time(str(when)))
+            payload = FUTURE_DATED_ACKNOWLEDGEMENT
+        return build_signed_response(
+            command=command,
+            payload=payload,
+            date_time=date_time,
+            device_ds_private=self.ds_private_key,
+        )
+
+    @on(*(USE_CASES_BY_NAME[name] for name in KRP_BY_USE_CASE))
+    def update_security_credentials(
+        self, *, command: GeneralCiphering, now: datetime, **_: Any
+    ) -> bytes:
+        """CS02b / CS02g (6.15.1): replace the remote party's trust anchor cells with the
+        command's certificates, now (answer: the outcome of each replacement and the new
+        seq numbers) or at its execution date-time (answer: command accepted); 9999-12-31
+        cancels a pending one. Refused (no response) when the command's authorising cell is
+        not the originator's or the counter inside is not the command's."""
+        header = command.general_signing
+        fields = self._credentials_fields(command)
+        when = fields.get("execution_date_time")
+        if when is None:
+            payload = der.encode_with(
+                der.ASN1_SCHEMAS[(header.message_code, 2)],
+                {
+                    "future_dated_or_null": None,
+                    "credentials_replacement_report": self._replace_credentials(command, now),
+                },
+            )
+            payload = _long_form(der.Tlv.decode(payload), REPORT_LONG_LENGTHS).encode()
+        else:
+            if when == ASN1_CANCELLATION_TIME:
+                self.pending_credentials = None
+            else:
+                self.pending_credentials = (command, parse_asn1_time(str(when)))
+            payload = COMMAND_ACCEPTED
+        return build_signed_response(
+            command=command,
+            payload=payload,
+            date_time=encode_date_time(self.device_time(now)),
+            device_ds_private=self.ds_private_key,
+        )
+
+    def _credentials_fields(self, command: GeneralCiphering) -> Mapping[str, Any]:
+        header = command.general_signing
+        use_case = USE_CASES_BY_CODE[header.message_code]
+        fields = der.decode_with(ASN1_LAYOUTS[use_case.name].schema, header.payload)
+        assert isinstance(fields, Mapping)
+        control = fields["authorising_remote_party_control"]
+        replacement = KRP_BY_USE_CASE[use_case.name]
+        if control["authorising_remote_party_role"] != replacement.mode:
+            raise GbcsError(f"{use_case.name} carries another credentials replacement mode")
+        if control.get("originator_counter") != header.originator_counter:
+            raise GbcsError("credentials update counter is not the command's")
+        cell = control.get("ta_cell_identifier") or {}
+        authorising = self.trust_anchors.get(
+            (replacement.authorising_role, KEY_USAGE_DIGITAL_SIGNATURE, 0)
+        )
+        if (
+            cell.get("remote_party_role") != replacement.authorising_role
+            or cell.get("key_usage") != KEY_USAGE_DIGITAL_SIGNATURE
+            or authorising is None
+            or authorising.subject_id != header.originator_title
+        ):
+            raise self._refuse(
+                ALERT_SOURCE_NOT_AUTHORISED, "originator does not hold the authorising cell"
+            )
+        return fields
+
+    def _replace_credentials(self, command: GeneralCiphering, now: datetime) -> dict[str, Any]:
+        """Carry out a credentials update; its execution outcome (the report)."""
+        header = command.general_signing
+        fields = self._credentials_fields(command)
+        control = fields["authorising_remote_party_control"]
+        replacement = KRP_BY_USE_CASE[USE_CASES_BY_CODE[header.message_code].name]
+        path = [
+            x509.load_der_x509_certificate(c) for c in fields["certification_path_certificates"]
+        ]
+        time_checks = control.get("authorising_ta_cell_identifier", 0) == 0
+        replacements = der.decode_with(REPLACEMENTS, fields["replacements"])
+        assert isinstance(replacements, list)
+        outcomes = []
+        replaced: set[bytes] = set()  # subjects whose cells were replaced
+        for item in replacements:
+            cell = item["trust_anchor_cell"]
+            key = (cell["remote_party_role"], cell["key_usage"], cell.get("cell_usage", 0))
+            existing = self.trust_anchors.get(key)
+            status, new = self._check_replacement(item["certificate"], key, path, time_checks, now)
+            if existing is None:
+                status, new = STATUS_TRUST_ANCHOR_NOT_FOUND, None
+            if new is not None:
+                assert existing is not None
+                replaced.add(existing.subject_id)
+                self.trust_anchors[key] = new
+            kept = new or existing
+            outcomes.append(
+                {
+                    "trust_anchor_cell": cell,
+                    "status": status,
+                    "existing_subject_unique_id": existing.subject_id if existing else b"",
+                    "existing_subject_key_id": existing.subject_key_id if existing else b"",
+                    "replacing_subject_unique_id": kept.subject_id if kept else b"",
+                    "replacing_subject_key_id": kept.subject_key_id if kept else b"",
+                }
+            )
+        changes = self._seq_number_changes(control, replacement.target_role)
+        self._refresh_remote_parties(replacement.target_role, changes, replaced)
+        return {
+            "originator_counter": header.originator_counter,
+            "authorising_remote_party_role": replacement.mode,
+            "seq_numbers": der.encode_with(SEQ_NUMBER_CHANGES, changes),
+            "replacement_results": [der.encode_with(REPLACEMENT_OUTCOME, o) for o in outcomes],
+        }
+
+    def _check_replacement(
+        self,
+        certificate_der: bytes,
+        cell: CellKey,
+        path: list[x509.Certificate],
+        time_checks: bool,
+        now: datetime,
+    ) -> tuple[int, TrustAnchor | None]:
+        """Certification path validation of one replacement certificate: issued by a path
+        certificate that the Root cell signed, valid now (unless the time checks are
+        disapplied), for the cell's key usage. (status, the new cell or None)."""
+        if self.root_public_key is None:
+            return STATUS_NO_TRUST_ANCHOR, None
+        try:
+            certificate = x509.load_der_x509_certificate(certificate_der)
+            anchor = TrustAnchor.from_certificate(cell[0], cell[2], certificate)
+        except ValueError:
+            return STATUS_BAD_CERTIFICATE, None
+        issuers = [c for c in path if c.subject == certificate.issuer]
+        chain_ok = any(
+            isinstance(key := issuer.public_key(), ec.EllipticCurvePublicKey)
+            and _signed_by(certificate, key)
+            and _signed_by(issuer, self.root_public_key)
+            for issuer in issuers
+        )
+        device_now = self.device_time(now)
+        in_time = not time_checks or all(
+            c.not_valid_before_utc <= device_now <= c.not_valid_after_utc
+            for c in (certificate, *issuers)
+        )
+        if not chain_ok or not in_time or anchor.key_usage != cell[1]:
+            return STATUS_BAD_CERTIFICATE, None
+        return STATUS_SUCCESS, anchor
+
+    def _seq_number_changes(
+        self, control: Mapping[str, Any], target_role: int
+    ) -> list[dict[str, Any]]:
+        changes: list[dict[str, Any]] = []
+        if "floor_seq_number" in control:
+            change: dict[str, Any] = {
+                "remote_party_role": target_role,
+                "floor_seq_number": control["floor_seq_number"],
+            }
+            if "new_remote_party_seq_numbers" in control:
+                specialist = der.decode_with(
+                    SPECIALIST_FLOOR_SEQ_NUMBERS, control["new_remote_party_seq_numbers"]
+                )
+                change["specialist_floor_seq_numbers"] = specialist
+            changes.append(change)
+        if "new_seq_numbers" in control:
+            other = der.decode_with(OTHER_SEQ_NUMBER_CHANGES, control["new_seq_numbers"])
+            assert isinstance(other, list)
+            changes.extend(dict(c) for c in other)
+        return changes
+
+    def _refresh_remote_parties(
+        self, role: int, changes: list[dict[str, Any]], replaced: set[bytes]
+    ) -> None:
+        """The remote party now in ``role``'s cells is the one the meter trusts for that
+        role (its DS and KA keys), in place of a ``replaced`` one that holds no cell any more;
+        its counter floor is the update's floor seq number."""
+        ds = self.trust_anchors.get((role, KEY_USAGE_DIGITAL_SIGNATURE, 0))
+        ka = self.trust_anchors.get((role, KEY_USAGE_KEY_AGREEMENT, 0))
+        if ds is None or ka is None or ds.subject_id != ka.subject_id:
+            return
+        holders = {a.subject_id for a in self.trust_anchors.values()}
+        for eui in replaced - holders:
+            self.remote_parties.pop(eui, None)
+        self.remote_parties[ds.subject_id] = RemoteParty(
+            ds.subject_id, ka.public_key, ds.public_key
+        )
+        for change in changes:
+            if change["remote_party_role"] == role:
+                last = self.last_counters.get(ds.subject_id, 0)
+                self.last_counters[ds.subject_id] = max(last, int(change["floor_seq_number"]))
+
+    @on(USE_CASES_BY_NAME["ECS15a"])
+    def clear_event_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS15a (3.3): empty the event log (reset its buffer); no header date-time."""
+        if request is None or [s.instance_id for s in request.specs] != [EVENT_LOG]:
+            raise GbcsError("ECS15a command does not reset the event log")
+        self.logs[EVENT_LOG].clear()
+        return self._maced(command, remote_party, dlms.null())
+
+    @on(USE_CASES_BY_NAME["ECS39a"])
+    def set_import_mpxn(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS39a (6.20.1): keep the MPAN (two, one after the other, on a twin-element ESME);
+        a value that is not one 13-digit MPAN per element is refused with other-reason."""
+        if request is None or len(request.data) != 1:
+            raise GbcsError("ECS39a command does not carry one MPxN")
+        value = request.data[0].octets
+        elements = 2 if self.load_profile.twin_element else 1
+        if len(value) != MPAN_LENGTH * elements or not value.isdigit():
+            raise DeviceFault(ACTION_OTHER_REASON)
+        self.import_mpxn = value
+        return self._maced(command, remote_party, dlms.null())
+
+    @on(USE_CASES_BY_NAME["ECS01a"])
+    def update_import_tariff(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS01a (1.1.1): take the tariff into the passive objects and activate it now, at
+        the execution date-time, or (every field unspecified) cancel a pending one. A tariff
+        naming a week, day or rate it does not define changes nothing: every set fails with
+        other-reason."""
+        if request is None or request.specs != LAYOUTS["ECS01a"].specs:
+            raise GbcsError("ECS01a command does not carry the tariff layout")
+        activation = request.data[ECS01A_TARIFF_ITEMS].octets
+        if any(d.octets != activation for d in request.data[ECS01A_TARIFF_ITEMS:]):
+            raise GbcsError("ECS01a activation date-times differ")
+        results = [ACTION_SUCCESS] * len(request.specs)
+        try:
+            tariff = tariff_from_data(request.data)
+        except ValueError:
+            results = [ACTION_OTHER_REASON] * len(request.specs)
+        else:
+            if activation == UNSPECIFIED_DATE_TIME:
+                self.pending_tariff = None
+            elif activation == IMMEDIATE_DATE_TIME:
+                self.tariff, self.pending_tariff = tariff, None
+            else:
+                self.pending_tariff = (tariff, _parse_date_time(activation))
+                self.run_due(now)
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+            date_time=encode_date_time(self.device_time(now)),
+        )
+
+    @on(USE_CASES_BY_NAME["ECS24"])
+    def read_tariff(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """ECS24 (4.11.1): the tariff in force (the active calendar, special days, block
+        thresholds, unit charges), MAC'd, no header date-time."""
+        tariff = self.tariff
+        items = tariff_items(tariff)
+        data = (
+            dlms.double_long_unsigned(CURRENCY_GBP),
+            dlms.structure(dlms.integer(tariff.price_scale), dlms.enum(CURRENCY_UNIT)),
+            items["seasons"],
+            items["weeks"],
+            items["days"],
+            items["special_days"],
+            *tariff_thresholds(tariff, pad=True),
+            dlms.boolean(True),
+            items["standing_charge"],
+            items["prices"],
+        )
+        return build_access_response(
+            command=command,
+            data=data,
+            results=tuple(ACTION_SUCCESS for _ in data),
+            date_time=None,
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS14"])
+    def disable_privacy_pin(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS14 (3.5): the privacy PIN is set empty, so the display no longer asks for it."""
+        if request is None or len(request.data) != 1 or request.data[0].octets != b"":
+            raise GbcsError("ECS14 command does not set an empty privacy PIN")
+        self.privacy_pin_protected = False
+        return self._maced(command, remote_party, dlms.null())
+
+    @on(USE_CASES_BY_NAME["ECS17c"])
+    def read_active_power(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """ECS17c (4.16): the active import power in W (the load profile's demand): the
+        meter's, its unit, and the primary element's (the same on a single-element ESME)."""
+        profile = self.load_profile
+        total = int(profile.mean_power_w)
+        primary = total
+        if profile.twin_element:
+            primary = int(profile.mean_power_w * (1 - profile.secondary_share))
+        power = dlms.structure(
+            dlms.double_long_unsigned(total),
+            dlms.structure(dlms.integer(0), dlms.enum(UNIT_W)),
+            dlms.double_long_unsigned(primary),
+        )
+        return self._maced(command, remote_party, power, self.device_time(now))
+
+    @on(USE_CASES_BY_NAME["ECS34"])
+    def set_power_thresholds(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        **_: Any,
+    ) -> bytes:
+        """ECS34 (6.12): keep the low/medium and medium/high power thresholds; thresholds
+        that are not two, rising, are refused with other-reason."""
+        if request is None or len(request.data) != 1:
+            raise GbcsError("ECS34 command does not carry the thresholds")
+        values = [item.integer for item in request.data[0].items]
+        if len(values) != 2 or values[0] >= values[1]:
+            raise DeviceFault(ACTION_OTHER_REASON)
+        self.power_thresholds = (values[0], values[1])
+        return self._maced(command, remote_party, dlms.null())
+
     def consumer_closes_switch(self) -> None:
         """The consumer pressing the button on an armed meter."""
         if self.supply == SupplyState.ARMED:
@@ -528,6 +1448,14 @@ def _parse_date_time(raw: bytes) -> datetime:
         )
     except ValueError as exc:
         raise GbcsError(f"unspecified or bad DLMS date-time {raw.hex()}") from exc
+
+
+def _credit_reference(entry: Data) -> CreditReference:
+    """One credit_charge_configuration entry: (credit, charge, collection configuration)."""
+    items = entry.items
+    if len(items) != 3 or not isinstance(items[2].value, dlms.BitString):
+        raise GbcsError("credit reference is not (credit, charge, bit-string)")
+    return (items[0].octets, items[1].octets, items[2].value.octets, items[2].value.bits)
 
 
 def _pack(*values: int) -> bytes:

@@ -1,7 +1,9 @@
-"""ESME DLMS commands as data: one layout per use case (request specifications and their data).
+"""Commands as data: one layout per use case.
 
-A layout names the COSEM objects a use case touches and how its data is filled from the
-Service Request's parameters; :func:`command_payload` turns it into the Access Request payload,
+A DLMS layout names the COSEM objects a use case touches (request specifications) and how its
+data is filled from the Service Request's parameters; an ASN.1 layout (CS06, CS02b) names the
+DER schema of :mod:`dccsim.gbcs.der` and how its fields are filled. :func:`command_payload`
+turns either into the command payload,
 which :mod:`dccsim.gbcs.critical` (critical) or :func:`dccsim.gbcs.usecases.build_command`
 (non-critical) then frames. Every layout here reproduces its RTDS vector byte for byte.
 """
@@ -12,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from dccsim.gbcs import dlms
+from dccsim.gbcs import der, dlms
 from dccsim.gbcs.dlms import AccessKind, AccessRequest, Data, RequestSpec, SelectiveAccess
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.usecases import (
@@ -42,13 +44,18 @@ PROFILE_GENERIC_CLASS = 7
 BUFFER = 2  # profile generic attribute: the log itself
 VALUE = 2  # data attribute: value
 ACCOUNT_CLASS = 111
-ACCOUNT = bytes.fromhex("0001130000FF")  # 0-1:19.0.0.255
+ACCOUNT = bytes.fromhex("0001130000FF")  # 0-1:19.0.0.255, the passive account ECS02/03 set
 ACCOUNT_MODE_AND_STATUS, CREDIT_REFERENCE_LIST, ACCOUNT_ACTIVATION_TIME = 2, 11, 13
 TOKEN_GATEWAY_CLASS = 115
 TOKEN_GATEWAY = bytes.fromhex("0000132800FF")  # 0-0:19.40.0.255
 ENTER_TOKEN = 1
 SUPPLIER_MESSAGE = bytes.fromhex("0002600D01FF")  # 0-2:96.13.1.255
 FIRMWARE_VERSION = bytes.fromhex("0000000201FF")  # 0-0:0.2.1.255
+ESME_EVENT_LOG = bytes.fromhex("0000636200FF")  # 0-0:99.98.0.255
+PRIVACY_PIN = bytes.fromhex("00005E2C0301")  # 0-0:94.44.3.1
+ACTIVE_POWER_IMPORT = bytes.fromhex("00005E2C2214")  # 0-0:94.44.34.20
+RESET = 1  # profile generic method: reset (clear the buffer)
+IMPORT_MPXN = bytes.fromhex("00005E2C220B")  # 0-0:94.44.34.11: the MPAN(s), ASCII digits
 RANGE_RESTRICTION = 1  # protected reads: restriction by date-time range
 BY_RANGE = 1  # selective access selector: range_descriptor
 # the restricting column of every event and security log range read, as the vectors carry it
@@ -62,11 +69,31 @@ GBCS_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # event log ranges: seconds
 # account_activation_time for "now" (ECS02 immediate) and for the DUIS cancellation date
 IMMEDIATE_DATE_TIME = bytes.fromhex("0000000000000000008000FF")
 CANCELLATION_YEAR = 3000
-CREDIT_MODE = 1
+CREDIT_MODE, PREPAYMENT_MODE = 1, 2  # account payment_mode
+ACCOUNT_STATUS_NEW, ACCOUNT_STATUS_ACTIVE = 1, 2  # account_status: the passive account is new
+ACCOUNT_ACTIVE = bytes.fromhex("0000130000FF")  # 0-0:19.0.0.255, the account in force
 CREDIT_REFERENCE_TARIFF = bytes.fromhex("0000130A00FF")  # 0-0:19.10.0.255
 CREDIT_REFERENCES_SINGLE = (bytes.fromhex("0000131400FF"), bytes.fromhex("0000131404FF"))
 CREDIT_REFERENCE_TWIN = bytes.fromhex("0000131405FF")
 CREDIT_CONFIGURATION = dlms.BitString(3, b"\xe0")
+PREPAYMENT_DEBT_SUSPENDED = dlms.BitString(3, b"\xc0")
+# ECS03's credits (0-0:19.10.x.255) and its (credit, charge 0-0:19.20.x.255, is a debt charge)
+# rows, in the order the RTDS vectors carry them
+PREPAYMENT_CREDITS = tuple(bytes.fromhex(f"0000130A{n:02X}FF") for n in range(3))
+_CHARGE = {n: bytes.fromhex(f"000013140{n}FF") for n in range(6)}
+PREPAYMENT_BASE_REFERENCES: tuple[tuple[bytes, bytes, bool], ...] = tuple(
+    (PREPAYMENT_CREDITS[credit], _CHARGE[charge], charge in (1, 2))
+    for credit, charge in (
+        *((0, 0), (0, 4), (0, 1), (0, 2), (0, 3)),
+        *((1, 3), (1, 0), (1, 4), (1, 1), (1, 2)),
+    )
+)
+PREPAYMENT_EMERGENCY_REFERENCES: tuple[tuple[bytes, bytes], ...] = tuple(
+    (PREPAYMENT_CREDITS[2], _CHARGE[charge]) for charge in (4, 1, 2)
+)
+DISABLEMENT_THRESHOLD_CLASS = 9000  # GBCS register class
+DISABLEMENT_THRESHOLD = bytes.fromhex("00005E2C8016")  # 0-0:94.44.128.22
+THRESHOLD_VALUE, THRESHOLD_ACTIVATION_TIME = 4, 6
 
 # CCS01/CCS02: the CHF device log, the DLMS ZigBee network control object
 ZIGBEE_NETWORK_CONTROL_CLASS = 104
@@ -270,36 +297,376 @@ def _octets_parameter(name: str) -> Callable[[CommandContext], tuple[Data, ...]]
     return data
 
 
+def _activation_time(context: CommandContext) -> bytes:
+    """A future-datable command's execution date-time as DLMS octets: ``execution_date_time``
+    None is "now" (all zero, as the IMMEDIATE vectors), year 3000 or later cancels a pending
+    one (every field unspecified, as the CANCELLATION vectors), else that date-time."""
+    when = context.parameters.get("execution_date_time")
+    if when is None:
+        return IMMEDIATE_DATE_TIME
+    if not isinstance(when, dt.datetime):
+        raise GbcsError("command parameter 'execution_date_time' must be a datetime")
+    if _utc(when).year >= CANCELLATION_YEAR:
+        return UNSPECIFIED_DATE_TIME
+    return dlms.encode_date_time(_utc(when))
+
+
+def _flag(context: CommandContext, name: str) -> bool:
+    value = context.parameters.get(name, False)
+    if not isinstance(value, bool):
+        raise GbcsError(f"command parameter {name!r} must be a bool")
+    return value
+
+
+def _credit_reference_list(entries: tuple[tuple[bytes, bytes, dlms.BitString], ...]) -> Data:
+    return dlms.array(
+        *(
+            dlms.structure(
+                dlms.octet_string(credit),
+                dlms.octet_string(charge),
+                Data(dlms.DataType.BIT_STRING, configuration),
+            )
+            for credit, charge, configuration in entries
+        )
+    )
+
+
+def credit_mode_references(*, twin: bool) -> tuple[tuple[bytes, bytes, dlms.BitString], ...]:
+    """ECS02's credit/charge configuration: the meter balance pays the standing charge and
+    the element charges (the second element's too on a twin-element ESME)."""
+    charges = CREDIT_REFERENCES_SINGLE + ((CREDIT_REFERENCE_TWIN,) if twin else ())
+    return tuple((CREDIT_REFERENCE_TARIFF, charge, CREDIT_CONFIGURATION) for charge in charges)
+
+
+def prepayment_mode_references(
+    *, twin: bool, suspend_debt_disabled: bool, suspend_debt_emergency: bool
+) -> tuple[tuple[bytes, bytes, dlms.BitString], ...]:
+    """ECS03's credit/charge configuration, as the RTDS ECS03 vectors lay it out: the base
+    rows of credits 0 and 1; the debt charges' collection configuration drops its third bit
+    when ``suspend_debt_disabled``; credit 2's rows are present when ``suspend_debt_emergency``;
+    a twin-element ESME adds the second element's charge to credits 0 and 1."""
+    debt = PREPAYMENT_DEBT_SUSPENDED if suspend_debt_disabled else CREDIT_CONFIGURATION
+    rows: list[tuple[bytes, bytes, dlms.BitString]] = []
+    for credit, charge, is_debt in PREPAYMENT_BASE_REFERENCES:
+        rows.append((credit, charge, debt if is_debt else CREDIT_CONFIGURATION))
+    if suspend_debt_emergency:
+        rows += [(c, charge, CREDIT_CONFIGURATION) for c, charge in PREPAYMENT_EMERGENCY_REFERENCES]
+    if twin:
+        rows += [
+            (credit, CREDIT_REFERENCE_TWIN, CREDIT_CONFIGURATION)
+            for credit in PREPAYMENT_CREDITS[:2]
+        ]
+    return tuple(rows)
+
+
 def _ecs02_data(context: CommandContext) -> tuple[Data, ...]:
     """Set the ESME to credit mode: the credit references to use (two, three for a twin
     element meter) and when, ``execution_date_time`` (None: now; year 3000: cancel)."""
-    twin = context.parameters.get("twin", False)
-    if not isinstance(twin, bool):
-        raise GbcsError("command parameter 'twin' must be a bool")
-    when = context.parameters.get("execution_date_time")
-    if when is None:
-        activation = IMMEDIATE_DATE_TIME
-    elif isinstance(when, dt.datetime) and _utc(when).year >= CANCELLATION_YEAR:
-        activation = UNSPECIFIED_DATE_TIME
-    elif isinstance(when, dt.datetime):
-        activation = dlms.encode_date_time(_utc(when))
-    else:
-        raise GbcsError("command parameter 'execution_date_time' must be a datetime")
-    references = CREDIT_REFERENCES_SINGLE + ((CREDIT_REFERENCE_TWIN,) if twin else ())
     return (
-        dlms.structure(dlms.enum(CREDIT_MODE), dlms.enum(1)),
-        dlms.array(
-            *(
-                dlms.structure(
-                    dlms.octet_string(CREDIT_REFERENCE_TARIFF),
-                    dlms.octet_string(reference),
-                    Data(dlms.DataType.BIT_STRING, CREDIT_CONFIGURATION),
-                )
-                for reference in references
-            )
-        ),
+        dlms.structure(dlms.enum(CREDIT_MODE), dlms.enum(ACCOUNT_STATUS_NEW)),
+        _credit_reference_list(credit_mode_references(twin=_flag(context, "twin"))),
+        dlms.octet_string(_activation_time(context)),
+    )
+
+
+def _ecs03_data(context: CommandContext) -> tuple[Data, ...]:
+    """Set the ESME to prepayment mode: the disablement threshold (``disablement_threshold``,
+    in the meter's currency units), the credit references (see
+    :func:`prepayment_mode_references`) and when (``execution_date_time`` as ECS02); the
+    threshold takes effect when the mode does."""
+    threshold = context.parameter("disablement_threshold", int)
+    assert isinstance(threshold, int)
+    if not -(1 << 31) <= threshold < 1 << 31:
+        raise GbcsError("command parameter 'disablement_threshold' out of range")
+    activation = _activation_time(context)
+    references = prepayment_mode_references(
+        twin=_flag(context, "twin"),
+        suspend_debt_disabled=_flag(context, "suspend_debt_disabled"),
+        suspend_debt_emergency=_flag(context, "suspend_debt_emergency"),
+    )
+    return (
+        dlms.structure(dlms.enum(PREPAYMENT_MODE), dlms.enum(ACCOUNT_STATUS_NEW)),
+        Data(dlms.DataType.DOUBLE_LONG, threshold),
+        _credit_reference_list(references),
+        dlms.octet_string(activation),
         dlms.octet_string(activation),
     )
+
+
+# ECS01a (1.1.1): the tariff, written to the passive calendar, special days, block thresholds
+# and unit charges, activated together
+ACTIVITY_CALENDAR_CLASS = 20
+ACTIVITY_CALENDAR = bytes.fromhex("00000D0000FF")  # 0-0:13.0.0.255
+SEASON_PROFILE_PASSIVE, WEEK_PROFILE_PASSIVE, DAY_PROFILE_PASSIVE = 7, 8, 9
+ACTIVATE_PASSIVE_CALENDAR_TIME = 10
+SPECIAL_DAYS_CLASS = 11
+SPECIAL_DAYS_PASSIVE = bytes.fromhex("00010B0000FF")  # 0-1:11.0.0.255
+REGISTER_MONITOR_CLASS = 21
+# the block thresholds of TOU rates 1..8: 0-0:16.1.11.255 .. 0-0:16.1.18.255
+BLOCK_THRESHOLDS = tuple(bytes([0, 0, 16, 1, 11 + n, 0xFF]) for n in range(8))
+THRESHOLDS = 2
+TARIFF_SWITCHING = bytes.fromhex("00005E2C0200")  # 0-0:94.44.2.0 (its attribute 4 is TRUE)
+CURRENCY_UNITS = bytes.fromhex("00005E2C801D")  # 0-0:94.44.128.29
+BLOCK_THRESHOLD_ACTIVATION = bytes.fromhex("00003F0101FF")  # 0-0:63.1.1.255
+CHARGE_CLASS = 113
+STANDING_CHARGE = bytes.fromhex("0000131404FF")  # 0-0:19.20.4.255
+PRIMARY_ELEMENT_CHARGE = bytes.fromhex("0000131400FF")  # 0-0:19.20.0.255
+UNIT_CHARGE_PASSIVE, UNIT_CHARGE_ACTIVATION_TIME = 6, 7
+TARIFF_SCRIPT_TABLE = bytes.fromhex("00000A0064FF")  # 0-0:10.0.100.255: the tariff switches
+BLOCK_SCRIPT_OFFSET = 100  # a day profile's BlockTariffAction n runs script 100 + n
+IMPORT_ACTIVE_ENERGY = bytes.fromhex("0100010800FF")  # 1-0:1.8.0.255, what unit charges price
+TOU_RATES, BLOCKS, BLOCK_RATES = 48, 4, 8  # the price matrix: 48 TOU prices, 4 x 8 blocks
+UNSPECIFIED = 0xFF
+NO_THRESHOLD = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class TariffDate:
+    """A calendar date any of whose fields may be "not specified" (None: every year, ...)."""
+
+    year: int | None
+    month: int | None
+    day: int | None
+    weekday: int | None = None
+
+    def encode(self) -> bytes:
+        """The 5-byte DLMS date (FFFF / FF for an unspecified field)."""
+        year = 0xFFFF if self.year is None else self.year
+        rest = (self.month, self.day, self.weekday)
+        return year.to_bytes(2, "big") + bytes(UNSPECIFIED if v is None else v for v in rest)
+
+    def at_midnight(self) -> bytes:
+        """The 12-byte DLMS date-time of the date's start (a season's start)."""
+        return self.encode() + bytes(4) + IMMEDIATE_DATE_TIME[-3:]
+
+
+@dataclass(frozen=True)
+class DayProfile:
+    """One day of a switching table: (start time (h, m, s), script selector) actions."""
+
+    day_id: int
+    actions: tuple[tuple[tuple[int, int, int], int], ...]
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """An ESME's import tariff as ECS01a writes it (prices in the currency's minor units
+    times 10^scale, thresholds in Wh). ``tou_prices[n-1]`` is TOU rate n's price;
+    ``block_prices[(rate, block)]`` a block tariff's price (rate 1..8, block 1..4)."""
+
+    seasons: tuple[tuple[bytes, TariffDate, int], ...]  # name, start, week id
+    weeks: tuple[tuple[int, tuple[int, ...]], ...]  # week id, the 7 day ids Monday first
+    days: tuple[DayProfile, ...]
+    special_days: tuple[tuple[TariffDate, int], ...]  # date, day id
+    thresholds: tuple[tuple[int, ...], ...]  # per TOU rate 1..8
+    standing_charge: int
+    standing_charge_scale: int
+    price_scale: int
+    tou_prices: tuple[int, ...] = ()
+    block_prices: tuple[tuple[tuple[int, int], int], ...] = ()
+
+
+def _price_matrix(tariff: Tariff) -> Data:
+    """The primary element's unit charge: 48 TOU prices (index 1..0x30), then the blocks
+    (index 0xA1.. for block 1 of rates 1..8, 0xB1.. block 2, ...)."""
+    prices = {n + 1: p for n, p in enumerate(tariff.tou_prices)}
+    blocks = dict(tariff.block_prices)
+    if len(prices) > TOU_RATES or any(
+        not (1 <= r <= BLOCK_RATES and 1 <= b <= BLOCKS) for r, b in blocks
+    ):
+        raise GbcsError("tariff prices outside the 48 TOU rates or the 4 x 8 block matrix")
+    entries = [(n, prices.get(n, 0)) for n in range(1, TOU_RATES + 1)]
+    entries += [
+        (0xA0 + 0x10 * (block - 1) + rate, blocks.get((rate, block), 0))
+        for block in range(1, BLOCKS + 1)
+        for rate in range(1, BLOCK_RATES + 1)
+    ]
+    return dlms.array(
+        *(dlms.structure(dlms.octet_string(bytes([i])), _long(p)) for i, p in entries)
+    )
+
+
+def _long(value: int) -> Data:
+    if not -(1 << 15) <= value < 1 << 15:
+        raise GbcsError(f"price {value} does not fit a DLMS long")
+    return Data(dlms.DataType.LONG, value)
+
+
+def _unit_charge(commodity_scale: int, price_scale: int, reference: Data, prices: Data) -> Data:
+    return dlms.structure(
+        dlms.structure(dlms.integer(commodity_scale), dlms.integer(price_scale)),
+        reference,
+        prices,
+    )
+
+
+def tariff_items(tariff: Tariff) -> dict[str, Data]:
+    """The DLMS values of ``tariff`` by what they hold: ``seasons``, ``weeks``, ``days``,
+    ``special_days``, ``thresholds`` (one array per TOU rate), ``standing_charge`` and
+    ``prices`` (unit charges). ECS01a writes them to the passive objects; ECS24 reads the
+    active ones."""
+    if len(tariff.thresholds) != BLOCK_RATES:
+        raise GbcsError("a tariff has block thresholds for 8 TOU rates")
+    seasons = dlms.array(
+        *(
+            dlms.structure(
+                dlms.octet_string(name),
+                dlms.octet_string(start.at_midnight()),
+                dlms.octet_string(bytes([week])),
+            )
+            for name, start, week in tariff.seasons
+        )
+    )
+    weeks = dlms.array(
+        *(
+            dlms.structure(dlms.octet_string(bytes([week])), *(dlms.unsigned(d) for d in days))
+            for week, days in tariff.weeks
+        )
+    )
+    days = dlms.array(
+        *(
+            dlms.structure(
+                dlms.unsigned(day.day_id),
+                dlms.array(
+                    *(
+                        dlms.structure(
+                            dlms.octet_string(bytes([h, m, sec, 0])),
+                            dlms.octet_string(TARIFF_SCRIPT_TABLE),
+                            dlms.long_unsigned(selector),
+                        )
+                        for (h, m, sec), selector in day.actions
+                    )
+                ),
+            )
+            for day in tariff.days
+        )
+    )
+    special = dlms.array(
+        *(
+            dlms.structure(
+                dlms.long_unsigned(n), dlms.octet_string(date.encode()), dlms.unsigned(day)
+            )
+            for n, (date, day) in enumerate(tariff.special_days, start=1)
+        )
+    )
+    return {
+        "seasons": seasons,
+        "weeks": weeks,
+        "days": days,
+        "special_days": special,
+        "standing_charge": _unit_charge(
+            0,
+            tariff.standing_charge_scale,
+            dlms.structure(dlms.long_unsigned(0), dlms.octet_string(bytes(6)), dlms.integer(0)),
+            dlms.array(dlms.structure(dlms.octet_string(b""), _long(tariff.standing_charge))),
+        ),
+        "prices": _unit_charge(
+            3,
+            tariff.price_scale,
+            dlms.structure(
+                dlms.long_unsigned(3), dlms.octet_string(IMPORT_ACTIVE_ENERGY), dlms.integer(2)
+            ),
+            _price_matrix(tariff),
+        ),
+    }
+
+
+def tariff_thresholds(tariff: Tariff, *, pad: bool = False) -> tuple[Data, ...]:
+    """The block thresholds of each TOU rate (``pad``: to the 3 a 4-block rate has, with
+    the "no threshold" maximum, as the ESME reports its active thresholds)."""
+    rates = tariff.thresholds
+    if pad:
+        rates = tuple((*r, *(NO_THRESHOLD,) * (BLOCKS - 1 - len(r))) for r in rates)
+    return tuple(dlms.array(*(dlms.double_long_unsigned(t) for t in r)) for r in rates)
+
+
+def _ecs01a_data(context: CommandContext) -> tuple[Data, ...]:
+    """Set the import tariff (``tariff``, a :class:`Tariff`) now, at ``execution_date_time``
+    or (year 3000) cancel a pending one."""
+    tariff = context.parameter("tariff", Tariff)
+    assert isinstance(tariff, Tariff)
+    items = tariff_items(tariff)
+    activation = dlms.octet_string(_activation_time(context))
+    return (
+        items["seasons"],
+        items["weeks"],
+        items["days"],
+        items["special_days"],
+        *tariff_thresholds(tariff),
+        dlms.boolean(True),
+        items["standing_charge"],
+        items["prices"],
+        *(activation,) * 6,
+    )
+
+
+_ECS01A_SPECS = (
+    *(
+        RequestSpec(AccessKind.SET, ACTIVITY_CALENDAR_CLASS, ACTIVITY_CALENDAR, attribute)
+        for attribute in (SEASON_PROFILE_PASSIVE, WEEK_PROFILE_PASSIVE, DAY_PROFILE_PASSIVE)
+    ),
+    RequestSpec(AccessKind.SET, SPECIAL_DAYS_CLASS, SPECIAL_DAYS_PASSIVE, VALUE),
+    *(RequestSpec(AccessKind.SET, REGISTER_MONITOR_CLASS, o, THRESHOLDS) for o in BLOCK_THRESHOLDS),
+    RequestSpec(AccessKind.SET, DISABLEMENT_THRESHOLD_CLASS, TARIFF_SWITCHING, THRESHOLD_VALUE),
+    RequestSpec(AccessKind.SET, CHARGE_CLASS, STANDING_CHARGE, UNIT_CHARGE_PASSIVE),
+    RequestSpec(AccessKind.SET, CHARGE_CLASS, PRIMARY_ELEMENT_CHARGE, UNIT_CHARGE_PASSIVE),
+    RequestSpec(
+        AccessKind.SET, ACTIVITY_CALENDAR_CLASS, ACTIVITY_CALENDAR, ACTIVATE_PASSIVE_CALENDAR_TIME
+    ),
+    *(
+        RequestSpec(AccessKind.SET, DISABLEMENT_THRESHOLD_CLASS, o, THRESHOLD_ACTIVATION_TIME)
+        for o in (CURRENCY_UNITS, TARIFF_SWITCHING)
+    ),
+    *(
+        RequestSpec(AccessKind.SET, CHARGE_CLASS, o, UNIT_CHARGE_ACTIVATION_TIME)
+        for o in (STANDING_CHARGE, PRIMARY_ELEMENT_CHARGE)
+    ),
+    RequestSpec(
+        AccessKind.SET,
+        DISABLEMENT_THRESHOLD_CLASS,
+        BLOCK_THRESHOLD_ACTIVATION,
+        THRESHOLD_ACTIVATION_TIME,
+    ),
+)
+
+
+# ECS24 (4.11.1) reads the tariff in force: the active counterparts of what ECS01a writes
+REGISTER_CLASS = 3
+TARIFF_CURRENCY = bytes.fromhex("00005E2C0107")  # 0-0:94.44.1.7
+SPECIAL_DAYS_ACTIVE = bytes.fromhex("00000B0000FF")  # 0-0:11.0.0.255
+ACTIVE_BLOCK_THRESHOLDS = tuple(bytes([0, 0, 16, 0, 11 + n, 0xFF]) for n in range(8))
+SEASON_PROFILE_ACTIVE, WEEK_PROFILE_ACTIVE, DAY_PROFILE_ACTIVE = 3, 4, 5
+UNIT_CHARGE_ACTIVE = 5
+SCALER_UNIT = 3
+ECS24_SPECS = (
+    RequestSpec(AccessKind.GET, REGISTER_CLASS, TARIFF_CURRENCY, VALUE),
+    RequestSpec(AccessKind.GET, REGISTER_CLASS, TARIFF_CURRENCY, SCALER_UNIT),
+    *(
+        RequestSpec(AccessKind.GET, ACTIVITY_CALENDAR_CLASS, ACTIVITY_CALENDAR, attribute)
+        for attribute in (SEASON_PROFILE_ACTIVE, WEEK_PROFILE_ACTIVE, DAY_PROFILE_ACTIVE)
+    ),
+    RequestSpec(AccessKind.GET, SPECIAL_DAYS_CLASS, SPECIAL_DAYS_ACTIVE, VALUE),
+    *(
+        RequestSpec(AccessKind.GET, REGISTER_MONITOR_CLASS, o, THRESHOLDS)
+        for o in ACTIVE_BLOCK_THRESHOLDS
+    ),
+    RequestSpec(AccessKind.GET, DISABLEMENT_THRESHOLD_CLASS, TARIFF_SWITCHING, VALUE),
+    RequestSpec(AccessKind.GET, CHARGE_CLASS, STANDING_CHARGE, UNIT_CHARGE_ACTIVE),
+    RequestSpec(AccessKind.GET, CHARGE_CLASS, PRIMARY_ELEMENT_CHARGE, UNIT_CHARGE_ACTIVE),
+)
+
+
+# ECS34 (6.12): the instantaneous power thresholds (W) between low/medium and medium/high
+POWER_THRESHOLDS = bytes.fromhex("0000100000FF")  # 0-0:16.0.0.255, a register monitor
+
+
+def _power_thresholds(context: CommandContext) -> tuple[Data, ...]:
+    low = context.parameter("low_medium_power_threshold", int)
+    high = context.parameter("medium_high_power_threshold", int)
+    assert isinstance(low, int) and isinstance(high, int)
+    if not 0 <= low <= 0xFFFFFFFF or not 0 <= high <= 0xFFFFFFFF:
+        raise GbcsError("power thresholds are double-long-unsigned watts")
+    return (dlms.array(dlms.double_long_unsigned(low), dlms.double_long_unsigned(high)),)
 
 
 def _execute_script(use_case: str, script: int) -> DlmsCommandLayout:
@@ -446,6 +813,61 @@ LAYOUTS: dict[str, DlmsCommandLayout] = {
             ),
             _ccs02_data,
         ),
+        DlmsCommandLayout(USE_CASES_BY_NAME["ECS01a"], _ECS01A_SPECS, _ecs01a_data),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS24"], ECS24_SPECS, lambda _c: (dlms.null(),) * len(ECS24_SPECS)
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS14"],
+            (RequestSpec(AccessKind.SET, DATA_CLASS, PRIVACY_PIN, VALUE),),
+            _fixed(dlms.octet_string(b"")),  # an empty PIN: protection off
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS34"],
+            (RequestSpec(AccessKind.SET, REGISTER_MONITOR_CLASS, POWER_THRESHOLDS, THRESHOLDS),),
+            _power_thresholds,
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS17c"],
+            (RequestSpec(AccessKind.GET, DATA_CLASS, ACTIVE_POWER_IMPORT, VALUE),),
+            _fixed(dlms.null()),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS15a"],
+            (RequestSpec(AccessKind.ACTION, PROFILE_GENERIC_CLASS, ESME_EVENT_LOG, RESET),),
+            _fixed(dlms.integer(0)),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS39a"],
+            (RequestSpec(AccessKind.SET, DATA_CLASS, IMPORT_MPXN, VALUE),),
+            _octets_parameter("import_mpxn"),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS26j"],
+            (RequestSpec(AccessKind.GET, ACCOUNT_CLASS, ACCOUNT_ACTIVE, ACCOUNT_MODE_AND_STATUS),),
+            _fixed(dlms.null()),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS03"],
+            (
+                RequestSpec(AccessKind.SET, ACCOUNT_CLASS, ACCOUNT, ACCOUNT_MODE_AND_STATUS),
+                RequestSpec(
+                    AccessKind.SET,
+                    DISABLEMENT_THRESHOLD_CLASS,
+                    DISABLEMENT_THRESHOLD,
+                    THRESHOLD_VALUE,
+                ),
+                RequestSpec(AccessKind.SET, ACCOUNT_CLASS, ACCOUNT, CREDIT_REFERENCE_LIST),
+                RequestSpec(
+                    AccessKind.SET,
+                    DISABLEMENT_THRESHOLD_CLASS,
+                    DISABLEMENT_THRESHOLD,
+                    THRESHOLD_ACTIVATION_TIME,
+                ),
+                RequestSpec(AccessKind.SET, ACCOUNT_CLASS, ACCOUNT, ACCOUNT_ACTIVATION_TIME),
+            ),
+            _ecs03_data,
+        ),
         DlmsCommandLayout(
             USE_CASES_BY_NAME["ECS02"],
             tuple(
@@ -462,12 +884,278 @@ LAYOUTS: dict[str, DlmsCommandLayout] = {
 }
 
 
+@dataclass(frozen=True)
+class Asn1CommandLayout:
+    """One use case's DER command: the schema :mod:`dccsim.gbcs.der` holds for its message
+    code, and its fields computed from the context."""
+
+    use_case: UseCase
+    fields: Callable[[CommandContext], Mapping[str, object]]
+
+    @property
+    def schema(self) -> der.Asn1Field:
+        schema = der.ASN1_SCHEMAS.get((self.use_case.message_code, self.use_case.cra_flag))
+        if schema is None:
+            raise GbcsError(f"no ASN.1 schema for {self.use_case.name}")
+        return schema
+
+    def encode(self, context: CommandContext) -> bytes:
+        return der.encode_with(self.schema, self.fields(context))
+
+
+# GBCS GeneralizedTime: UTC to the second; 9999-12-31T23:59:59 cancels a future-dated command
+ASN1_CANCELLATION_TIME = "99991231235959Z"
+MANUFACTURER_IMAGE_HASH_LENGTH = 32  # SHA-256
+
+
+def asn1_time(value: dt.datetime) -> str:
+    return f"{_utc(value):%Y%m%d%H%M%S}Z"
+
+
+def parse_asn1_time(text: str) -> dt.datetime:
+    """A GBCS GeneralizedTime (``YYYYMMDDhhmmssZ``) as an aware UTC datetime."""
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise GbcsError(f"bad GeneralizedTime {text!r}") from exc
+
+
+def _asn1_execution_time(context: CommandContext) -> dict[str, object]:
+    """The optional execution_date_time of a future-datable DER command (absent: now)."""
+    when = context.parameters.get("execution_date_time")
+    if when is None:
+        return {}
+    if not isinstance(when, dt.datetime):
+        raise GbcsError("command parameter 'execution_date_time' must be a datetime")
+    if _utc(when).year >= CANCELLATION_YEAR:
+        return {"execution_date_time": ASN1_CANCELLATION_TIME}
+    return {"execution_date_time": asn1_time(when)}
+
+
+def _cs06_fields(context: CommandContext) -> Mapping[str, object]:
+    """Activate the firmware image whose SHA-256 is ``firmware_hash``, now or at
+    ``execution_date_time``; the originator counter is repeated inside the payload."""
+    image_hash = context.parameter("firmware_hash", bytes)
+    assert isinstance(image_hash, bytes)
+    if len(image_hash) != MANUFACTURER_IMAGE_HASH_LENGTH:
+        raise GbcsError("command parameter 'firmware_hash' is not 32 octets")
+    return {
+        "manufacturer_image_hash": image_hash,
+        "originator_counter": context.counter,
+        **_asn1_execution_time(context),
+    }
+
+
+# CS02b/CS02g (6.15.1): trust anchor cells are (remote party role, key usage, cell usage)
+ROLE_SUPPLIER, ROLE_NETWORK_OPERATOR, ROLE_LOAD_CONTROLLER = 2, 3, 8
+KEY_USAGE_DIGITAL_SIGNATURE = b"\x07\x80"  # BIT STRING content: digitalSignature
+KEY_USAGE_KEY_AGREEMENT = b"\x03\x08"  # BIT STRING content: keyAgreement
+CELL_USAGE_PREPAYMENT_TOP_UP = 1  # absent: management (the DEFAULT)
+SEQ_NUMBER_USAGE_PREPAYMENT_TOP_UP = 0
+TRUST_ANCHOR_CELL = der.sequence(
+    "trust_anchor_cell",
+    der.integer("remote_party_role"),
+    der.bits("key_usage"),
+    der.integer("cell_usage", optional=True),
+)
+REPLACEMENTS = der.sequence_of(
+    "replacements",
+    der.sequence("replacement", der.CERTIFICATE, TRUST_ANCHOR_CELL),
+)
+SPECIALIST_FLOOR_SEQ_NUMBERS = der.sequence_of(
+    "new_remote_party_specialist_floor_seq_numbers",
+    der.sequence("specialist", der.integer("usage"), der.integer("seq_number")),
+    tag=0xA5,
+)
+SEQ_NUMBER_CHANGE = der.sequence(
+    "change",
+    der.integer("remote_party_role"),
+    der.integer("floor_seq_number"),
+    der.sequence_of(
+        "specialist_floor_seq_numbers",
+        der.sequence("specialist", der.integer("usage"), der.integer("seq_number")),
+        optional=True,
+    ),
+)
+OTHER_SEQ_NUMBER_CHANGES = der.sequence_of(
+    "other_remote_party_seq_number_changes", SEQ_NUMBER_CHANGE, tag=0xA6
+)
+# in a CS02b/CS02g response (the execution outcome)
+SEQ_NUMBER_CHANGES = der.sequence_of("remote_party_seq_number_changes", SEQ_NUMBER_CHANGE)
+REPLACEMENT_OUTCOME = der.sequence(
+    "replacement_outcome",
+    TRUST_ANCHOR_CELL,
+    der.Asn1Field("status", "integer", der.ENUMERATED),
+    der.octets("existing_subject_unique_id"),
+    der.octets("existing_subject_key_id"),
+    der.octets("replacing_subject_unique_id"),
+    der.octets("replacing_subject_key_id"),
+)
+# the parts of a credentials update that the generic DER schema leaves as DER, and how to
+# read them (for describing a message)
+CREDENTIALS_PARTS: dict[str, der.Asn1Field] = {
+    "replacements": REPLACEMENTS,
+    "new_remote_party_seq_numbers": SPECIALIST_FLOOR_SEQ_NUMBERS,
+    "new_seq_numbers": OTHER_SEQ_NUMBER_CHANGES,
+    "seq_numbers": SEQ_NUMBER_CHANGES,
+}
+
+
+@dataclass(frozen=True)
+class CredentialsReplacement:
+    """One 6.15.1 credentials replacement mode: the DUIS RemotePartyRole whose certificates
+    are replaced, the GBCS mode number, who authorises it (the originator's role) and where
+    the new party's floor seq number goes (its own field, or an "other remote party" change)."""
+
+    use_case: str
+    mode: int
+    authorising_role: int
+    target_role: int
+    floor_in_other_changes: bool = False
+    # the Transitional CoS's cancellation carries no seq numbers (the RTDS 6.23 vector)
+    seq_numbers_when_cancelling: bool = True
+
+
+KRP_REPLACEMENTS: dict[str, CredentialsReplacement] = {
+    "Supplier": CredentialsReplacement("CS02bSupplierBySupplier", 2, ROLE_SUPPLIER, ROLE_SUPPLIER),
+    "NetworkOperator": CredentialsReplacement(
+        "CS02bNOByNO", 3, ROLE_NETWORK_OPERATOR, ROLE_NETWORK_OPERATOR
+    ),
+    "LoadController": CredentialsReplacement(
+        "CS02gLoadControllerBySupplier",
+        11,
+        ROLE_SUPPLIER,
+        ROLE_LOAD_CONTROLLER,
+        floor_in_other_changes=True,
+    ),
+}
+ROLE_TRANSITIONAL_COS = 5
+# 6.23: the Transitional CoS Party replaces the Supplier's credentials (the DCC signs)
+COS_REPLACEMENT = CredentialsReplacement(
+    "CS02bSupplierByTransCoS",
+    7,
+    ROLE_TRANSITIONAL_COS,
+    ROLE_SUPPLIER,
+    floor_in_other_changes=True,
+    seq_numbers_when_cancelling=False,
+)
+KRP_BY_USE_CASE = {r.use_case: r for r in (*KRP_REPLACEMENTS.values(), COS_REPLACEMENT)}
+
+
+def _certificate(context: CommandContext, name: str) -> bytes | None:
+    value = context.parameters.get(name)
+    if value is not None and not isinstance(value, bytes):
+        raise GbcsError(f"command parameter {name!r} must be DER bytes")
+    return value
+
+
+def _optional_int(context: CommandContext, name: str) -> int | None:
+    value = context.parameters.get(name)
+    if value is not None and not isinstance(value, int):
+        raise GbcsError(f"command parameter {name!r} must be an int")
+    return value
+
+
+def _cs02b_fields(use_case: str) -> Callable[[CommandContext], Mapping[str, object]]:
+    """Update the credentials of ``use_case``'s remote party: the replacement certificates
+    (``digital_signing_certificate``, ``key_agreement_certificate``,
+    ``key_agreement_top_up_certificate``, DER), the ``certification_path_certificates``, the
+    ``floor_seq_number`` and ``prepayment_top_up_floor_seq_number``,
+    ``apply_time_based_cpv_checks`` and the optional ``execution_date_time``."""
+    replacement = KRP_BY_USE_CASE[use_case]
+
+    def fields(context: CommandContext) -> Mapping[str, object]:
+        control: dict[str, object] = {"authorising_remote_party_role": replacement.mode}
+        if not _flag(context, "apply_time_based_cpv_checks"):
+            control["authorising_ta_cell_identifier"] = 1  # [1] applyTimeBasedCPVChecks: disapply
+        control["ta_cell_identifier"] = {
+            "remote_party_role": replacement.authorising_role,
+            "key_usage": KEY_USAGE_DIGITAL_SIGNATURE,
+        }
+        control["originator_counter"] = context.counter
+        floor = _optional_int(context, "floor_seq_number")
+        top_up_floor = _optional_int(context, "prepayment_top_up_floor_seq_number")
+        timing = _asn1_execution_time(context)
+        cancelling = timing.get("execution_date_time") == ASN1_CANCELLATION_TIME
+        if cancelling and not replacement.seq_numbers_when_cancelling:
+            floor = top_up_floor = None
+        if replacement.floor_in_other_changes:
+            if floor is not None:
+                change: dict[str, object] = {
+                    "remote_party_role": replacement.target_role,
+                    "floor_seq_number": floor,
+                }
+                if top_up_floor is not None:
+                    change["specialist_floor_seq_numbers"] = [
+                        {"usage": SEQ_NUMBER_USAGE_PREPAYMENT_TOP_UP, "seq_number": top_up_floor}
+                    ]
+                control["new_seq_numbers"] = der.encode_with(OTHER_SEQ_NUMBER_CHANGES, [change])
+        else:
+            if floor is not None:
+                control["floor_seq_number"] = floor
+            if top_up_floor is not None:
+                control["new_remote_party_seq_numbers"] = der.encode_with(
+                    SPECIALIST_FLOOR_SEQ_NUMBERS,
+                    [{"usage": SEQ_NUMBER_USAGE_PREPAYMENT_TOP_UP, "seq_number": top_up_floor}],
+                )
+        cells = (
+            ("digital_signing_certificate", KEY_USAGE_DIGITAL_SIGNATURE, None),
+            ("key_agreement_certificate", KEY_USAGE_KEY_AGREEMENT, None),
+            (
+                "key_agreement_top_up_certificate",
+                KEY_USAGE_KEY_AGREEMENT,
+                CELL_USAGE_PREPAYMENT_TOP_UP,
+            ),
+        )
+        replacements = []
+        for name, key_usage, cell_usage in cells:
+            certificate = _certificate(context, name)
+            if certificate is None:
+                continue
+            cell: dict[str, object] = {
+                "remote_party_role": replacement.target_role,
+                "key_usage": key_usage,
+            }
+            if cell_usage is not None:
+                cell["cell_usage"] = cell_usage
+            replacements.append({"certificate": certificate, "trust_anchor_cell": cell})
+        if not replacements:
+            raise GbcsError("a credentials update needs at least one replacement certificate")
+        path = context.parameters.get("certification_path_certificates", [])
+        if not isinstance(path, list) or not all(isinstance(c, bytes) for c in path):
+            raise GbcsError("command parameter 'certification_path_certificates' must be DER")
+        return {
+            "authorising_remote_party_control": control,
+            "replacements": der.encode_with(REPLACEMENTS, replacements),
+            "certification_path_certificates": path,
+            **timing,
+        }
+
+    return fields
+
+
+ASN1_LAYOUTS: dict[str, Asn1CommandLayout] = {
+    layout.use_case.name: layout
+    for layout in (
+        Asn1CommandLayout(USE_CASES_BY_NAME["CS06"], _cs06_fields),
+        *(
+            Asn1CommandLayout(USE_CASES_BY_NAME[name], _cs02b_fields(name))
+            for name in KRP_BY_USE_CASE
+        ),
+    )
+}
+
+
 def command_payload(use_case: str, context: CommandContext) -> bytes:
-    """The DLMS Access Request payload of ``use_case`` (e.g. ``"ECS42"``) for ``context``.
+    """The command payload of ``use_case`` (e.g. ``"ECS42"``) for ``context``: a DLMS Access
+    Request, or the DER of an ASN.1 use case.
 
     Raises :class:`GbcsError` for a use case without a layout or a missing parameter.
     """
     layout = LAYOUTS.get(use_case)
-    if layout is None:
-        raise GbcsError(f"no DLMS command layout for {use_case}")
-    return layout.request(context).encode()
+    if layout is not None:
+        return layout.request(context).encode()
+    asn1 = ASN1_LAYOUTS.get(use_case)
+    if asn1 is not None:
+        return asn1.encode(context)
+    raise GbcsError(f"no command layout for {use_case}")

@@ -6,12 +6,14 @@ What ``dccsim gbcs decode`` prints. Pure: the keys come from an injected :class:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dccsim.gbcs.commands import CREDENTIALS_PARTS, REPLACEMENT_OUTCOME
 from dccsim.gbcs.crypto import ACB_EUI, verify_frame_signature, verify_mac
-from dccsim.gbcs.der import asn1_to_json, decode_asn1
+from dccsim.gbcs.der import asn1_to_json, decode_asn1, decode_with
 from dccsim.gbcs.dlms import (
     AccessRequest,
     AccessResponse,
@@ -149,10 +151,45 @@ def _payload(frame: GeneralSigning) -> dict[str, Any]:
             return {"kind": "zigbee", **gbz_to_json(gbz)}
         if payload[:1] and payload[0] in _DER_TAGS:
             asn1 = decode_asn1(payload, message_code=frame.message_code, cra_flag=frame.cra_flag)
-            return {"kind": "asn1", **asn1_to_json(asn1)}
+            described = asn1_to_json(asn1)
+            if isinstance(asn1.fields, Mapping):
+                described["parts"] = _credentials_parts(asn1.fields)
+                if not described["parts"]:
+                    del described["parts"]
+            return {"kind": "asn1", **described}
     except GbcsError as exc:
         return {"kind": _kind(payload), "error": exc.reason, "hex": payload.hex()}
     return {"kind": _kind(payload), "hex": payload.hex()}
+
+
+def _credentials_parts(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A CS02b/CS02g payload's DER-valued parts decoded (replacements, seq numbers, the
+    replacement outcomes), by field name; parts that do not decode are left out."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, Mapping):
+            out |= _credentials_parts(value)
+        elif name == "replacement_results" and isinstance(value, list):
+            try:
+                out[name] = [_json_value(decode_with(REPLACEMENT_OUTCOME, v)) for v in value]
+            except GbcsError:
+                pass
+        elif name in CREDENTIALS_PARTS and isinstance(value, bytes):
+            try:
+                out[name] = _json_value(decode_with(CREDENTIALS_PARTS[name], value))
+            except GbcsError:
+                pass
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def _kind(payload: bytes) -> str:

@@ -149,10 +149,24 @@ _D, _Z, _A = PayloadKind.DLMS, PayloadKind.ZIGBEE, PayloadKind.ASN1
 USE_CASES += (
     _uc("CS01a", "Apply Prepayment Top Up to an ESME", 0x0007, _D, ("2.2",)),
     _uc("CS01b", "Apply Prepayment Top Up to a GSME", 0x0097, _Z, ("2.2",)),
+    _uc("ECS01a", "Set Tariff and Price on ESME", 0x0019, _D, ("1.1.1",), critical=True),
+    _uc("ECS24", "Read ESME Tariff Data", 0x003A, _D, ("4.11.1",)),
     _uc("ECS02", "Set ESME Payment Mode to Credit", 0x001A, _D, ("1.6",), critical=True),
     _uc("ECS03", "Set ESME Payment Mode to Prepayment", 0x001B, _D, ("1.6",), critical=True),
     _uc("GCS02", "Set GSME Payment Mode to Credit", 0x006C, _Z, ("1.6",), critical=True),
     _uc("GCS03", "Set GSME Payment Mode to Prepayment", 0x006D, _Z, ("1.6",), critical=True),
+    _uc(
+        "ECS26j",
+        "Read ESME Configuration Data Device Information (Payment Mode)",
+        0x00BE,
+        _D,
+        ("6.2.9",),
+    ),
+    _uc("ECS14", "Disable Privacy PIN Protection", 0x0023, _D, ("3.5",)),
+    _uc("ECS15a", "Clear ESME Event Log", 0x0024, _D, ("3.3",)),
+    _uc("ECS17c", "Read ESME Energy Registers (Power)", 0x0028, _D, ("4.16",)),
+    _uc("ECS39a", "Set MPAN Value on the ESME", 0x004C, _D, ("6.20.1",)),
+    _uc("ECS34", "Set Instantaneous Power Threshold Configuration", 0x0047, _D, ("6.12",)),
     _uc("ECS10", "Send Message to ESME", 0x0021, _D, ("3.1",)),
     _uc("GCS07", "Send Message to GSME", 0x0071, _Z, ("3.1",)),
     _uc("GCS13a", "Read GSME Consumption Register", 0x0074, _Z, ("4.1.1",)),
@@ -200,6 +214,40 @@ USE_CASES += (
     _uc("GCS38", "Read GSME Firmware Version", 0x0084, _Z, ("11.2",)),
     _uc("CS08", "Read PPMID/HCALCS Firmware Version", 0x0129, _A, ("11.2",)),
     _uc("CS06", "Activate Firmware", 0x0012, _A, ("11.3",), critical=True),
+    # CS02b/CS02g Update Security Credentials: one message code per credentials replacement
+    # mode (the RTDS folders' names)
+    _uc(
+        "CS02bSupplierBySupplier",
+        "Update Security Credentials (Supplier by Supplier)",
+        0x0102,
+        _A,
+        ("6.15.1",),
+        critical=True,
+    ),
+    _uc(
+        "CS02bNOByNO",
+        "Update Security Credentials (Network Operator by Network Operator)",
+        0x0103,
+        _A,
+        ("6.15.1",),
+        critical=True,
+    ),
+    _uc(
+        "CS02bSupplierByTransCoS",
+        "Update Security Credentials (Supplier by Transitional CoS)",
+        0x0107,
+        _A,
+        ("6.23",),
+        critical=True,  # signed by the Transitional CoS Party, not by the User
+    ),
+    _uc(
+        "CS02gLoadControllerBySupplier",
+        "Update Security Credentials (Load Controller by Supplier)",
+        0x0126,
+        _A,
+        ("6.15.1",),
+        critical=True,
+    ),
     _uc("CS03A1", "Method A Join (Meter)", 0x000D, _A, ("8.7.1",), critical=True),
     _uc("CS03A2", "Method A Join (non-meter)", 0x00AB, _A, ("8.7.1", "8.7.2")),
     _uc("CS03B", "Method B Join", 0x000E, _A, ("8.7.2",)),
@@ -550,16 +598,33 @@ def build_maced_response(
     return seal(frame, private_key=device_ka_private, peer_public_key=recipient_ka_public).encode()
 
 
+def build_signed_response(
+    *,
+    command: GeneralCiphering,
+    payload: bytes,
+    date_time: bytes | None,
+    device_ds_private: ec.EllipticCurvePrivateKey,
+) -> bytes:
+    """Any critical command's response (DLMS, GBZ or DER ``payload``): General Signing, CRA 2,
+    titles swapped, the command's counter and message code, signed with the device's DS key."""
+    frame = _response_frame(command.general_signing, date_time, payload)
+    return sign_frame(frame, device_ds_private).encode()
+
+
 def build_signed_access_response(
     *,
     command: GeneralCiphering,
     data: tuple[Data, ...],
     results: tuple[int, ...],
     device_ds_private: ec.EllipticCurvePrivateKey,
+    date_time: bytes | None = None,
 ) -> bytes:
-    """A critical DLMS command's response: General Signing (no date-time) signed with the
-    device's DS key, not MAC'd, as the RTDS ECS42/43/44/70 responses are."""
-    frame = _response_frame(command.general_signing, None, _access_response(command, data, results))
+    """A critical DLMS command's response: General Signing signed with the device's DS key,
+    not MAC'd, as the RTDS ECS42/43/44/70 responses are (no date-time) and the ECS02/ECS03
+    ones (``date_time``, 12-byte DLMS)."""
+    frame = _response_frame(
+        command.general_signing, date_time, _access_response(command, data, results)
+    )
     return sign_frame(frame, device_ds_private).encode()
 
 

@@ -11,6 +11,8 @@ Pure functions over the DUIS body and keys; the service (app.py) does the I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -24,7 +26,16 @@ from lxml import etree
 from dccsim.duis.codes import DuisError
 from dccsim.duis.requestid import parse_eui
 from dccsim.gbcs import critical
-from dccsim.gbcs.commands import CommandContext, command_payload
+from dccsim.gbcs.commands import (
+    BLOCK_SCRIPT_OFFSET,
+    KRP_REPLACEMENTS,
+    CommandContext,
+    DayProfile,
+    Tariff,
+    TariffDate,
+    command_payload,
+)
+from dccsim.gbcs.crypto import sign_frame
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME
 from dccsim.gbcs.usecases import build_command as build_gbcs_command
@@ -125,6 +136,340 @@ def _han_device_log_parameters(body: etree._Element | None) -> dict[str, object]
     return parameters
 
 
+def _boolean(body: etree._Element | None, path: str) -> bool:
+    text = _child_text(body, path)
+    if text not in ("true", "false", "1", "0"):
+        raise ServiceRequestBodyError(f"bad {path} {text!r}: not an xs:boolean")
+    return text in ("true", "1")
+
+
+def _optional(body: etree._Element | None, path: str) -> bool:
+    element = body
+    for local in path.split("/"):
+        element = None if element is None else element.find(f"{{{SR_NS}}}{local}")
+    return element is not None
+
+
+def _execution_date_time(body: etree._Element | None) -> dict[str, object]:
+    """A future-datable SR's optional ExecutionDateTime (absent: now; 3000-12-31: cancel)."""
+    if not _optional(body, "ExecutionDateTime"):
+        return {}
+    return {"execution_date_time": _date_time(body, "ExecutionDateTime")}
+
+
+# 1.6 to an ESME: the DUIS payment mode chosen -> the ECS use case
+PAYMENT_MODES: dict[str, str] = {"Credit": "ECS02", "Prepayment": "ECS03"}
+
+
+def _payment_mode_use_case(body: etree._Element | None) -> str:
+    for mode, use_case in PAYMENT_MODES.items():
+        if _optional(body, mode):
+            return use_case
+    raise ServiceRequestBodyError("UpdatePaymentMode names neither Credit nor Prepayment")
+
+
+def _payment_mode_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdatePaymentMode: ExecutionDateTime (optional), and for Prepayment its
+    SuspendDebtDisabled, SuspendDebtEmergency and DisablementThreshold."""
+    parameters = _execution_date_time(body)
+    if _payment_mode_use_case(body) == "ECS03":
+        try:
+            threshold = int(_child_text(body, "Prepayment/DisablementThreshold"))
+        except ValueError as exc:
+            raise ServiceRequestBodyError(f"bad DisablementThreshold: {exc}") from exc
+        parameters |= {
+            "disablement_threshold": threshold,
+            "suspend_debt_disabled": _boolean(body, "Prepayment/SuspendDebtDisabled"),
+            "suspend_debt_emergency": _boolean(body, "Prepayment/SuspendDebtEmergency"),
+        }
+    return parameters
+
+
+def _activate_firmware_parameters(body: etree._Element | None) -> dict[str, object]:
+    """ActivateFirmware: FirmwareHash (hex, the SHA-256 of the image), ExecutionDateTime."""
+    text = _child_text(body, "FirmwareHash")
+    try:
+        image_hash = bytes.fromhex(text)
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad FirmwareHash {text!r}: {exc}") from exc
+    return {"firmware_hash": image_hash, **_execution_date_time(body)}
+
+
+def _der_text(text: str, path: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ServiceRequestBodyError(f"bad {path}: not base64 ({exc})") from exc
+
+
+def _base64_der(body: etree._Element | None, path: str) -> bytes:
+    """A base64Binary certificate of the body as DER bytes."""
+    return _der_text(_child_text(body, path), path)
+
+
+def _optional_int(body: etree._Element | None, path: str) -> int | None:
+    if not _optional(body, path):
+        return None
+    try:
+        return int(_child_text(body, path))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad {path}: {exc}") from exc
+
+
+def _krp_use_case(body: etree._Element | None) -> str:
+    role = _child_text(body, "RemotePartyRole")
+    replacement = KRP_REPLACEMENTS.get(role)
+    if replacement is None:
+        raise ServiceRequestBodyError(f"RemotePartyRole {role} cannot replace its own credentials")
+    return replacement.use_case
+
+
+_CERTIFICATES = "ReplacementCertificates/SupplierOrNetworkOperatorCertificates"
+
+
+def _krp_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateSecurityCredentialsKRP: the replacement certificates (base64 DER), the
+    certification path, the floor seq numbers, ApplyTimeBasedCPVChecks, ExecutionDateTime."""
+    _krp_use_case(body)
+    parameters: dict[str, object] = {
+        "floor_seq_number": _optional_int(body, "RemotePartyFloorSeqNumber"),
+        "prepayment_top_up_floor_seq_number": _optional_int(
+            body, "RemotePartyPrepaymentTopUpFloorSeqNumber"
+        ),
+        "apply_time_based_cpv_checks": _boolean(body, "ApplyTimeBasedCPVChecks"),
+        **_execution_date_time(body),
+    }
+    parameters |= _replacement_certificates(body, _CERTIFICATES)
+    parameters["certification_path_certificates"] = _certification_path(body)
+    return parameters
+
+
+def _replacement_certificates(body: etree._Element | None, holder: str) -> dict[str, object]:
+    """The replacement certificates below ``holder`` (DER), by command parameter name."""
+    parameters: dict[str, object] = {}
+    for name, element in (
+        ("digital_signing_certificate", "DigitalSigningCertificate"),
+        ("key_agreement_certificate", "KeyAgreementCertificate"),
+        ("key_agreement_top_up_certificate", "KeyAgreementTopUpCertificate"),
+    ):
+        if _optional(body, f"{holder}/{element}"):
+            parameters[name] = _base64_der(body, f"{holder}/{element}")
+    return parameters
+
+
+def _certification_path(body: etree._Element | None) -> list[bytes]:
+    path = None if body is None else body.find(f"{{{SR_NS}}}CertificationPathCertificates")
+    return [
+        _der_text(c.text or "", "CertificationPathCertificates/Certificate")
+        for c in ([] if path is None else path.findall(f"{{{SR_NS}}}Certificate"))
+    ]
+
+
+_COS_CERTIFICATES = "SupplierReplacementCertificates"
+
+
+def _cos_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateSecurityCredentialsCoS: the new Supplier's certificates, its floor seq numbers,
+    the certification path, ApplyTimeBasedCPVChecks, ExecutionDateTime."""
+    parameters: dict[str, object] = {
+        "floor_seq_number": _optional_int(body, "SupplierFloorSeqNumber"),
+        "prepayment_top_up_floor_seq_number": _optional_int(
+            body, "SupplierPrepaymentTopUpFloorSeqNumber"
+        ),
+        "apply_time_based_cpv_checks": _boolean(body, "ApplyTimeBasedCPVChecks"),
+        "certification_path_certificates": _certification_path(body),
+        **_execution_date_time(body),
+    }
+    parameters |= _replacement_certificates(body, _COS_CERTIFICATES)
+    return parameters
+
+
+def _clear_event_log_use_case(body: etree._Element | None) -> str:
+    """ClearEventLog's ESMEEventLogType: the ESME's own event log (the default) -> ECS15a;
+    the ALCS event log is not held by the emulated ESME."""
+    kind = _child_text(body, "ESMEEventLogType") if _optional(body, "ESMEEventLogType") else "ESME"
+    if kind != "ESME":
+        raise ServiceRequestBodyError(f"ESMEEventLogType {kind} is not a log of this ESME")
+    return "ECS15a"
+
+
+MPAN_DIGITS = 13
+
+
+def _import_mpxn_parameters(body: etree._Element | None) -> dict[str, object]:
+    """SetDeviceConfigurationImportMPxN to an ESME: ImportMPANs/ImportMPAN and, for a
+    twin-element ESME, SecondaryImportMPAN, written one after the other as ASCII. (6.20.1 is
+    future-dated by the DSP: the User Gateway holds it, the command carries no date-time.)"""
+    if _optional(body, "ImportMPRN"):
+        raise ServiceRequestBodyError("an ESME takes ImportMPANs, not an ImportMPRN")
+    mpans = [_child_text(body, "ImportMPANs/ImportMPAN")]
+    if _optional(body, "ImportMPANs/SecondaryImportMPAN"):
+        mpans.append(_child_text(body, "ImportMPANs/SecondaryImportMPAN"))
+    if any(len(m) != MPAN_DIGITS or not m.isdigit() for m in mpans):
+        raise ServiceRequestBodyError(f"an MPAN is {MPAN_DIGITS} digits: {mpans}")
+    return {"import_mpxn": "".join(mpans).encode("ascii")}
+
+
+def _children(element: etree._Element | None, path: str) -> list[etree._Element]:
+    """The elements at ``path`` (local names joined by ``/``, the last one repeated)."""
+    *parents, last = path.split("/")
+    for local in parents:
+        element = None if element is None else element.find(f"{{{SR_NS}}}{local}")
+    return [] if element is None else element.findall(f"{{{SR_NS}}}{last}")
+
+
+def _int(element: etree._Element | None, path: str) -> int:
+    try:
+        return int(_child_text(element, path))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad {path}: {exc}") from exc
+
+
+def _indexed(elements: list[etree._Element], path: str) -> list[etree._Element]:
+    """``elements`` in the order of their ``index`` attribute (1, 2, ...)."""
+    try:
+        ordered = sorted(elements, key=lambda e: int(e.get("index", "0")))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad index on {path}: {exc}") from exc
+    if [int(e.get("index", "0")) for e in ordered] != list(range(1, len(ordered) + 1)):
+        raise ServiceRequestBodyError(f"{path} is not indexed 1..{len(ordered)}")
+    return ordered
+
+
+# a DUIS Date's day of month besides a number: DLMS's special values
+_DAY_OF_MONTH = {"LastDayOfMonth": 0xFE, "SecondLastDayOfMonth": 0xFD}
+
+
+def _tariff_date(element: etree._Element | None, path: str) -> TariffDate:
+    """A DUIS Date (Year, Month, DayOfMonth, DayOfWeek, each Specified... or not)."""
+    date = element
+    for local in path.split("/"):
+        date = None if date is None else date.find(f"{{{SR_NS}}}{local}")
+    if date is None:
+        raise ServiceRequestBodyError(f"DUIS body has no {path}")
+
+    def field(name: str, specified: str) -> int | None:
+        if _optional(date, f"{name}/{specified}"):
+            return _int(date, f"{name}/{specified}")
+        for special, value in _DAY_OF_MONTH.items():
+            if name == "DayOfMonth" and _optional(date, f"{name}/{special}"):
+                return value
+        if _optional(date, f"{name}/NonSpecified{name}"):
+            return None
+        raise ServiceRequestBodyError(f"{path}/{name} is neither specified nor not")
+
+    return TariffDate(
+        field("Year", "SpecifiedYear"),
+        field("Month", "SpecifiedMonth"),
+        field("DayOfMonth", "SpecifiedDayOfMonth"),
+        field("DayOfWeek", "SpecifiedDayOfWeek"),
+    )
+
+
+def _start_time(text: str) -> tuple[int, int, int]:
+    try:
+        when = dt.time.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad StartTime {text!r}: {exc}") from exc
+    return when.hour, when.minute, when.second
+
+
+# a day profile action: the DUIS element -> the script selector of its first rate
+_TARIFF_ACTIONS = {"TOUTariffAction": 0, "BlockTariffAction": BLOCK_SCRIPT_OFFSET}
+_ELEC = "ElecTariffElements"
+# the DUIS price element kinds: TOU prices, block prices, or both
+_PRICE_KINDS = ("TOUTariff", "BlockTariff", "HybridTariff")
+
+
+def _number(element: etree._Element) -> int:
+    """An element's text as an integer; :class:`ServiceRequestBodyError` if it is none."""
+    text = (element.text or "").strip()
+    try:
+        return int(text)
+    except ValueError as exc:
+        local = etree.QName(element).localname
+        raise ServiceRequestBodyError(f"bad {local} {text!r}: not an integer") from exc
+
+
+_PRICES = "PriceElements/ElectricityPriceElements"
+
+
+def _import_tariff_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateImportTariffPrimaryElement: the switching table (day and week profiles,
+    seasons), special days, threshold matrix and prices, as a :class:`Tariff`; and the
+    optional ExecutionDateTime. The meter's currency is GBP (the only one it shows)."""
+    currency = _child_text(body, f"{_ELEC}/CurrencyUnits")
+    if currency != "GBP":
+        raise ServiceRequestBodyError(f"CurrencyUnits {currency}: the ESME prices in GBP")
+    table = f"{_ELEC}/SwitchingTable"
+    days = []
+    for day in _children(body, f"{table}/DayProfiles/DayProfile"):
+        actions = []
+        for schedule in _children(day, "ProfileSchedule"):
+            start = _start_time(_child_text(schedule, "StartTime"))
+            kinds = [k for k in _TARIFF_ACTIONS if _optional(schedule, k)]
+            if len(kinds) != 1:
+                raise ServiceRequestBodyError("a ProfileSchedule has one tariff action")
+            actions.append((start, _TARIFF_ACTIONS[kinds[0]] + _int(schedule, kinds[0])))
+        days.append(DayProfile(_int(day, "DayName"), tuple(actions)))
+    weeks = []
+    for week in _children(body, f"{table}/WeekProfiles/WeekProfile"):
+        refs = _indexed(_children(week, "ReferencedDayName"), "ReferencedDayName")
+        if len(refs) != 7:
+            raise ServiceRequestBodyError("a WeekProfile names 7 days")
+        weeks.append((_int(week, "WeekName"), tuple(_number(r) for r in refs)))
+    seasons = [
+        (
+            _child_text(season, "SeasonName").encode("ascii"),
+            _tariff_date(season, "SeasonStartDate"),
+            _int(season, "ReferencedWeekName"),
+        )
+        for season in _children(body, f"{table}/Seasons/Season")
+    ]
+    special_days = [
+        (_tariff_date(day, "Date"), _int(day, "ReferencedDayName"))
+        for day in _children(body, f"{_ELEC}/SpecialDays/SpecialDay")
+    ]
+    thresholds = tuple(
+        tuple(_number(t) for t in _indexed(_children(rate, "BlockThreshold"), "BlockThreshold"))
+        for rate in _indexed(_children(body, f"{_ELEC}/ThresholdMatrix/Thresholds"), "Thresholds")
+    )
+    kinds = [k for k in _PRICE_KINDS if _optional(body, f"{_PRICES}/{k}")]
+    if len(kinds) != 1:
+        raise ServiceRequestBodyError(f"the prices are one of {', '.join(_PRICE_KINDS)}")
+    prices = f"{_PRICES}/{kinds[0]}"
+    tou = _indexed(_children(body, f"{prices}/TOUPrice"), "TOUPrice")
+    blocks = [
+        ((int(rate.get("index", "0")), int(price.get("index", "0"))), _number(price))
+        for rate in _indexed(_children(body, f"{prices}/BlockPrices"), "BlockPrices")
+        for price in _indexed(_children(rate, "BlockPrice"), "BlockPrice")
+    ]
+    try:
+        tariff = Tariff(
+            seasons=tuple(seasons),
+            weeks=tuple(weeks),
+            days=tuple(days),
+            special_days=tuple(special_days),
+            thresholds=thresholds,
+            standing_charge=_int(body, f"{_PRICES}/StandingCharge"),
+            standing_charge_scale=_int(body, f"{_PRICES}/StandingChargeScale"),
+            price_scale=_int(body, f"{_PRICES}/PriceScale"),
+            tou_prices=tuple(_number(p) for p in tou),
+            block_prices=tuple(blocks),
+        )
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad tariff value: {exc}") from exc
+    return {"tariff": tariff, **_execution_date_time(body)}
+
+
+def _power_threshold_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateDeviceConfigurationInstantaneousPowerThreshold: the two thresholds in W."""
+    return {
+        "low_medium_power_threshold": _int(body, "LowMediumPowerThreshold"),
+        "medium_high_power_threshold": _int(body, "MediumHighPowerThreshold"),
+    }
+
+
 # 6.13 to an ESME: DUIS LogToRead -> the ECS35 use case reading that log. The ALCS and GSME
 # logs are not read from an ESME here (the emulated ESME has neither).
 ESME_LOGS: dict[str, str] = {"Event": "ECS35a", "Security": "ECS35b", "PowerEvent": "ECS35e"}
@@ -157,10 +502,14 @@ class Transformation:
     acb_originated: bool = False
     # the DUIS body's DeviceID is a HAN device whose inventory device type the command needs
     needs_han_device_type: bool = False
+    # 6.23: a GBCS-critical command the DCC's Transitional CoS Party originates and signs
+    # (:func:`build_cos_command`); the User sends an ordinary, non-critical request
+    cos_signed: bool = False
 
     @property
     def critical(self) -> bool:
-        return USE_CASES_BY_NAME[self.use_case].critical
+        """Whether the User signs the command (CV 4, then CV 5)."""
+        return USE_CASES_BY_NAME[self.use_case].critical and not self.cos_signed
 
     def use_case_for(self, body: etree._Element | None) -> str:
         """The use case this request's body asks for; :class:`ServiceRequestBodyError` if none."""
@@ -191,6 +540,41 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
     Transformation("11.2", "ESME", "ECS52", "ReadFirmwareVersion"),
     Transformation("3.1", "ESME", "ECS10", "DisplayMessage", _display_message_parameters),
     Transformation("2.2", "ESME", "CS01a", "TopUpDevice", _top_up_parameters),
+    Transformation(
+        "1.1.1", "ESME", "ECS01a", "UpdateImportTariffPrimaryElement", _import_tariff_parameters
+    ),
+    Transformation("4.11.1", "ESME", "ECS24", "ReadTariffPrimaryElement"),
+    Transformation(
+        "1.6",
+        "ESME",
+        "ECS02",
+        "UpdatePaymentMode",
+        _payment_mode_parameters,
+        select=_payment_mode_use_case,
+    ),
+    Transformation("6.2.9", "ESME", "ECS26j", "ReadDeviceConfigurationPaymentMode"),
+    Transformation("3.3", "ESME", "ECS15a", "ClearEventLog", select=_clear_event_log_use_case),
+    Transformation("3.5", "ESME", "ECS14", "DisablePrivacyPIN"),
+    Transformation("4.16", "ESME", "ECS17c", "ReadActivePowerImport"),
+    Transformation(
+        "6.12",
+        "ESME",
+        "ECS34",
+        "UpdateDeviceConfigurationInstantaneousPowerThreshold",
+        _power_threshold_parameters,
+    ),
+    Transformation(
+        "6.20.1", "ESME", "ECS39a", "SetDeviceConfigurationImportMPxN", _import_mpxn_parameters
+    ),
+    Transformation("11.3", "ESME", "CS06", "ActivateFirmware", _activate_firmware_parameters),
+    Transformation(
+        "6.15.1",
+        "ESME",
+        "CS02bSupplierBySupplier",
+        "UpdateSecurityCredentialsKRP",
+        _krp_parameters,
+        select=_krp_use_case,
+    ),
     Transformation("4.6.1", "ESME", "ECS21a", "RetrieveImportDailyReadLog", _log_period_parameters),
     Transformation(
         "4.8.1", "ESME", "ECS22b", "ReadActiveImportProfileData", _log_period_parameters
@@ -213,6 +597,21 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
         select=_han_device_log_use_case,
         acb_originated=True,
         needs_han_device_type=True,
+    ),
+)
+
+# Transformations the DCC signs itself (6.23: the Transitional CoS Party). Built and tested
+# here (:func:`build_cos_command`), but not yet in TRANSFORMATIONS: the service has no
+# Transitional CoS Party key pair or counter to sign with (the test PKI issues none), so the
+# User Gateway must not accept 6.23 as transformable until it does.
+COS_TRANSFORMATIONS: tuple[Transformation, ...] = (
+    Transformation(
+        "6.23",
+        "ESME",
+        "CS02bSupplierByTransCoS",
+        "UpdateSecurityCredentialsCoS",
+        _cos_parameters,
+        cos_signed=True,
     ),
 )
 
@@ -244,6 +643,8 @@ def build_command(
     """
     if transformation.critical:
         raise GbcsError(f"{transformation.srv} is critical: it needs a Signed Pre-Command")
+    if transformation.cos_signed:
+        raise GbcsError(f"{transformation.srv} is signed by the CoS Party: build_cos_command")
     payload = transformation.payload(
         originator_title=originator_title,
         device_title=device_title,
@@ -260,6 +661,38 @@ def build_command(
         acb_ka_private=acb_ka_private,
         device_ka_public=device_ka_public,
         other_info_extras=other_info_extras,
+    )
+
+
+def build_cos_command(
+    transformation: Transformation,
+    *,
+    cos_title: bytes,
+    cos_counter: int,
+    cos_ds_private: ec.EllipticCurvePrivateKey,
+    device_title: bytes,
+    acb_ka_private: ec.EllipticCurvePrivateKey,
+    device_ka_public: ec.EllipticCurvePublicKey,
+    body: etree._Element | None = None,
+) -> bytes:
+    """6.23's command: the Transitional CoS Party (``cos_title``, its own ``cos_counter``)
+    originates the credentials update and signs it with its DS key; the ACB MACs it."""
+    if not transformation.cos_signed:
+        raise GbcsError(f"{transformation.srv} is not signed by the CoS Party")
+    payload = transformation.payload(
+        originator_title=cos_title, device_title=device_title, counter=cos_counter, body=body
+    )
+    frame = critical.pre_command_frame(
+        USE_CASES_BY_NAME[transformation.use_case_for(body)],
+        originator_title=cos_title,
+        device_title=device_title,
+        counter=cos_counter,
+        payload=payload,
+    )
+    return critical.wrap_command(
+        sign_frame(frame, cos_ds_private),
+        acb_ka_private=acb_ka_private,
+        device_ka_public=device_ka_public,
     )
 
 
@@ -297,12 +730,20 @@ def build_pre_command(
     device_title: bytes,
     counter: int,
     body: etree._Element | None = None,
+    extra_parameters: Mapping[str, object] | None = None,
 ) -> bytes:
-    """A critical SRV's Pre-Command (CV 4), for the ``PreCommand/GBCSPayload`` response."""
+    """A critical SRV's Pre-Command (CV 4), for the ``PreCommand/GBCSPayload`` response.
+
+    ``extra_parameters`` are what the command needs beyond the DUIS body (e.g. ``twin`` for a
+    twin-element ESME's 1.6)."""
     if not transformation.critical:
         raise GbcsError(f"{transformation.srv} is not critical: it has no Pre-Command")
     payload = transformation.payload(
-        originator_title=originator_title, device_title=device_title, counter=counter, body=body
+        originator_title=originator_title,
+        device_title=device_title,
+        counter=counter,
+        body=body,
+        extra_parameters=extra_parameters,
     )
     return critical.build_pre_command(
         USE_CASES_BY_NAME[transformation.use_case_for(body)],

@@ -1,9 +1,13 @@
-"""SRVs 11.2, 3.1, 2.2, 6.13, 4.6.1, 4.8.1 and 4.17 to an ESME (and 8.11 to a CHF) end to end: a signed DUIS request to serviceS, I99,
-then the async I0 whose GBCS payload is the emulated ESME's response to the right use case."""
+"""SRVs 11.2, 3.1, 2.2, 3.3, 3.5, 6.12, 6.13, 4.6.1, 4.8.1, 4.11.1, 4.16, 4.17, 6.2.9 and 6.20.1 to
+an ESME (and 8.11 to a CHF) end to end: a signed DUIS request to serviceS, I99, then the async
+I0 whose GBCS payload is the emulated ESME's response to the right use case. Critical SRVs
+(1.1.1, 1.6, 11.3) go CV 4 to serviceT for the Pre-Command, then CV 5 with the User's Signed
+Pre-Command, as a User System does."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -13,10 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI, parse_eui
-from dccsim.duis.xml import DuisResponse
-from dccsim.gbcs.crypto import verify_mac
+from dccsim.duis.xml import DuisResponse, parse_response
+from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
+from dccsim.gbcs.der import decode_asn1
 from dccsim.gbcs.dlms import AccessResponse, CompactArray, Data, decode_apdu
-from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import (
     ACTION_HARDWARE_FAULT,
     ACTION_SUCCESS,
@@ -27,7 +32,7 @@ from dccsim.pki.files import load_private_key
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
 from dccsim.testuser import ResponseReceiver, TestUser, post
-from emulators.esme import DEFAULT_FIRMWARE_VERSION
+from emulators.esme import ACTIVATION_FAILURE, DEFAULT_FIRMWARE_VERSION, tariff_from_data
 from tests.broker import rabbitmqctl_available
 from tests.system import System
 
@@ -60,11 +65,64 @@ class Exchange:
         assert response.service_reference_variant == srv
         return response
 
+    async def send_critical(
+        self, srv: str, device: str, body_xml: bytes | None = None
+    ) -> DuisResponse:
+        """CV 4 to serviceT (I0 with the Pre-Command), the User signs it, CV 5 with the same
+        RequestID to serviceS (I99); return the async Response."""
+        rid, document = self.user.service_request(srv, device, command_variant=4, body_xml=body_xml)
+        async with self.session.post(
+            self.system.url("serviceT"), data=document, headers={"Content-Type": "application/xml"}
+        ) as resp:
+            answer = parse_response(await resp.read())
+        assert answer.response_code == "I0" and answer.pre_command is not None
+        signed = self.user.sign_pre_command(answer.pre_command.gbcs_payload)
+        ack = await post(
+            self.session,
+            self.system.service_s,
+            self.user.signed_pre_command_request(srv, rid, signed),
+        )
+        assert ack.response_code == "I99"
+        response = (await self.receiver.wait_for(str(rid), timeout=30)).response
+        assert str(response.response_id) == rid.response_id()
+        assert response.service_reference_variant == srv
+        return response
+
+    def keystore(self) -> KeyStore:
+        return KeyStore(self.system.home / "pki" / "keystore")
+
+    async def signed_device_frame(
+        self, srv: str, device: str, body_xml: bytes | None, use_case: str
+    ) -> GeneralSigning:
+        """A critical SRV's device response to ``use_case``: General Signing signed by the
+        device's DS key (checked), to the User, with the User's counter."""
+        response = await self.send_critical(srv, device, body_xml)
+        assert response.response_code == "I0" and response.gbcs_payload is not None
+        frame = decode_message(response.gbcs_payload)
+        assert isinstance(frame, GeneralSigning)
+        assert frame.cra_flag == 2
+        assert frame.message_code == USE_CASES_BY_NAME[use_case].message_code
+        assert frame.originator_title == parse_eui(device)
+        assert frame.recipient_title == parse_eui(self.user.eui)
+        device_ds = self.keystore().certificate(parse_eui(device), KeyUsage.DS).public_key()
+        assert isinstance(device_ds, ec.EllipticCurvePublicKey)
+        assert verify_frame_signature(frame, device_ds)
+        return frame
+
+    async def signed_device_response(
+        self, srv: str, device: str, body_xml: bytes | None, use_case: str
+    ) -> AccessResponse:
+        """:meth:`signed_device_frame`'s DLMS Access Response."""
+        frame = await self.signed_device_frame(srv, device, body_xml, use_case)
+        apdu = decode_apdu(frame.payload)
+        assert isinstance(apdu, AccessResponse)
+        return apdu
+
     async def device_response(
-        self, srv: str, body_xml: bytes | None, use_case: str
+        self, srv: str, body_xml: bytes | None, use_case: str, device: str | None = None
     ) -> AccessResponse:
         """The ESME's DLMS Access Response to ``use_case``, its MAC checked for the User."""
-        device = self.system.esmes()[0]
+        device = device or self.system.esmes()[0]
         response = await self.send(srv, device, body_xml)
         assert response.response_code == "I0"
         assert response.gbcs_payload is not None
@@ -281,3 +339,178 @@ async def test_update_han_device_log_adding_a_device_not_in_the_inventory_is_e19
     response = await exchange.send("8.11", chf, han_device_log_request(unknown, "Add"))
     assert response.response_code == "E19"
     assert response.gbcs_payload is None
+
+
+def payment_mode_request(mode: str, execution: dt.datetime | None = None) -> bytes:
+    when = (
+        ""
+        if execution is None
+        else f"<sr:ExecutionDateTime>{execution:%Y-%m-%dT%H:%M:%S.00Z}</sr:ExecutionDateTime>"
+    )
+    inner = (
+        "<sr:Credit/>"
+        if mode == "Credit"
+        else "<sr:Prepayment><sr:SuspendDebtDisabled>true</sr:SuspendDebtDisabled>"
+        "<sr:SuspendDebtEmergency>false</sr:SuspendDebtEmergency>"
+        "<sr:DisablementThreshold>500</sr:DisablementThreshold></sr:Prepayment>"
+    )
+    return f"<sr:UpdatePaymentMode {SR}>{when}{inner}</sr:UpdatePaymentMode>".encode()
+
+
+async def payment_mode(exchange: Exchange, device: str) -> tuple[int, int]:
+    """6.2.9 (ECS26j): the ESME's (payment mode, account status)."""
+    apdu = await exchange.device_response("6.2.9", None, "ECS26j", device)
+    assert apdu.results[0].result == ACTION_SUCCESS
+    mode, status = apdu.data[0].items
+    return mode.integer, status.integer
+
+
+async def test_update_payment_mode_is_kept_by_the_esme_and_read_back(exchange: Exchange) -> None:
+    """1.6 to prepayment (ECS03) and back to credit (ECS02), each read back by 6.2.9; a
+    future-dated change (the ESME holds it) is not in force before its execution date-time."""
+    device = exchange.system.esmes()[1]
+    assert await payment_mode(exchange, device) == (1, 2)  # credit, active
+    apdu = await exchange.signed_device_response(
+        "1.6", device, payment_mode_request("Prepayment"), "ECS03"
+    )
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * 5
+    assert await payment_mode(exchange, device) == (2, 2)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    apdu = await exchange.signed_device_response(
+        "1.6", device, payment_mode_request("Credit", later), "ECS02"
+    )
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * 3
+    assert await payment_mode(exchange, device) == (2, 2)  # still prepayment until then
+    apdu = await exchange.signed_device_response(
+        "1.6", device, payment_mode_request("Credit"), "ECS02"
+    )
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * 3
+    assert await payment_mode(exchange, device) == (1, 2)
+
+
+async def test_activate_firmware_of_an_image_the_esme_never_received_fails(
+    exchange: Exchange,
+) -> None:
+    """11.3 (CS06) names the image by its hash; the estate's ESMEs have received no image (the
+    WAN distribution of 11.1 images is not emulated), so the ESME answers with the failure
+    result and the version it keeps running, which 11.2 then reads."""
+    device = exchange.system.esmes()[2]
+    image_hash = hashlib.sha256(b"an image never sent to this ESME").hexdigest().upper()
+    body = (
+        f"<sr:ActivateFirmware {SR}><sr:FirmwareHash>{image_hash}</sr:FirmwareHash>"
+        "</sr:ActivateFirmware>"
+    ).encode()
+    frame = await exchange.signed_device_frame("11.3", device, body, "CS06")
+    outcome = decode_asn1(frame.payload, message_code=frame.message_code, cra_flag=2).fields
+    assert outcome == {"result": ACTIVATION_FAILURE, "firmware_version": DEFAULT_FIRMWARE_VERSION}
+    apdu = await exchange.device_response("11.2", None, "ECS52", device)
+    assert apdu.data[0].octets == DEFAULT_FIRMWARE_VERSION
+
+
+async def test_clear_event_log_then_6_13_reads_an_empty_event_log(exchange: Exchange) -> None:
+    device = exchange.system.esmes()[2]
+    body = f"<sr:ClearEventLog {SR}><sr:ESMEEventLogType>ESME</sr:ESMEEventLogType>"
+    body += "</sr:ClearEventLog>"
+    apdu = await exchange.device_response("3.3", body.encode(), "ECS15a", device)
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+    apdu = await exchange.device_response("6.13", log_request("Event"), "ECS35a", device)
+    entries = apdu.data[0].value
+    assert isinstance(entries, CompactArray) and entries.elements() == ()
+
+
+def mpxn_request(inner: str) -> bytes:
+    return (
+        f"<sr:SetDeviceConfigurationImportMPxN {SR}>{inner}</sr:SetDeviceConfigurationImportMPxN>"
+    ).encode()
+
+
+async def test_set_import_mpan_is_accepted_by_the_esme(exchange: Exchange) -> None:
+    body = mpxn_request(
+        "<sr:ImportMPANs><sr:ImportMPAN>1312345678333</sr:ImportMPAN></sr:ImportMPANs>"
+    )
+    apdu = await exchange.device_response("6.20.1", body, "ECS39a", exchange.system.esmes()[2])
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+
+
+async def test_an_mprn_for_an_esme_is_answered_e13(exchange: Exchange) -> None:
+    body = mpxn_request("<sr:ImportMPRN>1234567</sr:ImportMPRN>")
+    response = await exchange.send("6.20.1", exchange.system.esmes()[2], body)
+    assert response.response_code == "E13"
+    assert response.gbcs_payload is None
+
+
+def import_tariff_request(standing_charge: int, tou_prices: list[int]) -> bytes:
+    """1.1.1: a one-season, one-day tariff of TOU rate 1, the given prices."""
+    week = "".join(
+        f'<sr:ReferencedDayName index="{n}">1</sr:ReferencedDayName>' for n in range(1, 8)
+    )
+    thresholds = "".join(
+        f'<sr:Thresholds index="{n}"><sr:BlockThreshold index="1">4294967295'
+        "</sr:BlockThreshold></sr:Thresholds>"
+        for n in range(1, 9)
+    )
+    prices = "".join(
+        f'<sr:TOUPrice index="{n}">{price}</sr:TOUPrice>'
+        for n, price in enumerate(tou_prices, start=1)
+    )
+    return (
+        f"<sr:UpdateImportTariffPrimaryElement {SR}><sr:ElecTariffElements>"
+        "<sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:SwitchingTable><sr:DayProfiles>"
+        "<sr:DayProfile><sr:DayName>1</sr:DayName><sr:ProfileSchedule>"
+        "<sr:StartTime>00:00:00.00Z</sr:StartTime><sr:TOUTariffAction>1</sr:TOUTariffAction>"
+        "</sr:ProfileSchedule></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles>"
+        f"<sr:WeekProfile><sr:WeekName>1</sr:WeekName>{week}</sr:WeekProfile>"
+        "</sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonName>all</sr:SeasonName>"
+        "<sr:SeasonStartDate><sr:Year><sr:NonSpecifiedYear/></sr:Year><sr:Month>"
+        "<sr:SpecifiedMonth>01</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth>"
+        "<sr:SpecifiedDayOfMonth>01</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek>"
+        "<sr:NonSpecifiedDayOfWeek/></sr:DayOfWeek></sr:SeasonStartDate>"
+        "<sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons>"
+        f"</sr:SwitchingTable><sr:SpecialDays/><sr:ThresholdMatrix>{thresholds}"
+        "</sr:ThresholdMatrix></sr:ElecTariffElements><sr:PriceElements>"
+        f"<sr:ElectricityPriceElements><sr:StandingCharge>{standing_charge}</sr:StandingCharge>"
+        "<sr:StandingChargeScale>-5</sr:StandingChargeScale><sr:PriceScale>-5</sr:PriceScale>"
+        f"<sr:TOUTariff>{prices}</sr:TOUTariff></sr:ElectricityPriceElements>"
+        "</sr:PriceElements></sr:UpdateImportTariffPrimaryElement>"
+    ).encode()
+
+
+async def test_update_import_tariff_is_read_back_by_4_11_1(exchange: Exchange) -> None:
+    """1.1.1 (ECS01a, CV 4 then 5) sets the standing charge and TOU prices; 4.11.1 (ECS24)
+    then reads them from the tariff in force."""
+    device = exchange.system.esmes()[1]
+    body = import_tariff_request(12345, [2500, 1800])
+    apdu = await exchange.signed_device_response("1.1.1", device, body, "ECS01a")
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * len(apdu.results)
+    read = await exchange.device_response("4.11.1", None, "ECS24", device)
+    assert all(r.result == ACTION_SUCCESS for r in read.results)
+    tariff = tariff_from_data(read.data[2:])
+    assert tariff.standing_charge == 12345
+    assert tariff.tou_prices == (2500, 1800)
+    assert tariff.days[0].actions == (((0, 0, 0), 1),)
+
+
+async def test_disable_privacy_pin_is_acknowledged_by_the_esme(exchange: Exchange) -> None:
+    body = f"<sr:DisablePrivacyPIN {SR}/>".encode()
+    apdu = await exchange.device_response("3.5", body, "ECS14", exchange.system.esmes()[2])
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+
+
+async def test_read_active_power_returns_the_esmes_demand_in_watts(exchange: Exchange) -> None:
+    apdu = await exchange.device_response("4.16", None, "ECS17c", exchange.system.esmes()[2])
+    assert apdu.results[0].result == ACTION_SUCCESS
+    total, unit, primary = apdu.data[0].items
+    assert 150 <= total.integer <= 1500  # the estate's household demands (LoadProfile.from_seed)
+    assert primary.integer == total.integer  # a single-element ESME
+    assert [i.integer for i in unit.items] == [0, 27]
+
+
+async def test_set_power_thresholds_is_accepted_by_the_esme(exchange: Exchange) -> None:
+    body = (
+        f"<sr:UpdateDeviceConfigurationInstantaneousPowerThreshold {SR}>"
+        "<sr:LowMediumPowerThreshold>1500</sr:LowMediumPowerThreshold>"
+        "<sr:MediumHighPowerThreshold>4000</sr:MediumHighPowerThreshold>"
+        "</sr:UpdateDeviceConfigurationInstantaneousPowerThreshold>"
+    ).encode()
+    apdu = await exchange.device_response("6.12", body, "ECS34", exchange.system.esmes()[2])
+    assert [r.result for r in apdu.results] == [ACTION_SUCCESS]

@@ -3,6 +3,7 @@ GBCS out, byte for byte."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,31 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from dccsim.duis.xml import parse_service_request
+from dccsim.gbcs.commands import (
+    CELL_USAGE_PREPAYMENT_TOP_UP,
+    KEY_USAGE_DIGITAL_SIGNATURE,
+    KEY_USAGE_KEY_AGREEMENT,
+    REPLACEMENTS,
+)
 from dccsim.gbcs.critical import SignedPreCommandError
+from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
+from dccsim.gbcs.der import decode_asn1, decode_with
 from dccsim.gbcs.errors import GbcsError
-from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
+from dccsim.gbcs.frames import (
+    GeneralCiphering,
+    decode_message,
+    parse_hex_or_base64,
+)
 from dccsim.pki.files import parse_private_key
 from services.transform.srvs import (
+    COS_TRANSFORMATIONS,
+    SR_NS,
     TRANSFORMATIONS,
     AcbCounter,
     PreCommandRegister,
     ServiceRequestBodyError,
     build_command,
+    build_cos_command,
     build_pre_command,
     command_from_signed_pre_command,
     lookup,
@@ -39,6 +55,31 @@ CRITICAL = [
         "ECS70Commission_8.1.1_SUCCESS",
     ),
 ]
+# 1.6 and others whose command depends on the device as well as the body: (template, RTDS
+# folder, vector prefix, parameters from the inventory/device model). The TWIN vectors are for
+# a twin-element ESME.
+TWIN: dict[str, object] = {"twin": True}
+CRITICAL_WITH_DEVICE: list[tuple[str, str, str, dict[str, object]]] = [
+    (f"{t}_REQUEST_DUIS.XML", folder, t, extra)
+    for folder, t, extra in (
+        ("1.6_ECS02", "ECS02_1.6_IMMEDIATE_SINGLE_SUCCESS", {}),
+        ("1.6_ECS02", "ECS02_1.6_FUTURE_DATED_TWIN_SUCCESS", TWIN),
+        ("1.6_ECS02", "ECS02_1.6_CANCELLATION_TWIN_SUCCESS", TWIN),
+        ("1.6_ECS03", "ECS03_1.6_IMMEDIATE_SINGLE_SUCCESS", {}),
+        ("1.6_ECS03", "ECS03_1.6_FUTURE_DATED_TWIN_SUCCESS", TWIN),
+        ("1.6_ECS03", "ECS03_1.6_CANCELLATION_TWIN_SUCCESS", TWIN),
+        ("1.1.1_ECS01a", "ECS01a_1.1.1_IMMEDIATE_TOU_SUCCESS", {}),
+        ("1.1.1_ECS01a", "ECS01a_1.1.1_IMMEDIATE_BLOCK_SUCCESS", {}),
+        ("1.1.1_ECS01a", "ECS01a_1.1.1_FUTURE_DATED_TOU_BLOCK_SUCCESS", {}),
+        ("1.1.1_ECS01a", "ECS01a_1.1.1_CANCELLATION_TOU_BLOCK_SUCCESS", {}),
+        ("11.3_CS06", "CS06_11.3_IMMEDIATE_SUCCESS", {}),
+        ("11.3_CS06", "CS06_11.3_FUTURE_DATED_SUCCESS", {}),
+        ("11.3_CS06", "CS06_11.3_CANCELLATION_SUCCESS", {}),
+    )
+]
+ALL_CRITICAL: list[tuple[str, str, str, dict[str, object]]] = [
+    (*row, {}) for row in CRITICAL
+] + CRITICAL_WITH_DEVICE
 NON_CRITICAL = [
     ("ECS45_7.4_SUCCESS_REQUEST_DUIS.XML", "7.4_ECS45", "ECS45_7.4_SUCCESS"),
     ("ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML", "4.1.1_ECS17b", "ECS17b_4.1.1_SINGLE_SUCCESS"),
@@ -61,6 +102,16 @@ NON_CRITICAL = [
     ),
     ("ECS22b_4.8.1_TWIN_SUCCESS_REQUEST_DUIS.XML", "4.8.1_ECS22b", "ECS22b_4.8.1_TWIN_SUCCESS"),
     ("ECS66_4.17_SUCCESS_REQUEST_DUIS.XML", "4.17_ECS66", "ECS66_4.17_SUCCESS"),
+    ("ECS26j_6.2.9_SUCCESS_REQUEST_DUIS.XML", "6.2.9_ECS26j", "ECS26j_6.2.9_SUCCESS"),
+    (
+        "ECS39a_6.20.1_SINGLE_SUCCESS_REQUEST_DUIS.XML",
+        "6.20.1_ECS39a",
+        "ECS39a_6.20.1_SINGLE_SUCCESS",
+    ),
+    ("ECS39a_6.20.1_TWIN_SUCCESS_REQUEST_DUIS.XML", "6.20.1_ECS39a", "ECS39a_6.20.1_TWIN_SUCCESS"),
+    ("ECS14_3.5_SUCCESS_REQUEST_DUIS.XML", "3.5_ECS14", "ECS14_3.5_SUCCESS"),
+    ("ECS34_6.12_SUCCESS_REQUEST_DUIS.XML", "6.12_ECS34", "ECS34_6.12_SUCCESS"),
+    ("ECS17c_4.16_SUCCESS_REQUEST_DUIS.XML", "4.16_ECS17c", "ECS17c_4.16_SUCCESS"),
 ]
 
 
@@ -83,9 +134,9 @@ def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-@pytest.mark.parametrize(("template", "folder", "prefix"), CRITICAL)
+@pytest.mark.parametrize(("template", "folder", "prefix", "extra"), ALL_CRITICAL)
 def test_critical_template_becomes_the_rtds_pre_command(
-    reference_dir: Path, template: str, folder: str, prefix: str
+    reference_dir: Path, template: str, folder: str, prefix: str, extra: dict[str, object]
 ) -> None:
     request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
     assert request.command_variant == 4
@@ -99,13 +150,14 @@ def test_critical_template_becomes_the_rtds_pre_command(
         device_title=rid.target,
         counter=rid.counter,
         body=request.body,
+        extra_parameters=extra,
     )
     assert pre == _vector(reference_dir, folder, prefix, "PRECOMMAND")
 
 
-@pytest.mark.parametrize(("template", "folder", "prefix"), CRITICAL)
+@pytest.mark.parametrize(("template", "folder", "prefix", "extra"), ALL_CRITICAL)
 def test_signed_pre_command_becomes_the_rtds_command(
-    reference_dir: Path, template: str, folder: str, prefix: str
+    reference_dir: Path, template: str, folder: str, prefix: str, extra: dict[str, object]
 ) -> None:
     request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
     transformation = lookup(request.service_reference_variant, "ESME")
@@ -120,6 +172,7 @@ def test_signed_pre_command_becomes_the_rtds_command(
             device_title=rid.target,
             counter=rid.counter,
             body=request.body,
+            extra_parameters=extra,
         ),
     )
     command = decode_message(_vector(reference_dir, folder, prefix, "COMMAND"))
@@ -398,3 +451,239 @@ def test_acb_counter_only_goes_up() -> None:
     ticks = iter([100, 100, 50, 200])
     counter = AcbCounter(clock=lambda: next(ticks))
     assert [counter.next() for _ in range(4)] == [100, 101, 102, 200]
+
+
+# 6.15.1: the templates' replacement certificates are newer than the ones the RTDS vectors
+# carry; each template is sent with its vector's certificates put into the DUIS body
+KRP = [
+    ("6.15.1_CS02bSupplierBySupplier", f"CS02bSupplierBySupplier_6.15.1_{when}_SUCCESS")
+    for when in ("IMMEDIATE", "FUTURE_DATED", "CANCELLATION")
+] + [
+    ("6.15.1_CS02bNOByNO", "CS02bNOByNO_6.15.1_SUCCESS"),
+    *(
+        (
+            "6.15.1_CS02gLoadControllerBySupplier",
+            f"CS02gLoadControllerBySupplier_6.15.1_{when}_SUCCESS",
+        )
+        for when in ("IMMEDIATE", "FUTURE_DATED", "CANCELLATION")
+    ),
+]
+_CERTIFICATE_ELEMENTS = {
+    (KEY_USAGE_DIGITAL_SIGNATURE, None): "DigitalSigningCertificate",
+    (KEY_USAGE_KEY_AGREEMENT, None): "KeyAgreementCertificate",
+    (KEY_USAGE_KEY_AGREEMENT, CELL_USAGE_PREPAYMENT_TOP_UP): "KeyAgreementTopUpCertificate",
+}
+
+
+def _with_vector_certificates(
+    body: etree._Element,
+    vector: bytes,
+    holder_path: str = "ReplacementCertificates/SupplierOrNetworkOperatorCertificates",
+) -> None:
+    """Put the certificates of the (Pre-)Command vector into the DUIS body, in place."""
+    message = decode_message(vector)
+    frame = message.general_signing if isinstance(message, GeneralCiphering) else message
+    fields = decode_asn1(frame.payload, message_code=frame.message_code, cra_flag=1).fields
+    assert isinstance(fields, dict)
+    ns = f"{{{SR_NS}}}"
+    holder = body.find("/".join(f"{ns}{part}" for part in holder_path.split("/")))
+    assert holder is not None
+    replacements = decode_with(REPLACEMENTS, fields["replacements"])
+    assert isinstance(replacements, list)
+    for replacement in replacements:
+        cell = replacement["trust_anchor_cell"]
+        name = _CERTIFICATE_ELEMENTS[(cell["key_usage"], cell.get("cell_usage"))]
+        element = holder.find(f"{ns}{name}")
+        assert element is not None
+        element.text = base64.b64encode(replacement["certificate"]).decode()
+    path = body.findall(f"{ns}CertificationPathCertificates/{ns}Certificate")
+    assert len(path) == len(fields["certification_path_certificates"])
+    for element, certificate in zip(path, fields["certification_path_certificates"], strict=True):
+        element.text = base64.b64encode(certificate).decode()
+
+
+@pytest.mark.parametrize(("folder", "prefix"), KRP)
+def test_update_security_credentials_template_becomes_the_rtds_pre_command(
+    reference_dir: Path, folder: str, prefix: str
+) -> None:
+    template = reference_dir / "duis" / "templates" / f"{prefix}_REQUEST_DUIS.XML"
+    request = parse_service_request(template.read_bytes())
+    transformation = lookup(request.service_reference_variant, "ESME")
+    assert transformation is not None and transformation.critical
+    assert transformation.use_case_for(request.body) == folder.split("_", 1)[1]
+    expected = _vector(reference_dir, folder, prefix, "PRECOMMAND")
+    _with_vector_certificates(request.body, expected)
+    rid = request.request_id
+    pre = build_pre_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        body=request.body,
+    )
+    assert pre == expected
+
+
+def test_update_security_credentials_without_a_certificate_is_refused(
+    reference_dir: Path,
+) -> None:
+    template = "CS02bNOByNO_6.15.1_SUCCESS_REQUEST_DUIS.XML"
+    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    ns = f"{{{SR_NS}}}"
+    holder = request.body.find(
+        f"{ns}ReplacementCertificates/{ns}SupplierOrNetworkOperatorCertificates"
+    )
+    assert holder is not None
+    for child in list(holder):
+        holder.remove(child)
+    transformation = lookup("6.15.1", "ESME")
+    assert transformation is not None
+    with pytest.raises(GbcsError, match="replacement certificate"):
+        build_pre_command(
+            transformation,
+            originator_title=ACB,
+            device_title=bytes(8),
+            counter=1,
+            body=request.body,
+        )
+
+
+COS = [f"CS02bSupplierByTransCoS_6.23_{when}_SUCCESS" for when in ("IMMEDIATE", "FUTURE_DATED")]
+COS += ["CS02bSupplierByTransCoS_6.23_CANCELLATION_SUCCESS"]
+TRANS_COS = bytes.fromhex("90B3D51F30000004")
+
+
+@pytest.mark.parametrize("prefix", COS)
+def test_update_security_credentials_cos_template_becomes_the_rtds_command(
+    reference_dir: Path, prefix: str
+) -> None:
+    """6.23: the Transitional CoS Party originates (its own counter, 6001.. in the vectors)
+    and signs; the ACB MACs. ECDSA is randomised: the signed bytes must be the vector's, the
+    signature the CoS Party's and the MAC the ACB's for the device."""
+    template = reference_dir / "duis" / "templates" / f"{prefix}_REQUEST_DUIS.XML"
+    request = parse_service_request(template.read_bytes())
+    assert request.command_variant == 1
+    (transformation,) = (t for t in COS_TRANSFORMATIONS if t.srv == "6.23")
+    assert not transformation.critical and request.body_name == transformation.body_element
+    expected = decode_message(
+        _vector(reference_dir, "6.23_CS02bSupplierByTransCoS", prefix, "COMMAND")
+    )
+    assert isinstance(expected, GeneralCiphering)
+    _with_vector_certificates(request.body, expected.encode(), "SupplierReplacementCertificates")
+    keystore = reference_dir / "gbcs" / "keystore"
+    cos_ds = parse_private_key((keystore / "90b3d51f30000004-ds.key").read_bytes())
+    assert isinstance(cos_ds, ec.EllipticCurvePrivateKey)
+    device_ka = _public(reference_dir, f"{request.request_id.target.hex()}-ka")
+    built = decode_message(
+        build_cos_command(
+            transformation,
+            cos_title=TRANS_COS,
+            cos_counter=expected.general_signing.originator_counter,
+            cos_ds_private=cos_ds,
+            device_title=request.request_id.target,
+            acb_ka_private=_acb(reference_dir),
+            device_ka_public=device_ka,
+            body=request.body,
+        )
+    )
+    assert isinstance(built, GeneralCiphering)
+    assert built.general_signing.signed_bytes() == expected.general_signing.signed_bytes()
+    assert verify_frame_signature(
+        built.general_signing, _public(reference_dir, "90b3d51f30000004-ds")
+    )
+    assert verify_mac(built, private_key=_acb(reference_dir), peer_public_key=device_ka)
+
+
+def test_a_cos_signed_srv_has_no_user_command() -> None:
+    (transformation,) = COS_TRANSFORMATIONS
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(GbcsError, match="CoS"):
+        build_command(
+            transformation,
+            originator_title=bytes(8),
+            device_title=bytes(8),
+            counter=1,
+            acb_ka_private=key,
+            device_ka_public=key.public_key(),
+        )
+
+
+# SRVs whose RTDS vectors have no DUIS template: (SRV, body, RTDS folder, vector prefix, its
+# counter); the RTDS Supplier 90-B3-D5-1F-30-01-00-00 to the ESME 00-DB-12-34-56-78-90-A0
+SUPPLIER = bytes.fromhex("90B3D51F30010000")
+RTDS_ESME = bytes.fromhex("00DB1234567890A0")
+UNTEMPLATED = [
+    ("3.3", "<sr:ClearEventLog {ns}/>", "3.3_ECS15a", "ECS15a_3.3_SUCCESS", 1000),
+    ("4.11.1", "<sr:ReadTariffPrimaryElement {ns}/>", "4.11.1_ECS24", "ECS24_4.11.1_SUCCESS", 1001),
+    (
+        "3.3",
+        "<sr:ClearEventLog {ns}><sr:ESMEEventLogType>ESME</sr:ESMEEventLogType></sr:ClearEventLog>",
+        "3.3_ECS15a",
+        "ECS15a_3.3_SUCCESS",
+        1000,
+    ),
+]
+
+
+@pytest.mark.parametrize(("srv", "body", "folder", "prefix", "counter"), UNTEMPLATED)
+def test_body_becomes_the_rtds_command(
+    reference_dir: Path, srv: str, body: str, folder: str, prefix: str, counter: int
+) -> None:
+    transformation = lookup(srv, "ESME")
+    assert transformation is not None
+    element = etree.fromstring(body.replace("{ns}", f'xmlns:sr="{SR_NS}"'))
+    built = build_command(
+        transformation,
+        originator_title=SUPPLIER,
+        device_title=RTDS_ESME,
+        counter=counter,
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{RTDS_ESME.hex()}-ka"),
+        body=element,
+    )
+    assert built == _vector(reference_dir, folder, prefix, "COMMAND")
+
+
+@pytest.mark.parametrize(
+    ("srv", "body", "complaint"),
+    [
+        (
+            "3.3",
+            "<sr:ClearEventLog {ns}><sr:ESMEEventLogType>ALCS</sr:ESMEEventLogType>"
+            "</sr:ClearEventLog>",
+            "ALCS",
+        ),
+        (
+            "6.20.1",
+            "<sr:SetDeviceConfigurationImportMPxN {ns}><sr:ImportMPRN>1234567</sr:ImportMPRN>"
+            "</sr:SetDeviceConfigurationImportMPxN>",
+            "MPRN",
+        ),
+        (
+            "6.20.1",
+            "<sr:SetDeviceConfigurationImportMPxN {ns}><sr:ImportMPANs>"
+            "<sr:ImportMPAN>13123</sr:ImportMPAN></sr:ImportMPANs>"
+            "</sr:SetDeviceConfigurationImportMPxN>",
+            "13 digits",
+        ),
+        (
+            "1.6",
+            "<sr:UpdatePaymentMode {ns}/>",
+            "neither Credit nor Prepayment",
+        ),
+        (
+            "11.3",
+            "<sr:ActivateFirmware {ns}><sr:FirmwareHash>XYZ</sr:FirmwareHash>"
+            "</sr:ActivateFirmware>",
+            "FirmwareHash",
+        ),
+    ],
+)
+def test_body_an_esme_cannot_take_is_a_body_error(srv: str, body: str, complaint: str) -> None:
+    transformation = lookup(srv, "ESME")
+    assert transformation is not None
+    element = etree.fromstring(body.replace("{ns}", f'xmlns:sr="{SR_NS}"'))
+    with pytest.raises(ServiceRequestBodyError, match=complaint):
+        transformation.payload(
+            originator_title=SUPPLIER, device_title=RTDS_ESME, counter=1, body=element
+        )
