@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import hashlib
 import hmac
 import re
@@ -154,6 +155,31 @@ def sign(
     (its issuer in RFC 4514 form, e.g. ``CN=Z1,OU=07``, and its decimal serial) and must hold the
     public half of ``private_key``, a P-256 key.
     """
+    template = _signature_template(certificate, private_key)
+    while (existing := _enveloped_signature(root)) is not None:
+        _detach(existing)
+    # DCC's tool would digest the document without it (see the module docstring).
+    _strip_element_whitespace(root)
+    canonical = etree.tostring(root, method="c14n", exclusive=False, with_comments=False)
+    digest = hashlib.sha256(canonical).digest()  # no Signature yet: nothing to leave out
+
+    signature = copy.deepcopy(template)
+    root.append(signature)
+    signed_info, value = signature[0], signature[1]
+    signed_info[2][2].text = base64.b64encode(digest).decode()  # Reference/DigestValue
+    der = private_key.sign(_signed_info_bytes(signed_info), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    raw = r.to_bytes(_COORDINATE, "big") + s.to_bytes(_COORDINATE, "big")
+    value.text = _wrap(base64.b64encode(raw).decode())
+    return root
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_template(
+    certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey
+) -> etree._Element:
+    """The ds:Signature a signer writes, with empty DigestValue and SignatureValue: built (and
+    the key checked against the certificate) once per signer rather than on every document."""
     if not isinstance(private_key.curve, ec.SECP256R1):
         raise ValueError("DUIS XML signatures use P-256 keys")
     certified = certificate.public_key()
@@ -162,14 +188,7 @@ def sign(
         or certified.public_numbers() != private_key.public_key().public_numbers()
     ):
         raise ValueError("the certificate does not hold this private key's public key")
-    while (existing := _enveloped_signature(root)) is not None:
-        _detach(existing)
-    # DCC's tool would digest the document without it (see the module docstring).
-    _strip_element_whitespace(root)
-
-    digest = _reference_digest(root)
-
-    signature = etree.SubElement(root, _ds("Signature"), nsmap={"ds": DS_NS})
+    signature = etree.Element(_ds("Signature"), nsmap={"ds": DS_NS})
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=EXCLUSIVE_C14N)
     etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=ECDSA_SHA256)
@@ -177,8 +196,8 @@ def sign(
     transforms = etree.SubElement(reference, _ds("Transforms"))
     etree.SubElement(transforms, _ds("Transform"), Algorithm=ENVELOPED_SIGNATURE)
     etree.SubElement(reference, _ds("DigestMethod"), Algorithm=SHA256)
-    etree.SubElement(reference, _ds("DigestValue")).text = base64.b64encode(digest).decode()
-    value = etree.SubElement(signature, _ds("SignatureValue"))
+    etree.SubElement(reference, _ds("DigestValue"))
+    etree.SubElement(signature, _ds("SignatureValue"))
     key_info = etree.SubElement(signature, _ds("KeyInfo"))
     issuer_serial = etree.SubElement(
         etree.SubElement(key_info, _ds("X509Data")), _ds("X509IssuerSerial")
@@ -187,12 +206,7 @@ def sign(
         issuer_serial, _ds("X509IssuerName")
     ).text = certificate.issuer.rfc4514_string()
     etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(certificate.serial_number)
-
-    der = private_key.sign(_signed_info_bytes(signed_info), ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    raw = r.to_bytes(_COORDINATE, "big") + s.to_bytes(_COORDINATE, "big")
-    value.text = _wrap(base64.b64encode(raw).decode())
-    return root
+    return signature
 
 
 def _expect(parent: etree._Element, *locals_: str) -> list[etree._Element]:
