@@ -46,6 +46,11 @@ class Premises:
     hub_eui: str
     devices: tuple[EstateDevice, ...]
     registrations: dict[str, str] = field(default_factory=dict)  # role -> User EUI
+    mprn: str | None = None  # the gas meter's MPRN; the gas roles (GS, GT) are registered on it
+
+
+# The registration roles held on a premises' MPRN; the others are on its MPAN.
+GAS_ROLES = frozenset({"GS", "GT"})
 
 
 def format_eui(raw: bytes) -> str:
@@ -57,19 +62,37 @@ def device_eui(premises_no: int, kind: int) -> str:
     return format_eui(DEVICE_PREFIX + premises_no.to_bytes(4, "big") + bytes([kind]))
 
 
+def demo_mprn(n: int) -> str:
+    """The MPRN of demo premises ``n`` (10 digits, as services/inventory/seed.py numbers them)."""
+    return f"{3_000_000_000 + n:010d}"
+
+
 def demo_estate(
-    size: int, *, supplier_euis: list[str], distributor_eui: str | None = None
+    size: int,
+    *,
+    supplier_euis: list[str],
+    distributor_eui: str | None = None,
+    gas: bool = False,
 ) -> list[Premises]:
     """``size`` premises, each a CHF and a commissioned ESME; premises n is registered to
-    supplier ``supplier_euis[(n - 1) % len(supplier_euis)]`` as Import Supplier."""
+    supplier ``supplier_euis[(n - 1) % len(supplier_euis)]`` as Import Supplier. With ``gas``
+    each also has a GPF and a commissioned GSME on an MPRN, the same supplier its Gas Supplier."""
     if not supplier_euis:
         raise ValueError("an estate needs at least one supplier")
     estate = []
     for n in range(1, size + 1):
         hub = device_eui(n, 0)
-        regs = {"IS": supplier_euis[(n - 1) % len(supplier_euis)]}
+        supplier = supplier_euis[(n - 1) % len(supplier_euis)]
+        regs = {"IS": supplier}
         if distributor_eui:
             regs["ED"] = distributor_eui
+        gas_devices: tuple[EstateDevice, ...] = ()
+        if gas:
+            regs["GS"] = supplier
+            gas_devices = (
+                EstateDevice(device_eui(n, 1), DeviceType.GPF),
+                EstateDevice(device_eui(n, 3), DeviceType.GSME),
+            )
         estate.append(
             Premises(
                 premises_id=f"P{n:07d}",
@@ -82,8 +105,10 @@ def demo_estate(
                     EstateDevice(
                         device_eui(n, 2), DeviceType.ESME, import_wh_base=1_000_000 + 7919 * n
                     ),
+                    *gas_devices,
                 ),
                 registrations=regs,
+                mprn=demo_mprn(n) if gas else None,
             )
         )
     return estate
@@ -99,6 +124,7 @@ def _to_json(p: Premises) -> dict[str, Any]:
         "region": p.region,
         "postcode": p.postcode,
         "mpan": p.mpan,
+        "mprn": p.mprn,
         "hub_eui": p.hub_eui,
         "registrations": p.registrations,
         "devices": [
@@ -135,6 +161,7 @@ def load(home: Path) -> list[Premises]:
                 region=p["region"],
                 postcode=p["postcode"],
                 mpan=p.get("mpan"),
+                mprn=p.get("mprn"),
                 hub_eui=p["hub_eui"],
                 registrations=dict(p.get("registrations", {})),
                 devices=tuple(

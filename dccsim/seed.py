@@ -80,8 +80,10 @@ def seed_demo(
     home: Path, *, premises: int | None = 3, response_url: str | None = None, suppliers: int = 1
 ) -> SeedResult:
     """The demo installation: PKI, ``suppliers`` demo Suppliers (the first is "the" demo
-    Supplier) and ``premises`` premises shared among them round robin. ``premises=None``
-    keeps whatever estate is already seeded (only making sure its device credentials exist)."""
+    Supplier) and ``premises`` premises shared among them round robin, each Supplier the
+    Import Supplier and Gas Supplier of its premises (an ESME on the MPAN, a GSME and its GPF
+    on the MPRN). ``premises=None`` keeps whatever estate is already seeded (only making sure
+    its device credentials exist)."""
     if not 1 <= suppliers <= 256:
         raise ValueError("suppliers must be 1..256")
     layout = init_pki(home)
@@ -99,7 +101,7 @@ def seed_demo(
     euis = [supplier_eui(i) for i in range(suppliers)]
     current = estate.load(home)
     if premises is not None:
-        wanted = estate.demo_estate(premises, supplier_euis=euis)
+        wanted = estate.demo_estate(premises, supplier_euis=euis, gas=True)
         if current != wanted:
             current = wanted
             estate.save(home, current)

@@ -40,8 +40,9 @@ from dccsim.gbcs.der import encode_with, integer
 from dccsim.gbcs.dlms import encode_date_time
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
-from dccsim.gbcs.usecases import USE_CASES_BY_NAME, PayloadKind, UseCase, build_maced_response
+from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_maced_response
 from dccsim.gbcs.zigbee import (
+    BITMAP16,
     CONTROL_ENCRYPTED,
     CONTROL_LAST,
     ENUM8,
@@ -92,26 +93,11 @@ GBCS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # ZCL UTC time: seconds since 200
 HALF_HOUR = timedelta(minutes=30)
 DAY = timedelta(days=1)
 
-# What GCS13c needs that the shared use-case table lacks (message code as the RTDS vector).
-GCS13C = UseCase(
-    "GCS13c",
-    "Read GSME Consumption Register (TOU)",
-    0x00B6,
-    1,
-    PayloadKind.ZIGBEE,
-    ("4.1.2",),
-)
-
-GCS60A = UseCase(
-    "GCS60a",
-    "Read Meter Balance for GSME",
-    0x012A,
-    1,
-    PayloadKind.ZIGBEE,
-    ("4.18",),
-)
+GCS13C = USE_CASES_BY_NAME["GCS13c"]
+GCS60A = USE_CASES_BY_NAME["GCS60a"]
 METER_BALANCE = 0x0A00  # metering cluster: the credit-mode meter balance (GCS60a)
 PREPAYMENT_CREDIT_REMAINING = 0x0001  # prepayment cluster (GCS60a)
+PAYMENT_CONTROL_CONFIGURATION = 0x0000  # prepayment cluster: the payment mode (GCS21j)
 
 # what a freshly installed RTDS-like GSME reports (values as the RTDS responses carry them);
 # the balances stay as installed: the model has no gas tariff to move them
@@ -124,6 +110,8 @@ DEFAULT_ATTRIBUTES: dict[tuple[int, int], tuple[int, ZclValue]] = {
     (METERING, DIVISOR): (U24, LITRES_PER_CUBIC_METRE),
     (METERING, METER_BALANCE): (U32, 3_500_000),
     (PREPAYMENT, PREPAYMENT_CREDIT_REMAINING): (INT32, 2_500_000),
+    # as installed: the model does not change the payment mode (GCS02/GCS03 are not modelled)
+    (PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION): (BITMAP16, 0x0C97),
 }
 
 # A day's gas demand by half hour (relative weights, normalised below): heating and hot water
@@ -665,6 +653,14 @@ class Gsme(GbzDevice, JoiningDevice):
         self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
     ) -> bytes:
         """GCS38 (11.2): Read Attributes on the metering cluster's firmware version."""
+        return self._read_attributes(command, remote_party, now)
+
+    @on(USE_CASES_BY_NAME["GCS21j"])
+    def read_payment_mode(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS21j (6.2.9): Read Attributes on the prepayment cluster's payment control
+        configuration, in clear."""
         return self._read_attributes(command, remote_party, now)
 
     @on(USE_CASES_BY_NAME["GCS33"])

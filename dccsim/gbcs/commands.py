@@ -2,9 +2,10 @@
 
 A DLMS layout names the COSEM objects a use case touches (request specifications) and how its
 data is filled from the Service Request's parameters; an ASN.1 layout (CS06, CS02b) names the
-DER schema of :mod:`dccsim.gbcs.der` and how its fields are filled. :func:`command_payload`
-turns either into the command payload,
-which :mod:`dccsim.gbcs.critical` (critical) or :func:`dccsim.gbcs.usecases.build_command`
+DER schema of :mod:`dccsim.gbcs.der` and how its fields are filled; a GBZ layout (the GSME and
+GPF use cases) lists its ZCL commands, encoded by :mod:`dccsim.gbcs.zigbee`.
+:func:`command_payload` turns any of them into the command payload, which
+:mod:`dccsim.gbcs.critical` (critical) or :func:`dccsim.gbcs.usecases.build_command`
 (non-critical) then frames. Every layout here reproduces its RTDS vector byte for byte.
 """
 
@@ -14,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from dccsim.gbcs import der, dlms
+from dccsim.gbcs import der, dlms, zigbee
 from dccsim.gbcs.dlms import AccessKind, AccessRequest, Data, RequestSpec, SelectiveAccess
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.usecases import (
@@ -1146,9 +1147,144 @@ ASN1_LAYOUTS: dict[str, Asn1CommandLayout] = {
 }
 
 
+# -- GBZ (ZigBee) commands: the GSME and GPF use cases -------------------------------------------
+
+READ_ATTRIBUTES = 0x00  # ZCL profile-wide command
+GET_SAMPLED_DATA = 0x08  # metering cluster, client to server
+FRAME_PROFILE_WIDE, FRAME_CLUSTER_COMMAND = 0x00, zigbee.FRAME_CLUSTER_SPECIFIC
+# metering cluster attributes (ZSE 1.2) the gas reads name, in the order the RTDS commands do
+GAS_UNIT_MULTIPLIER_DIVISOR = (0x0302, 0x0301, 0x0300)  # divisor, multiplier, unit of measure
+CURRENT_SUMMATION_DELIVERED = 0x0000
+CURRENT_TIER_SUMMATIONS = (0x0100, 0x0102, 0x0104, 0x0106)  # tiers 1-4 delivered
+METER_BALANCE = 0x0A00
+SUPPLY_STATUS, VALVE_STATUS_DETAIL = 0x0014, 0x0205  # GCS33 reads detail then status
+GAS_FIRMWARE_VERSION = 0x0206
+PREPAYMENT_CREDIT_REMAINING = 0x0001  # prepayment cluster
+PAYMENT_CONTROL_CONFIGURATION = 0x0000  # prepayment cluster: the payment mode (GCS21j)
+# GetSampledData sample ids and their intervals: the half-hourly profile (GCS17) and the GPF's
+# daily consumption log (GCS61)
+SAMPLE_HALF_HOURLY, SAMPLE_DAILY = 0, 1
+SAMPLE_INTERVALS = {
+    SAMPLE_HALF_HOURLY: dt.timedelta(minutes=30),
+    SAMPLE_DAILY: dt.timedelta(days=1),
+}
+SAMPLE_TYPE_CONSUMPTION_DELIVERED = 0
+
+
+@dataclass(frozen=True)
+class ZclCommandSpec:
+    """One GBZ component of a command: a ZCL command to one cluster, its payload computed
+    from the context (a ZCL payload as :mod:`dccsim.gbcs.zigbee`'s layouts read it)."""
+
+    cluster: int
+    frame_control: int
+    command: int
+    payload: Callable[[CommandContext], zigbee.ZclPayload]
+
+
+@dataclass(frozen=True)
+class GbzCommandLayout:
+    """One use case's GBZ command: its components in order. The ZCL sequence number is the
+    component's index and the last component carries the "last" control bit, as the RTDS
+    commands do (GCS60a's second component is sequence 1)."""
+
+    use_case: UseCase
+    components: tuple[ZclCommandSpec, ...]
+
+    def encode(self, context: CommandContext) -> bytes:
+        last = len(self.components) - 1
+        components = tuple(
+            zigbee.GbzComponent(
+                zigbee.CONTROL_LAST if index == last else 0,
+                spec.cluster,
+                zigbee.ZclHeader(spec.frame_control, index, spec.command),
+                spec.payload(context),
+            )
+            for index, spec in enumerate(self.components)
+        )
+        return zigbee.GbzPayload(len(components), components).encode()
+
+
+def read_attributes(cluster: int, *attributes: int) -> ZclCommandSpec:
+    """A ZCL Read Attributes of ``attributes`` (in that order) on ``cluster``."""
+    payload = zigbee.ZclPayload(
+        "read-attributes", records=tuple({"attribute_id": a} for a in attributes)
+    )
+    return ZclCommandSpec(cluster, FRAME_PROFILE_WIDE, READ_ATTRIBUTES, lambda _c: payload)
+
+
+def get_sampled_data(sample_id: int) -> ZclCommandSpec:
+    """A ZCL GetSampledData of log ``sample_id`` over the Service Request's ReadLogPeriod:
+    from ``start_date_time``, one sample per interval up to and including the one starting at
+    ``end_date_time`` (the RTDS GCS17 command asks 97 half hours for two days)."""
+    interval = SAMPLE_INTERVALS[sample_id]
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        start, end = _datetime(context, "start_date_time"), _datetime(context, "end_date_time")
+        if end < start:
+            raise GbcsError("the log period ends before it starts")
+        samples = (_utc(end) - _utc(start)) // interval + 1
+        if samples > 0xFFFF:
+            raise GbcsError(f"a log period of {samples} samples does not fit GetSampledData")
+        return zigbee.ZclPayload(
+            "get-sampled-data",
+            {
+                "sample_id": sample_id,
+                "earliest_sample_time": _seconds_since_2000(start),
+                "sample_type": SAMPLE_TYPE_CONSUMPTION_DELIVERED,
+                "number_of_samples": samples,
+            },
+        )
+
+    return ZclCommandSpec(zigbee.METERING, FRAME_CLUSTER_COMMAND, GET_SAMPLED_DATA, payload)
+
+
+GBZ_LAYOUTS: dict[str, GbzCommandLayout] = {
+    layout.use_case.name: layout
+    for layout in (
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS13a"],
+            (
+                read_attributes(
+                    zigbee.METERING, *GAS_UNIT_MULTIPLIER_DIVISOR, CURRENT_SUMMATION_DELIVERED
+                ),
+            ),
+        ),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS13c"],
+            (
+                read_attributes(
+                    zigbee.METERING, *GAS_UNIT_MULTIPLIER_DIVISOR, *CURRENT_TIER_SUMMATIONS
+                ),
+            ),
+        ),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS60a"],
+            (
+                read_attributes(zigbee.METERING, METER_BALANCE),
+                read_attributes(zigbee.PREPAYMENT, PREPAYMENT_CREDIT_REMAINING),
+            ),
+        ),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS17"], (get_sampled_data(SAMPLE_HALF_HOURLY),)),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS61"], (get_sampled_data(SAMPLE_DAILY),)),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS38"], (read_attributes(zigbee.METERING, GAS_FIRMWARE_VERSION),)
+        ),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS21j"],
+            (read_attributes(zigbee.PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION),),
+        ),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS33"],
+            (read_attributes(zigbee.METERING, VALVE_STATUS_DETAIL, SUPPLY_STATUS),),
+        ),
+    )
+}
+
+
 def command_payload(use_case: str, context: CommandContext) -> bytes:
     """The command payload of ``use_case`` (e.g. ``"ECS42"``) for ``context``: a DLMS Access
-    Request, or the DER of an ASN.1 use case.
+    Request, the DER of an ASN.1 use case or the GBZ payload of a GSME/GPF one.
 
     Raises :class:`GbcsError` for a use case without a layout or a missing parameter.
     """
@@ -1158,4 +1294,7 @@ def command_payload(use_case: str, context: CommandContext) -> bytes:
     asn1 = ASN1_LAYOUTS.get(use_case)
     if asn1 is not None:
         return asn1.encode(context)
+    gbz = GBZ_LAYOUTS.get(use_case)
+    if gbz is not None:
+        return gbz.encode(context)
     raise GbcsError(f"no command layout for {use_case}")

@@ -12,7 +12,13 @@ from typing import Any, Literal, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import CREDENTIALS_PARTS, REPLACEMENT_OUTCOME
-from dccsim.gbcs.crypto import ACB_EUI, verify_frame_signature, verify_mac
+from dccsim.gbcs.crypto import (
+    ACB_EUI,
+    content_context,
+    decrypt_content,
+    verify_frame_signature,
+    verify_mac,
+)
 from dccsim.gbcs.der import asn1_to_json, decode_asn1, decode_with
 from dccsim.gbcs.dlms import (
     AccessRequest,
@@ -35,7 +41,12 @@ from dccsim.gbcs.frames import (
     decode_message,
 )
 from dccsim.gbcs.usecases import USE_CASES_BY_CODE
-from dccsim.gbcs.zigbee import decode_gbz, gbz_to_json
+from dccsim.gbcs.zigbee import (
+    decode_gbz,
+    decode_zcl_payload,
+    gbz_to_json,
+    zcl_payload_to_json,
+)
 
 CheckStatus = Literal["verified", "failed", "unchecked", "absent"]
 _CRA_NAMES = {CRA_COMMAND: "command", CRA_RESPONSE: "response", CRA_ALERT: "alert"}
@@ -287,11 +298,60 @@ def _check_signature(frame: GeneralSigning, keys: KeyLookup) -> dict[str, Any]:
     return {"status": "failed", "keys": f"{frame.originator_title.hex()}-ds.pem"}
 
 
+def _gbz_content(frame: GeneralSigning, payload: dict[str, Any], keys: KeyLookup) -> CheckStatus:
+    """Decrypt each encrypted component of a GBZ response or alert (GCS13a, GCS17, GCS61...)
+    for the remote party its content is for, and describe the ZCL payload inside under the
+    component's ``content``. Returns the weakest outcome: ``failed`` if any block does not
+    authenticate, ``unchecked`` without the keys, ``absent`` when nothing is encrypted."""
+    if payload.get("kind") != "zigbee" or "components" not in payload:
+        return "absent"
+    if frame.cra_flag == CRA_COMMAND:
+        return "absent"
+    components = decode_gbz(frame.payload, alert=frame.cra_flag == CRA_ALERT).components
+    encrypted = [(i, c) for i, c in enumerate(components) if c.encrypted_content is not None]
+    if not encrypted:
+        return "absent"
+    context = content_context(frame)
+    private = keys.ka_private(context.recipient_title)
+    public = keys.ka_public(context.device_title)
+    key_names = f"{context.recipient_title.hex()}-ka.key + {context.device_title.hex()}-ka.pem"
+    statuses: set[CheckStatus] = set()
+    for index, component in encrypted:
+        item = payload["components"][index]
+        assert component.encrypted_content is not None
+        if private is None or public is None:
+            item["content"] = {"status": "unchecked", "reason": f"no keys {key_names}"}
+            statuses.add("unchecked")
+            continue
+        try:
+            plaintext = decrypt_content(
+                component.encrypted_content,
+                device_title=context.device_title,
+                counter=context.counter,
+                recipient_title=context.recipient_title,
+                private_key=private,
+                peer_public_key=public,
+            )
+        except GbcsError as exc:
+            item["content"] = {"status": "failed", "keys": key_names, "reason": exc.reason}
+            statuses.add("failed")
+            continue
+        zcl = decode_zcl_payload(component.cluster, component.header, plaintext)
+        item["content"] = {"status": "verified", "keys": key_names, **zcl_payload_to_json(zcl)}
+        statuses.add("verified")
+    for status in ("failed", "unchecked"):
+        if status in statuses:
+            return status
+    return "verified"
+
+
 def describe(data: bytes, keys: KeyLookup | None = None) -> dict[str, Any]:
     """Decode ``data`` (a whole GBCS message) and check its MAC and signature with ``keys``.
 
-    Returns ``{"apdu", "length", "header", "payload", "mac", "signature", "ok"}``; ``ok`` is
-    False when a check that could be made failed (``unchecked`` is not a failure). Raises
+    Returns ``{"apdu", "length", "header", "payload", "mac", "signature", "ok"}``, and
+    ``content`` when a GBZ payload carries encrypted components (each decrypted and described
+    where ``keys`` allow); ``ok`` is False when a check that could be made failed
+    (``unchecked`` is not a failure). Raises
     :class:`GbcsError` when the frame does not decode.
     """
     keys = keys if keys is not None else NoKeys()
@@ -301,12 +361,17 @@ def describe(data: bytes, keys: KeyLookup | None = None) -> dict[str, Any]:
         _check_mac(message, keys) if isinstance(message, GeneralCiphering) else {"status": "absent"}
     )
     signature = _check_signature(frame, keys)
-    return {
+    payload = _payload(frame)
+    content = _gbz_content(frame, payload, keys)
+    described = {
         "apdu": "general-ciphering" if isinstance(message, GeneralCiphering) else "general-signing",
         "length": len(data),
         "header": _header(frame),
-        "payload": _payload(frame),
+        "payload": payload,
         "mac": mac,
         "signature": signature,
-        "ok": mac["status"] != "failed" and signature["status"] != "failed",
+        "ok": mac["status"] != "failed" and signature["status"] != "failed" and content != "failed",
     }
+    if content != "absent":
+        described["content"] = {"status": content}
+    return described

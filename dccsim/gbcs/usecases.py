@@ -170,6 +170,15 @@ USE_CASES += (
     _uc("ECS10", "Send Message to ESME", 0x0021, _D, ("3.1",)),
     _uc("GCS07", "Send Message to GSME", 0x0071, _Z, ("3.1",)),
     _uc("GCS13a", "Read GSME Consumption Register", 0x0074, _Z, ("4.1.1",)),
+    _uc("GCS13c", "Read GSME Consumption Register (TOU)", 0x00B6, _Z, ("4.1.2",)),
+    _uc("GCS60a", "Read Meter Balance for GSME", 0x012A, _Z, ("4.18",)),
+    _uc(
+        "GCS21j",
+        "Read GSME Configuration Data Device Information (Payment Mode)",
+        0x00BF,
+        _Z,
+        ("6.2.9",),
+    ),
     _uc(
         "ECS21a",
         "Read Electricity Daily Read Log (exc export)",

@@ -64,9 +64,10 @@ _FIXED_SIZES: dict[int, int] = {
     0xF0: 8, 0xF1: 16,  # IEEE address, 128-bit key
 }  # fmt: skip
 OCTET_STRING, CHAR_STRING, LONG_OCTET_STRING, LONG_CHAR_STRING = 0x41, 0x42, 0x43, 0x44
-U8, U16, U32, INT32, ENUM8, BITMAP8, BITMAP16, BITMAP32, UTC = (
+U8, U16, U24, U32, INT32, ENUM8, BITMAP8, BITMAP16, BITMAP32, UTC = (
     0x20,
     0x21,
+    0x22,
     0x23,
     0x2B,
     0x30,
@@ -243,6 +244,17 @@ ZCL_LAYOUTS: dict[tuple[int, bool, int], ZclLayout] = {
             _f("proposed_supply_status", ENUM8),
             _f("supply_control_bits", BITMAP8),
         ),
+    ),
+    (METERING, True, 0x07): ZclLayout(
+        "get-sampled-data-response",
+        (
+            _f("sample_id", U16),
+            _f("sample_start_time", UTC),
+            _f("sample_type", ENUM8),
+            _f("sample_request_interval", U16),
+            _f("number_of_samples", U16),
+        ),
+        record=(_f("sample", U24),),
     ),
     (METERING, True, 0x0C): ZclLayout(
         "supply-status-response",
@@ -575,6 +587,19 @@ def _value_json(value: ZclValue) -> Any:
     return value.hex() if isinstance(value, bytes) else value
 
 
+def zcl_payload_to_json(payload: ZclPayload) -> dict[str, Any]:
+    """A ZCL payload's layout, fields, records and uncovered rest as JSON-able values."""
+    out: dict[str, Any] = {
+        "layout": payload.layout,
+        "fields": {k: _value_json(v) for k, v in payload.values.items()},
+    }
+    if payload.records:
+        out["records"] = [{k: _value_json(v) for k, v in r.items()} for r in payload.records]
+    if payload.rest:
+        out["rest"] = payload.rest.hex()
+    return out
+
+
 def gbz_to_json(gbz: GbzPayload) -> dict[str, Any]:
     """A GBZ payload as JSON-able fields (what ``dccsim gbcs decode`` prints)."""
     out: dict[str, Any] = {"profile": f"{gbz.profile:#06x}", "component_count": gbz.component_count}
@@ -610,14 +635,7 @@ def gbz_to_json(gbz: GbzPayload) -> dict[str, Any]:
         if c.encrypted_content is not None:
             item["encrypted_content"] = c.encrypted_content.hex()
         else:
-            item["layout"] = c.payload.layout
-            item["fields"] = {k: _value_json(v) for k, v in c.payload.values.items()}
-            if c.payload.records:
-                item["records"] = [
-                    {k: _value_json(v) for k, v in r.items()} for r in c.payload.records
-                ]
-            if c.payload.rest:
-                item["rest"] = c.payload.rest.hex()
+            item.update(zcl_payload_to_json(c.payload))
         components.append(item)
     out["components"] = components
     return out

@@ -391,6 +391,7 @@ class SmartMeteringInventory:
                             postcode_key=normalise_postcode(p.postcode),
                             csp_region=p.region,
                             mpan=p.mpan,
+                            mprn=p.mprn,
                         )
                     )
                     known_premises.add(p.premises_id)
@@ -405,7 +406,11 @@ class SmartMeteringInventory:
                             status_since=now,
                             hub_eui=None if d.eui == p.hub_eui else p.hub_eui,
                             csp_region=p.region,
-                            mpxn=p.mpan if d.device_type is DeviceType.ESME else None,
+                            mpxn=p.mpan
+                            if d.device_type is DeviceType.ESME
+                            else p.mprn
+                            if d.device_type is DeviceType.GSME
+                            else None,
                             premises_id=p.premises_id,
                             postcode=p.postcode,
                             commissioned_at=now if d.status is DeviceStatus.COMMISSIONED else None,
@@ -418,19 +423,20 @@ class SmartMeteringInventory:
                     )
                     known.add(d.eui)
                     added += 1
-                if p.mpan:
-                    for role, user_eui in p.registrations.items():
-                        if (p.mpan, role) not in regs:
-                            session.add(
-                                RegistrationPeriod(
-                                    mpxn=p.mpan,
-                                    role=role,
-                                    user_eui=user_eui.upper(),
-                                    valid_from=now,
-                                    reason=reason,
-                                )
+                for role, user_eui in p.registrations.items():
+                    # the gas roles are registered on the MPRN (when the premises has one)
+                    mpxn = p.mprn if role in GAS_ROLES and p.mprn else p.mpan
+                    if mpxn and (mpxn, role) not in regs:
+                        session.add(
+                            RegistrationPeriod(
+                                mpxn=mpxn,
+                                role=role,
+                                user_eui=user_eui.upper(),
+                                valid_from=now,
+                                reason=reason,
                             )
-                            regs.add((p.mpan, role))
+                        )
+                        regs.add((mpxn, role))
         return added
 
     # --- reading -------------------------------------------------------------------------------

@@ -191,6 +191,7 @@ class Transformer:
             if transformation.acb_originated:
                 # the DCC's own command: the ACB originates it, naming the User in the extras
                 extras = user_extras(originator, counter)
+                extras += transformation.user_certificate_der(element)
                 originator, counter = DCC_EUI, self.acb_counter.next()
             return build_command(
                 transformation,

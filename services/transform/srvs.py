@@ -505,6 +505,16 @@ class Transformation:
     # 6.23: a GBCS-critical command the DCC's Transitional CoS Party originates and signs
     # (:func:`build_cos_command`); the User sends an ordinary, non-critical request
     cos_signed: bool = False
+    # an acb_originated command whose Other Information also carries the User's KA
+    # certificate, from this body element (4.17 to a GPF: GCS61's KAPublicSecurityCredentials)
+    user_certificate: str | None = None
+
+    def user_certificate_der(self, body: etree._Element | None) -> bytes:
+        """The DER of the User's KA certificate the body carries for the Other Information
+        extras, or b"" when this SRV takes none or the body leaves it out (it is optional)."""
+        if self.user_certificate is None or not _optional(body, self.user_certificate):
+            return b""
+        return _base64_der(body, self.user_certificate)
 
     @property
     def critical(self) -> bool:
@@ -598,6 +608,32 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
         acb_originated=True,
         needs_han_device_type=True,
     ),
+    # Gas: GBZ commands to the GSME, or to the GPF for the reads it answers from its GSME
+    # mirror (the RTDS "RELIABLE" templates target the GPF) and its daily consumption log.
+    *(
+        Transformation(srv, device_type, use_case, body_element)
+        for srv, use_case, body_element in (
+            ("4.1.1", "GCS13a", "ReadInstantaneousImportRegisters"),
+            ("4.1.2", "GCS13c", "ReadInstantaneousImportTOUMatrices"),
+            ("4.18", "GCS60a", "ReadMeterBalance"),
+        )
+        for device_type in ("GSME", "GPF")
+    ),
+    Transformation("4.8.1", "GSME", "GCS17", "ReadActiveImportProfileData", _log_period_parameters),
+    Transformation(
+        "4.17",
+        "GPF",
+        "GCS61",
+        "RetrieveDailyConsumptionLog",
+        _log_period_parameters,
+        # the GPF holds no User's credentials: the ACB sends it for the User, passing the
+        # User's KA certificate for the encrypted log (as the RTDS GCS61 command)
+        acb_originated=True,
+        user_certificate="KAPublicSecurityCredentials",
+    ),
+    Transformation("11.2", "GSME", "GCS38", "ReadFirmwareVersion"),
+    Transformation("7.4", "GSME", "GCS33", "ReadSupplyStatus"),
+    Transformation("6.2.9", "GSME", "GCS21j", "ReadDeviceConfigurationPaymentMode"),
 )
 
 # Transformations the DCC signs itself (6.23: the Transitional CoS Party). Built and tested

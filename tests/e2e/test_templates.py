@@ -1,9 +1,12 @@
 """DCC's own request templates (reference/duis/templates, 213 of them) replayed against dccsim.
 
 Each template is re-signed with the demo Supplier's XML-signing key, its RequestID rewritten
-(originator = the Supplier, a fresh counter, the target mapped to a seeded device of a fitting
-type) and the RTDS test-device EUIs in its body mapped to seeded devices, then sent to the web
-service its Command Variant belongs to. Each gets the answer a DCC gives: I99 then an async
+(originator = the Supplier, a fresh counter, the target mapped to a seeded device of the type
+the template addresses: the RTDS ESME, GSME, CHF or GPF, when the SRV may target it) and the
+RTDS test-device EUIs in its body mapped to seeded devices, then sent to the web service its
+Command Variant belongs to. The demo Supplier is Import and Gas Supplier of the seeded premises,
+so the gas templates reach the GSME and GPF; an SRV dccsim does not transform for the device
+type addressed is refused E2 (not offered), as for any device type. Each gets the answer a DCC gives: I99 then an async
 outcome for a device SR dccsim carries, I0 with a Pre-Command for a critical one (whose Signed
 Pre-Command is then sent as CV 5), I0 from the inventory for a non-device SR, or the right E-code.
 Every synchronous answer must validate against the DUIS 5.4 XSD. The table of outcomes per SRV is
@@ -42,6 +45,9 @@ pytestmark = [
 SR = f"{{{SR_NS}}}"
 DCC = "90-B3-D5-1F-30-00-00-02"
 RTDS_EUI = re.compile(r"00-DB-12-34-56-78-90-[0-9A-F]{2}", re.IGNORECASE)
+# The RTDS test devices the templates address, by the last octet of their EUI-64: the ESME,
+# the GSME, the Communications Hub (CHF) and the GPF (the GCS use cases go to A1 or A3).
+RTDS_DEVICE_TYPES = {"A0": "ESME", "A1": "GSME", "A2": "CHF", "A3": "GPF"}
 WEB_SERVICE = {1: "serviceS", 3: "serviceS", 5: "serviceS", 7: "serviceS", 4: "serviceT"}
 # Non-device SRs that change the inventory run last, against a premises of their own.
 MUTATING = frozenset({"8.3", "8.4", "8.14.1", "8.14.2", "8.14.3", "8.14.4"})
@@ -58,6 +64,7 @@ class Outcome:
     follow_up: str = ""  # the async outcome, or the CV 5 answer then its async outcome
     xsd_valid: bool = True
     request_id: str = ""
+    device_type: str = ""  # of the seeded device it was sent to ("" for a non-device SR)
 
 
 class EstateMap:
@@ -70,18 +77,32 @@ class EstateMap:
         premises = self.premises[-1] if mutating else self.premises[0]
         return next((d.eui for d in premises.devices if d.device_type.value == device_type), None)
 
-    def target(self, srv: str, *, mutating: bool) -> str:
+    def device_type(self, eui: str) -> str:
+        return next(
+            (d.device_type.value for p in self.premises for d in p.devices if d.eui == eui), ""
+        )
+
+    def target(self, srv: str, rtds_target: str, *, mutating: bool) -> str:
+        """The seeded device of the type the template addresses (its RequestID's RTDS device),
+        when the SRV may target that type; a GPF's template the GSME it proxies when the SRV
+        may not target a GPF; else an ESME, a CHF or any type the SRV takes."""
         row = lookup(srv)
         types = sorted(row.device_types) if row else []
-        for wanted in ("ESME", "CHF", *types):
+        addressed = RTDS_DEVICE_TYPES.get(rtds_target.upper()[-2:], "")
+        preferred = [addressed, "GSME"] if addressed == "GPF" else [addressed]
+        for wanted in (*preferred, "ESME", "CHF", *types):
             if wanted in types and (eui := self.device(wanted, mutating=mutating)):
                 return eui
         return self.device("ESME", mutating=mutating) or DCC
 
     def body_eui(self, rtds_eui: str, *, mutating: bool) -> str:
-        # RTDS: ...90-A0 the ESME, ...90-A2 the Communications Hub; the rest stand for an ESME.
-        kind = "CHF" if rtds_eui.upper().endswith("A2") else "ESME"
-        return self.device(kind, mutating=mutating) or rtds_eui
+        # The RTDS device's seeded counterpart of the same type; the rest stand for an ESME.
+        kind = RTDS_DEVICE_TYPES.get(rtds_eui.upper()[-2:], "ESME")
+        return (
+            self.device(kind, mutating=mutating)
+            or self.device("ESME", mutating=mutating)
+            or rtds_eui
+        )
 
 
 def prepare(path: Path, user: TestUser, devices: EstateMap) -> tuple[str, int, bytes, str]:
@@ -102,7 +123,12 @@ def prepare(path: Path, user: TestUser, devices: EstateMap) -> tuple[str, int, b
         if isinstance(element.tag, str) and element.text and RTDS_EUI.fullmatch(element.text):
             element.text = devices.body_eui(element.text, mutating=mutating)
     row = lookup(srv)
-    target = DCC if row is None or row.non_device else devices.target(srv, mutating=mutating)
+    rtds_target = (header.findtext(f"{SR}RequestID") or "").split(":")[1:2] or [""]
+    target = (
+        DCC
+        if row is None or row.non_device
+        else devices.target(srv, rtds_target[0], mutating=mutating)
+    )
     rid = user.next_request_id(target)
     rid_element = header.find(f"{SR}RequestID")
     assert rid_element is not None
@@ -117,8 +143,10 @@ def execution_date_time(path: Path) -> str:
     return "" if element is None else (element.text or "").strip()
 
 
-def expected(srv: str, cv: int, user_roles: frozenset[str], execution: str = "") -> frozenset[str]:
-    """The synchronous answers a DCC gives this template here."""
+def expected(
+    srv: str, cv: int, user_roles: frozenset[str], execution: str = "", device_type: str = ""
+) -> frozenset[str]:
+    """The synchronous answers a DCC gives this template here, sent to a ``device_type``."""
     row = lookup(srv)
     assert row is not None, srv
     if not ({r.value for r in row.roles} & user_roles):
@@ -133,8 +161,8 @@ def expected(srv: str, cv: int, user_roles: frozenset[str], execution: str = "")
         when = dt.datetime.fromisoformat(execution.replace("Z", "+00:00"))
         if when <= dt.datetime.now(dt.UTC):
             return frozenset({"E13"})  # a DSP-held date already past fails validation
-    if all(s != srv for s, _ in TRANSFORMATIONS_BY_KEY):
-        return frozenset({"E2"})  # not offered
+    if (srv, device_type) not in TRANSFORMATIONS_BY_KEY:
+        return frozenset({"E2"})  # not offered (to this device type)
     return frozenset({"I0" if cv in (2, 4, 6) else "I99"})
 
 
@@ -162,30 +190,6 @@ async def test_every_template_gets_a_dcc_answer(
 
     outcomes: list[Outcome] = []
     awaited: list[Outcome] = []
-    critical: list[tuple[Outcome, bytes]] = []
-    for path in paths:
-        srv, cv, document, rid = prepare(path, user, devices)
-        url = system.url(WEB_SERVICE.get(cv, "serviceD"))
-        status, raw = await post(session, url, document)
-        assert status == 200, f"{path.name}: HTTP {status} {raw[:200]!r}"
-        root = parse_safely(raw)
-        answer = parse_response(raw)
-        outcome = Outcome(path.name, srv, cv, answer.response_code, "", schema.validate(root), rid)
-        outcomes.append(outcome)
-        if answer.response_code == "I99":
-            awaited.append(outcome)
-        elif answer.response_code == "I0" and answer.pre_command is not None:
-            critical.append((outcome, answer.pre_command.gbcs_payload))
-
-    # Critical SRs: sign the Pre-Command and send it back with the same RequestID (CV 5).
-    for outcome, pre_command in critical:
-        document = user.signed_pre_command_request(
-            outcome.srv, RequestId.parse(outcome.request_id), user.sign_pre_command(pre_command)
-        )
-        _, raw = await post(session, system.service_s, document)
-        outcome.follow_up = f"CV5 {parse_response(raw).response_code}"
-        if parse_response(raw).response_code == "I99":
-            awaited.append(outcome)
 
     async def follow(outcome: Outcome) -> None:
         try:
@@ -194,6 +198,39 @@ async def test_every_template_gets_a_dcc_answer(
         except TimeoutError:
             code = "none"
         outcome.follow_up = f"{outcome.follow_up} -> {code}".strip(" ->")
+
+    for path in paths:
+        srv, cv, document, rid = prepare(path, user, devices)
+        url = system.url(WEB_SERVICE.get(cv, "serviceD"))
+        status, raw = await post(session, url, document)
+        assert status == 200, f"{path.name}: HTTP {status} {raw[:200]!r}"
+        root = parse_safely(raw)
+        answer = parse_response(raw)
+        outcome = Outcome(
+            path.name,
+            srv,
+            cv,
+            answer.response_code,
+            "",
+            schema.validate(root),
+            rid,
+            devices.device_type(estate.format_eui(RequestId.parse(rid).target)),
+        )
+        outcomes.append(outcome)
+        if answer.response_code == "I99":
+            awaited.append(outcome)
+        elif answer.response_code == "I0" and answer.pre_command is not None:
+            # A critical SR: sign the Pre-Command and send it back with the same RequestID
+            # (CV 5) before the next request, as a User does; then wait for its outcome, so
+            # that no later request (a higher counter) reaches the device first and makes the
+            # device refuse this one as a replay.
+            document = user.signed_pre_command_request(
+                srv, RequestId.parse(rid), user.sign_pre_command(answer.pre_command.gbcs_payload)
+            )
+            _, raw = await post(session, system.service_s, document)
+            outcome.follow_up = f"CV5 {parse_response(raw).response_code}"
+            if parse_response(raw).response_code == "I99":
+                await follow(outcome)
 
     await asyncio.gather(*(follow(o) for o in awaited))
 
@@ -204,13 +241,18 @@ async def test_every_template_gets_a_dcc_answer(
     wrong = [
         o
         for o in outcomes
-        if o.sync not in expected(o.srv, o.cv, roles, executions[o.template]) or not o.xsd_valid
+        if o.sync not in expected(o.srv, o.cv, roles, executions[o.template], o.device_type)
+        or not o.xsd_valid
     ]
-    assert not wrong, "\n".join(f"{o.template}: {o.sync} (xsd {o.xsd_valid})" for o in wrong)
-    # The SRVs dccsim carries end to end answer with the device's data.
+    assert not wrong, "\n".join(
+        f"{o.template} to a {o.device_type or 'DCC'}: {o.sync} (xsd {o.xsd_valid})" for o in wrong
+    )
+    # The SRVs dccsim carries end to end answer with the device's data, gas ones included.
     for o in outcomes:
         if o.srv in ("4.1.1", "7.4") and o.cv == 1 and not executions[o.template]:
             assert o.follow_up.endswith("I0"), o
+        if o.template.startswith("GCS") and o.sync == "I99":
+            assert o.device_type in ("GSME", "GPF") and o.follow_up.endswith("I0"), o
         if o.srv == "8.2":
             assert o.sync == "I0", o
 

@@ -42,7 +42,7 @@ from emulators.han import CS07
 
 GSME_EUI = bytes.fromhex("00DB1234567890A1")
 SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
-# use cases the shared table lacks, defined by the models
+# CS07 is defined by the HAN model, not the shared table
 ALL_USE_CASES = {"GCS13c": GCS13C, "GCS60a": GCS60A, "CS07": CS07}
 
 
@@ -101,6 +101,7 @@ def _exchange(gsme: Gsme, keys: Keys, use_case: str, payload: bytes) -> bytes:
         ("GCS33", "7.4_GCS33/GCS33_7.4_SUCCESS"),
         ("GCS07", "3.1_GCS07/GCS07_3.1_SUCCESS"),
         ("GCS60a", "4.18_GCS60a/GCS60a_4.18_SUCCESS_UNRELIABLE_GSME"),
+        ("GCS21j", "6.2.9_GCS21j/GCS21j_6.2.9_SUCCESS"),
     ],
 )
 def test_gsme_answers_the_rtds_command_with_the_rtds_response_payload(

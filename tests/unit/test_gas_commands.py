@@ -1,0 +1,214 @@
+"""Gas Service Requests to GBZ commands: DUIS templates (reference/duis/templates) in, the RTDS
+vectors' GBCS out, byte for byte, through the transformation table's GSME and GPF rows."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from dccsim.duis.xml import parse_service_request
+from dccsim.gbcs.commands import GBZ_LAYOUTS, CommandContext, command_payload
+from dccsim.gbcs.errors import GbcsError
+from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
+from dccsim.gbcs.usecases import PayloadKind
+from dccsim.gbcs.zigbee import decode_gbz
+from dccsim.pki.files import parse_private_key
+from services.transform.srvs import SR_NS, TRANSFORMATIONS, build_command, lookup, user_extras
+
+# (template, device type the template targets, RTDS folder, vector prefix)
+GAS_READS = [
+    ("GCS13a_4.1.1_SUCCESS_RELIABLE_GSME", "GPF", "4.1.1_GCS13a", None),
+    ("GCS13a_4.1.1_SUCCESS_RELIABLE_GPF", "GPF", "4.1.1_GCS13a", None),
+    ("GCS13a_4.1.1_SUCCESS_UNRELIABLE", "GSME", "4.1.1_GCS13a", None),
+    ("GCS13c_4.1.2_SUCCESS_RELIABLE_GSME", "GPF", "4.1.2_GCS13c", None),
+    ("GCS13c_4.1.2_SUCCESS_RELIABLE_GPF", "GPF", "4.1.2_GCS13c", None),
+    ("GCS60a_4.18_SUCCESS_RELIABLE_GSME", "GPF", "4.18_GCS60a", None),
+    ("GCS60a_4.18_SUCCESS_UNRELIABLE_GSME", "GSME", "4.18_GCS60a", None),
+    ("GCS17_4.8.1_SUCCESS", "GSME", "4.8.1_GCS17", None),
+    ("GCS38_11.2_SUCCESS", "GSME", "11.2_GCS38", None),
+    ("GCS33_7.4_SUCCESS", "GSME", "7.4_GCS33", None),
+    ("GCS21j_6.2.9_SUCCESS", "GSME", "6.2.9_GCS21j", None),
+]
+RTDS_SUPPLIER = "90b3d51f30010000"
+
+
+def _vector(reference_dir: Path, folder: str, prefix: str, kind: str = "COMMAND") -> bytes:
+    path = reference_dir / "gbcs" / "rtds" / folder / f"{prefix}_{kind}_GBCS.HEX"
+    return parse_hex_or_base64(path.read_text())
+
+
+def _certificate(reference_dir: Path, name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(
+        (reference_dir / "gbcs" / "keystore" / f"{name}.pem").read_bytes()
+    )
+
+
+def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
+    key = _certificate(reference_dir, name).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
+def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
+    path = reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ka.key"
+    key = parse_private_key(path.read_bytes())
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+@pytest.mark.parametrize(("template", "device_type", "folder", "_unused"), GAS_READS)
+def test_gas_template_becomes_the_rtds_command(
+    reference_dir: Path, template: str, device_type: str, folder: str, _unused: None
+) -> None:
+    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
+    request = parse_service_request(path.read_bytes())
+    assert request.command_variant == 1
+    transformation = lookup(request.service_reference_variant, device_type)
+    assert transformation is not None and not transformation.critical
+    assert request.body_name == transformation.body_element
+    rid = request.request_id
+    built = build_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+        body=request.body,
+    )
+    assert built == _vector(reference_dir, folder, template)
+
+
+def _daily_log_body(start: str, end: str, certificate: bytes | None) -> etree._Element:
+    credentials = (
+        b""
+        if certificate is None
+        else b"<sr:KAPublicSecurityCredentials>"
+        + base64.b64encode(certificate)
+        + b"</sr:KAPublicSecurityCredentials>"
+    )
+    return etree.fromstring(
+        f'<sr:RetrieveDailyConsumptionLog xmlns:sr="{SR_NS}"><sr:ReadLogPeriod>'
+        f"<sr:StartDateTime>{start}</sr:StartDateTime><sr:EndDateTime>{end}</sr:EndDateTime>"
+        "</sr:ReadLogPeriod>".encode()
+        + credentials
+        + b"</sr:RetrieveDailyConsumptionLog>"
+    )
+
+
+def test_daily_consumption_log_to_a_gpf_is_the_rtds_acb_command(reference_dir: Path) -> None:
+    """GCS61 goes from the ACB (its own counter) for the User: User EUI, DUIS counter and the
+    User's KA certificate (KAPublicSecurityCredentials) in Other Information. The RTDS SUCCESS
+    command asks 731 days from 2014-12-22 with the reference Supplier's certificate (the
+    template's period and certificate are another test's), so the body here carries those."""
+    transformation = lookup("4.17", "GPF")
+    assert transformation is not None and transformation.acb_originated
+    certificate = _certificate(reference_dir, f"{RTDS_SUPPLIER}-ka").public_bytes(Encoding.DER)
+    body = _daily_log_body("2014-12-22T00:00:00Z", "2016-12-21T00:00:00Z", certificate)
+    vector = decode_message(_vector(reference_dir, "4.17_GCS61", "GCS61_4.17_SUCCESS"))
+    assert isinstance(vector, GeneralCiphering)
+    gpf = vector.general_signing.recipient_title
+    extras = user_extras(bytes.fromhex(RTDS_SUPPLIER), 1003)
+    extras += transformation.user_certificate_der(body)
+    built = build_command(
+        transformation,
+        originator_title=bytes.fromhex("90b3d51f30000002"),
+        device_title=gpf,
+        counter=1301,
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{gpf.hex()}-ka"),
+        body=body,
+        other_info_extras=extras,
+    )
+    assert built == vector.encode()
+
+
+def test_daily_consumption_log_template_asks_each_day_of_its_period(reference_dir: Path) -> None:
+    """The GCS61 template's 10 days, both ends included: 11 daily samples from the start."""
+    template = reference_dir / "duis" / "templates" / "GCS61_4.17_SUCCESS_REQUEST_DUIS.XML"
+    request = parse_service_request(template.read_bytes())
+    transformation = lookup("4.17", "GPF")
+    assert transformation is not None
+    rid = request.request_id
+    payload = transformation.payload(
+        originator_title=rid.originator, device_title=rid.target, counter=1, body=request.body
+    )
+    (component,) = decode_gbz(payload).components
+    values = component.payload.values
+    assert component.payload.layout == "get-sampled-data"
+    assert values["sample_id"] == 1 and values["number_of_samples"] == 11
+    start = dt.datetime(2014, 12, 10, tzinfo=dt.UTC) - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert values["earliest_sample_time"] == int(start.total_seconds())
+    # the certificate the template carries is what the ACB passes on
+    der = transformation.user_certificate_der(request.body)
+    assert x509.load_der_x509_certificate(der).public_bytes(Encoding.DER) == der
+
+
+def test_daily_consumption_log_without_a_certificate_names_only_the_user() -> None:
+    transformation = lookup("4.17", "GPF")
+    assert transformation is not None
+    body = _daily_log_body("2014-12-10T00:00:00Z", "2014-12-20T00:00:00Z", None)
+    assert transformation.user_certificate_der(body) == b""
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "complaint"),
+    [
+        ("2015-01-02T00:00:00Z", "2015-01-01T00:00:00Z", "ends before it starts"),
+        ("2000-01-01T00:00:00Z", "2010-01-01T00:00:00Z", "does not fit"),
+    ],
+)
+def test_profile_period_the_command_cannot_carry_is_refused(
+    start: str, end: str, complaint: str
+) -> None:
+    context = CommandContext(
+        1,
+        bytes(8),
+        bytes(8),
+        {
+            "start_date_time": dt.datetime.fromisoformat(start),
+            "end_date_time": dt.datetime.fromisoformat(end),
+        },
+    )
+    with pytest.raises(GbcsError, match=complaint):
+        command_payload("GCS17", context)
+
+
+def test_every_gbz_layout_is_a_zigbee_use_case_and_decodes_to_its_layouts() -> None:
+    context = CommandContext(
+        1,
+        bytes(8),
+        bytes(8),
+        {
+            "start_date_time": dt.datetime(2015, 1, 1, tzinfo=dt.UTC),
+            "end_date_time": dt.datetime(2015, 1, 2, tzinfo=dt.UTC),
+        },
+    )
+    for name, layout in GBZ_LAYOUTS.items():
+        assert layout.use_case.payload_kind is PayloadKind.ZIGBEE, name
+        gbz = decode_gbz(command_payload(name, context))
+        assert gbz.component_count == len(layout.components)
+        assert [c.header.sequence for c in gbz.components] == list(range(len(layout.components)))
+        assert all(c.payload.layout is not None and not c.payload.rest for c in gbz.components)
+
+
+def test_every_gas_row_has_a_command_layout() -> None:
+    gas = [t for t in TRANSFORMATIONS if t.device_type in ("GSME", "GPF")]
+    assert {t.use_case for t in gas} <= set(GBZ_LAYOUTS)
+    assert {t.srv for t in gas} >= {
+        "4.1.1",
+        "4.1.2",
+        "4.8.1",
+        "4.17",
+        "4.18",
+        "11.2",
+        "7.4",
+        "6.2.9",
+    }
