@@ -13,19 +13,33 @@ Both are answered as the RTDS vectors are: a DLMS Access Response with one null 
 one result per request specification, no header date-time, MAC'd by the CHF for the ACB.
 The log, the joining window and the anti-replay counters are what the CHF keeps across a power
 cycle; ``nonvolatile_state`` / ``restore_nonvolatile_state`` carry the first two.
+
+A change of the log (a device added or removed) raises CS14, Device Log Changed (0x8F12): a
+DLMS Data Notification MAC'd for the ACB (message code 0x0018, laid out as the RTDS
+NA_CS14 vector is) carrying the log as it now is, (EUI-64, install code) per device, and the
+HAN's extended PAN ID, which the emulated CHF takes from its own EUI-64 (what a ZigBee
+coordinator forming a network with no extended PAN ID configured uses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dccsim.duis.requestid import DCC_EUI
 from dccsim.gbcs import dlms
-from dccsim.gbcs.dlms import AccessKind, AccessRequest, DataType, RequestSpec
+from dccsim.gbcs.alerts import alert_notification, build_alert
+from dccsim.gbcs.dlms import (
+    AccessKind,
+    AccessRequest,
+    DataType,
+    RequestSpec,
+    encode_date_time,
+)
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
 from dccsim.gbcs.usecases import (
@@ -35,7 +49,7 @@ from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
     build_access_response,
 )
-from emulators.device import GbcsDevice, RemoteParty, on
+from emulators.device import GbcsDevice, RaisedAlert, RemoteParty, on
 
 ZIGBEE_NETWORK_CONTROL_CLASS = 104
 ZIGBEE_NETWORK_CONTROL = bytes.fromhex("00001E0300FF")  # 0-0:30.3.0.255
@@ -48,6 +62,23 @@ INSTALL_CODE_LENGTH = 16
 
 CCS01 = USE_CASES_BY_NAME["CCS01"]
 CCS02 = USE_CASES_BY_NAME["CCS02"]
+CS14_MESSAGE_CODE = 0x0018  # Device Addition To / Removal From HAN Whitelist Alerts
+ALERT_DEVICE_LOG_CHANGED = 0x8F12
+
+
+def device_log_alert_payload(
+    counter: int, date_time: bytes, extended_pan_id: bytes, entries: Iterable[tuple[bytes, bytes]]
+) -> bytes:
+    """The CS14 (0x8F12) payload: the alert's date-time, then the log as at ``date_time``
+    (12-byte DLMS date-time): the extended PAN ID and each device's (EUI-64, install code)."""
+    log = dlms.structure(
+        dlms.octet_string(date_time),
+        dlms.octet_string(extended_pan_id),
+        dlms.array(
+            *(dlms.structure(dlms.octet_string(e), dlms.octet_string(c)) for e, c in entries)
+        ),
+    )
+    return alert_notification(counter, ALERT_DEVICE_LOG_CHANGED, date_time, log)
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,7 @@ class Chf(GbcsDevice):
         self.device_log: dict[bytes, DeviceLogEntry] = {}
         self.joining_enabled = False
         self.join_timeout_s = 0
+        self.extended_pan_id = eui  # see the module docstring
 
     # -- non-volatile state (what the gateway keeps across eviction and restart) ------------
 
@@ -155,18 +187,43 @@ class Chf(GbcsDevice):
         command: GeneralCiphering,
         request: AccessRequest | None,
         remote_party: RemoteParty,
+        now: datetime,
         **_: Any,
     ) -> bytes:
-        """CCS01 (8.11): register the device, then open the joining window; one result each."""
+        """CCS01 (8.11): register the device, then open the joining window; one result each.
+        A log that changed raises CS14."""
         if request is None or not request.specs or len(request.data) != len(request.specs):
             raise GbcsError("CCS01 command is not a DLMS Access Request")
         if not _is_network_control(request.specs[0], AccessKind.ACTION, REGISTER_DEVICE):
             raise GbcsError("CCS01 does not start with register_device")
+        before = dict(self.device_log)
         added = self._register(request.data[0])
         results = [added]
         for spec, value in zip(request.specs[1:], request.data[1:], strict=True):
             results.append(self._set(spec, value, allowed=added == ACTION_SUCCESS))
+        if self.device_log != before:
+            self._log_changed(now)
         return self._respond(command, remote_party, results)
+
+    def _log_changed(self, now: datetime) -> None:
+        """Raise CS14 (0x8F12) with the log as it now is, MAC'd for the ACB."""
+        counter = self.next_alert_counter(now)
+        payload = device_log_alert_payload(
+            counter,
+            encode_date_time(now),
+            self.extended_pan_id,
+            ((e.eui, e.install_code) for e in self.device_log.values()),
+        )
+        frame = build_alert(
+            device_title=self.eui,
+            recipient_title=DCC_EUI,
+            counter=counter,
+            message_code=CS14_MESSAGE_CODE,
+            payload=payload,
+            mac_private=self.ka_private_key,
+            mac_peer_public=self.acb_ka_public,
+        )
+        self.raised_alerts.append(RaisedAlert(ALERT_DEVICE_LOG_CHANGED, frame, DCC_EUI))
 
     def _set(self, spec: RequestSpec, value: dlms.Data, *, allowed: bool) -> int:
         """One attribute set of CCS01; the joining window opens only for a registered device."""
@@ -193,10 +250,11 @@ class Chf(GbcsDevice):
         command: GeneralCiphering,
         request: AccessRequest | None,
         remote_party: RemoteParty,
+        now: datetime,
         **_: Any,
     ) -> bytes:
-        """CCS02 (8.11): unregister the device; a device not in the log is answered with
-        result 1, as the RTDS error response carries."""
+        """CCS02 (8.11): unregister the device (raising CS14); a device not in the log is
+        answered with result 1, as the RTDS error response carries."""
         if (
             request is None
             or len(request.specs) != 1
@@ -206,6 +264,8 @@ class Chf(GbcsDevice):
         ):
             raise GbcsError("CCS02 command is not unregister_device(EUI-64)")
         removed = self.device_log.pop(request.data[0].octets, None)
+        if removed is not None:
+            self._log_changed(now)
         return self._respond(
             command, remote_party, [ACTION_SUCCESS if removed else ACTION_HARDWARE_FAULT]
         )

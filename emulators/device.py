@@ -59,6 +59,16 @@ class DeviceFault(Exception):
 
 
 @dataclass(frozen=True)
+class RaisedAlert:
+    """An alert the device raised by itself (e.g. the outcome of a future-dated command it
+    held): its GBCS alert code, the whole alert frame and the remote party it is for."""
+
+    alert_code: int
+    frame: bytes
+    recipient: bytes
+
+
+@dataclass(frozen=True)
 class RemoteParty:
     """A remote party the device trusts: its EUI-64, Key Agreement public key and, for the
     critical commands it may sign, its Digital Signing public key."""
@@ -126,6 +136,27 @@ class GbcsDevice:
         self.refusals = 0  # commands discarded or answered with a failure result
         # message code -> DLMS result for the next such command (a scripted one-shot fault)
         self.scripted_faults: dict[int, int] = {}
+        self.raised_alerts: list[RaisedAlert] = []  # raised, not yet taken by the host
+        self.alert_counter = 0  # the originator counter of the last alert raised
+
+    def next_alert_counter(self, now: datetime) -> int:
+        """A new alert's originator counter: strictly above the last one and never below the
+        milliseconds since the epoch of ``now``, so it keeps rising across power cycles."""
+        self.alert_counter = max(self.alert_counter + 1, int(now.timestamp() * 1000))
+        return self.alert_counter
+
+    def take_alerts(self) -> list[RaisedAlert]:
+        """The alerts raised since the last call, oldest first (the host sends them)."""
+        alerts, self.raised_alerts = self.raised_alerts, []
+        return alerts
+
+    def next_due(self) -> datetime | None:
+        """When (on the injected clock) this device next has held work to carry out
+        (``run_due``); None when it holds none."""
+        return None
+
+    def run_due(self, now: datetime) -> None:
+        """Carry out the held work due at ``now`` (on the injected clock); none by default."""
 
     def nonvolatile_state(self) -> dict[str, Any]:
         """What this model keeps across a power cycle besides its anti-replay counters, as

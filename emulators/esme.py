@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Mapping
@@ -16,6 +17,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs import der, dlms
+from dccsim.gbcs.alerts import (
+    ALERT_FUTURE_DATED_EXECUTED,
+    ALERT_FUTURE_DATED_FAILED,
+    MESSAGE_CODE_FUTURE_DATED_CS02B,
+    MESSAGE_CODE_FUTURE_DATED_CS02G,
+    MESSAGE_CODE_FUTURE_DATED_CS06,
+    MESSAGE_CODE_FUTURE_DATED_DLMS,
+    DlmsFutureDatedTarget,
+    build_alert,
+    future_dated_notification,
+)
 from dccsim.gbcs.commands import (
     ACCOUNT_STATUS_ACTIVE,
     ACCOUNT_STATUS_NEW,
@@ -43,6 +55,7 @@ from dccsim.gbcs.commands import (
     DayProfile,
     Tariff,
     TariffDate,
+    asn1_time,
     credit_mode_references,
     parse_asn1_time,
     tariff_items,
@@ -67,7 +80,9 @@ from dccsim.gbcs.usecases import (
 from emulators.device import (
     ALERT_SOURCE_NOT_AUTHORISED,
     DeviceFault,
+    DeviceRefusal,
     GbcsDevice,
+    RaisedAlert,
     RemoteParty,
     on,
 )
@@ -198,6 +213,31 @@ class LoadProfile:
 ACTIVATION_SUCCESS, ACTIVATION_FAILURE = 0, 1
 FUTURE_DATED_ACKNOWLEDGEMENT = b"\x05\x00"  # the DER NULL a future-dated CS06 is answered with
 
+# What the future-dated outcome alerts (0x8F66/0x8F67) of a held DLMS command name: the COSEM
+# (class, instance, member) of each part it changed, one alert each, in the order the RTDS
+# ESME raises them (reference/gbcs/rtds 1.1.1_ECS01a, 1.6_ECS02, 1.6_ECS03 alert vectors).
+_ACCOUNT_ACTIVATION = (111, bytes.fromhex("0001130000FF"), 13)
+FUTURE_DATED_TARGETS: dict[str, tuple[tuple[int, bytes, int], ...]] = {
+    "ECS02": (_ACCOUNT_ACTIVATION,),
+    "ECS03": ((9000, bytes.fromhex("00005E2C8016"), 6), _ACCOUNT_ACTIVATION),
+    "ECS01a": (
+        (20, bytes.fromhex("00000D0000FF"), 10),  # switching table (activity calendar)
+        (9000, bytes.fromhex("00005E2C801D"), 6),  # special days
+        (9000, bytes.fromhex("00005E2C0200"), 6),  # currency unit
+        (113, bytes.fromhex("0000131404FF"), 7),  # standing charge
+        (113, bytes.fromhex("0000131400FF"), 7),  # price matrix
+        (9000, bytes.fromhex("00003F0101FF"), 6),  # threshold matrix
+    ),
+}
+# the DER future-dated outcome alerts' message codes, by the command's use case
+DER_FUTURE_DATED_ALERTS = {
+    "CS06": MESSAGE_CODE_FUTURE_DATED_CS06,
+    "CS02bSupplierBySupplier": MESSAGE_CODE_FUTURE_DATED_CS02B,
+    "CS02bNOByNO": MESSAGE_CODE_FUTURE_DATED_CS02B,
+    "CS02bSupplierByTransCoS": MESSAGE_CODE_FUTURE_DATED_CS02B,
+    "CS02gLoadControllerBySupplier": MESSAGE_CODE_FUTURE_DATED_CS02G,
+}
+
 # DLMS data-access-result for a set naming an object this meter does not have
 OBJECT_UNDEFINED = 4
 # the charges (0-0:19.20.x.255) an ESME has: standing charge, the element charges, debts;
@@ -272,17 +312,20 @@ class TrustAnchor:
             "key_usage": self.key_usage,
             "subject_id": self.subject_id,
             "subject_key_id": self.subject_key_id,
-            "public_key": self.public_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
+            "public_key": self.public_key_der,
             "cell_usage": self.cell_usage,
         }
 
+    @functools.cached_property
+    def public_key_der(self) -> bytes:
+        """The key as DER SubjectPublicKeyInfo (kept: anchors are shared by many meters)."""
+        return self.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TrustAnchor:
-        key = serialization.load_der_public_key(bytes(state["public_key"]))
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ValueError("trust anchor key is not EC")
+        key = _anchor_key(bytes(state["public_key"]))
         return cls(
             int(state["role"]),
             bytes(state["key_usage"]),
@@ -315,6 +358,15 @@ class TrustAnchor:
             raise ValueError("key usage is neither digital signature nor key agreement")
         ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return cls(role, key_usage, subject, ski.digest, key, cell_usage)
+
+
+@functools.lru_cache(maxsize=4096)
+def _anchor_key(der_key: bytes) -> ec.EllipticCurvePublicKey:
+    """A trust anchor's key from its DER (cached: restored meters share their parties' keys)."""
+    key = serialization.load_der_public_key(der_key)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("trust anchor key is not EC")
+    return key
 
 
 # The RTDS ESME writes the lengths of the response, its report and the outcomes in the
@@ -441,12 +493,21 @@ def _tariff_items(tariff: Tariff) -> tuple[Data, ...]:
     )
 
 
-def _tariff_state(tariff: Tariff) -> list[bytes]:
-    return [item.encode() for item in _tariff_items(tariff)]
+@functools.lru_cache(maxsize=4096)
+def _tariff_state(tariff: Tariff) -> tuple[bytes, ...]:
+    """``tariff`` as ECS01a's encoded data items; cached, as a host asks for a meter's
+    non-volatile state after every command and meters share few tariffs."""
+    return tuple(item.encode() for item in _tariff_items(tariff))
 
 
-def _tariff_restored(state: list[bytes]) -> Tariff:
-    return tariff_from_data(tuple(Data.decode(bytes(item)) for item in state))
+def _tariff_restored(state: list[bytes] | tuple[bytes, ...]) -> Tariff:
+    return _tariff_decoded(tuple(bytes(item) for item in state))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tariff_decoded(state: tuple[bytes, ...]) -> Tariff:
+    """The tariff of ``_tariff_state``'s items (cached like it: a rebuilt meter restores one)."""
+    return tariff_from_data(tuple(Data.decode(item) for item in state))
 
 
 def _trimmed(prices: tuple[int, ...]) -> tuple[int, ...]:
@@ -481,6 +542,9 @@ class SupplyState(IntEnum):
     DISCONNECTED = 0
     CONNECTED = 1
     ARMED = 2  # ready_for_reconnection: the consumer closes it
+
+
+FutureDated = tuple[bytes, int, str]  # a held command's originator, counter and use case
 
 
 class Esme(GbcsDevice):
@@ -536,6 +600,9 @@ class Esme(GbcsDevice):
         self.root_public_key = root_public_key
         # a future-dated credentials update: (its command, the execution date-time)
         self.pending_credentials: tuple[GeneralCiphering, datetime] | None = None
+        # who held the other future-dated changes, for their outcome alerts: "account",
+        # "tariff", "activation" -> (originator EUI-64, originator counter, use case)
+        self.future_dated: dict[str, FutureDated] = {}
         # logs ECS35a/b/e read (log instance id -> entries); tests and the estate append
         self.logs: dict[bytes, list[LogEntry]] = {
             EVENT_LOG: [],
@@ -547,8 +614,12 @@ class Esme(GbcsDevice):
         return now + self.clock_offset
 
     def nonvolatile_state(self) -> dict[str, Any]:
-        """The load switch, the clock offset, the accounts (active and pending) and the
-        firmware (running version, received images, a pending activation)."""
+        """What the meter keeps across a power cycle, as msgpack-able values: the load switch,
+        the clock offset, the accounts (active and pending), the firmware (running version,
+        received images, a pending activation), the MPAN, the privacy PIN, the power
+        thresholds, the tariffs (in force and pending), the trust anchor cells, a pending
+        credentials update, who sent each held future-dated command (for its outcome alert),
+        the top-ups applied and the supplier's message."""
         pending = None
         if self.pending_account is not None:
             account, at = self.pending_account
@@ -582,34 +653,48 @@ class Esme(GbcsDevice):
                 "command": self.pending_credentials[0].encode(),
                 "at": self.pending_credentials[1].isoformat(),
             },
+            "future_dated": [[kind, *held] for kind, held in sorted(self.future_dated.items())],
+            "utrns": list(self.applied_utrns),
+            "supplier_message": self.supplier_message,
         }
 
     def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
-        self.supply = SupplyState(int(state["supply"]))
-        self.clock_offset = timedelta(microseconds=int(state["clock_offset_us"]))
+        """Undo ``nonvolatile_state``: each key present is restored, an absent one keeps what
+        the model was built with (a host may keep only what changed)."""
+        if "supply" in state:
+            self.supply = SupplyState(int(state["supply"]))
+        if "clock_offset_us" in state:
+            self.clock_offset = timedelta(microseconds=int(state["clock_offset_us"]))
         if "account" in state:
             self.account = Account.from_state(state["account"])
-        pending = state.get("pending_account")
-        self.pending_account = (
-            None
-            if pending is None
-            else (Account.from_state(pending["account"]), datetime.fromisoformat(pending["at"]))
-        )
+        if "pending_account" in state:
+            pending = state["pending_account"]
+            self.pending_account = (
+                None
+                if pending is None
+                else (Account.from_state(pending["account"]), datetime.fromisoformat(pending["at"]))
+            )
         if "firmware_version" in state:
             self.firmware_version = bytes(state["firmware_version"])
+        if "received_images" in state:
             self.received_images = {bytes(h): bytes(v) for h, v in state["received_images"].items()}
+        if "pending_activation" in state:
             activation = state["pending_activation"]
             self.pending_activation = (
                 None
                 if activation is None
                 else (bytes(activation["hash"]), datetime.fromisoformat(activation["at"]))
             )
-        if "trust_anchors" in state:
+        if "import_mpxn" in state:
             self.import_mpxn = bytes(state["import_mpxn"])
+        if "privacy_pin_protected" in state:
             self.privacy_pin_protected = bool(state["privacy_pin_protected"])
+        if "power_thresholds" in state:
             low, high = (int(v) for v in state["power_thresholds"])
             self.power_thresholds = (low, high)
+        if "tariff" in state:
             self.tariff = _tariff_restored(state["tariff"])
+        if "pending_tariff" in state:
             pending_tariff = state["pending_tariff"]
             self.pending_tariff = (
                 None
@@ -619,35 +704,183 @@ class Esme(GbcsDevice):
                     datetime.fromisoformat(pending_tariff["at"]),
                 )
             )
+        if "trust_anchors" in state:
+            held_before = {a.subject_id for a in self.trust_anchors.values()}
             anchors = (TrustAnchor.from_state(a) for a in state["trust_anchors"])
             self.trust_anchors = {a.cell: a for a in anchors}
+            self._trust_the_cells(held_before)
+        if "pending_credentials" in state:
             pending = state["pending_credentials"]
+            self.pending_credentials = None
             if pending is not None:
                 command = decode_message(bytes(pending["command"]))
                 if isinstance(command, GeneralCiphering):
                     self.pending_credentials = (command, datetime.fromisoformat(pending["at"]))
+        if "future_dated" in state:
+            self.future_dated = {
+                str(kind): (bytes(originator), int(counter), str(use_case))
+                for kind, originator, counter, use_case in state["future_dated"]
+            }
+        if "utrns" in state:
+            self.applied_utrns = [bytes(u) for u in state["utrns"]]
+        if "supplier_message" in state:
+            message = state["supplier_message"]
+            self.supplier_message = None if message is None else bytes(message)
+
+    def _trust_the_cells(self, held_before: set[bytes]) -> None:
+        """The remote parties the restored cells name: each role whose DS and KA cells hold
+        one subject's keys makes that subject trusted with them, and a party that held cells
+        before (``held_before``, as the meter was built) but holds none now is no longer
+        trusted (its cells were replaced); parties that never held a cell stay as they are."""
+        holders = {a.subject_id for a in self.trust_anchors.values()}
+        for eui in held_before - holders:
+            self.remote_parties.pop(eui, None)
+        for role in {a.role for a in self.trust_anchors.values()}:
+            ds = self.trust_anchors.get((role, KEY_USAGE_DIGITAL_SIGNATURE, 0))
+            ka = self.trust_anchors.get((role, KEY_USAGE_KEY_AGREEMENT, 0))
+            if ds is not None and ka is not None and ds.subject_id == ka.subject_id:
+                self.remote_parties[ds.subject_id] = RemoteParty(
+                    ds.subject_id, ka.public_key, ds.public_key
+                )
 
     def handle(self, command_bytes: bytes) -> bytes:
         """As :meth:`GbcsDevice.handle`, once the future-dated changes now due are made."""
         self.run_due(self.clock())
         return super().handle(command_bytes)
 
+    def next_due(self) -> datetime | None:
+        """When (on the injected clock) the earliest held future-dated change falls due."""
+        times = [
+            held[1]
+            for held in (
+                self.pending_account,
+                self.pending_tariff,
+                self.pending_activation,
+                self.pending_credentials,
+            )
+            if held is not None
+        ]
+        return min(times) - self.clock_offset if times else None
+
     def run_due(self, now: datetime) -> None:
         """Carry out the future-dated commands whose execution date-time the device clock has
-        reached (a 1.6 payment mode change, an 11.3 firmware activation)."""
+        reached (a 1.6 payment mode change, a 1.1.1 tariff, an 11.3 firmware activation, a
+        6.15.1 credentials update), each raising its future-dated outcome alert (0x8F66, or
+        0x8F67 when it failed) for the remote party that sent it."""
         self.activate_due(now)
+        device_now = self.device_time(now)
         if self.pending_activation is not None:
             image_hash, when = self.pending_activation
-            if self.device_time(now) >= when:
+            if device_now >= when:
                 self.pending_activation = None
-                self.activate_firmware(image_hash)
-        if self.pending_tariff is not None and self.device_time(now) >= self.pending_tariff[1]:
+                self._firmware_outcome(self.activate_firmware(image_hash), when, now)
+        if self.pending_tariff is not None and device_now >= self.pending_tariff[1]:
+            when = self.pending_tariff[1]
             self.tariff, self.pending_tariff = self.pending_tariff[0], None
+            self._dlms_outcomes("tariff", when, now)
         if self.pending_credentials is not None:
             command, when = self.pending_credentials
-            if self.device_time(now) >= when:
+            if device_now >= when:
                 self.pending_credentials = None
-                self._replace_credentials(command, now)
+                self._credentials_outcome(command, when, now)
+
+    def _raise_alert(
+        self, alert_code: int, recipient: bytes, counter: int, message_code: int, payload: bytes
+    ) -> None:
+        """Raise a future-dated outcome alert: General Signing signed with the device's DS
+        key, to ``recipient`` (as the RTDS outcome alerts are)."""
+        frame = build_alert(
+            device_title=self.eui,
+            recipient_title=recipient,
+            counter=counter,
+            message_code=message_code,
+            payload=payload,
+            device_ds_private=self.ds_private_key,
+        )
+        self.raised_alerts.append(RaisedAlert(alert_code, frame, recipient))
+
+    def _dlms_outcomes(self, kind: str, when: datetime, now: datetime) -> None:
+        """The 0x8F66 alerts of the held DLMS command ``kind`` that has just executed."""
+        held = self.future_dated.pop(kind, None)
+        if held is None:
+            return
+        recipient, command_counter, use_case = held
+        message_code = USE_CASES_BY_NAME[use_case].message_code
+        for class_id, instance, member in FUTURE_DATED_TARGETS[use_case]:
+            counter = self.next_alert_counter(now)
+            target = DlmsFutureDatedTarget(
+                message_code, command_counter, class_id, instance, member
+            )
+            payload = future_dated_notification(counter, True, encode_date_time(when), target)
+            self._raise_alert(
+                ALERT_FUTURE_DATED_EXECUTED,
+                recipient,
+                counter,
+                MESSAGE_CODE_FUTURE_DATED_DLMS,
+                payload,
+            )
+
+    def _firmware_outcome(self, activated: bool, when: datetime, now: datetime) -> None:
+        """The CS06 outcome alert: the result and the version now running."""
+        held = self.future_dated.pop("activation", None)
+        if held is None:
+            return
+        recipient, command_counter, _ = held
+        code = ALERT_FUTURE_DATED_EXECUTED if activated else ALERT_FUTURE_DATED_FAILED
+        outcome = der.encode_with(
+            der.ASN1_SCHEMAS[(USE_CASES_BY_NAME["CS06"].message_code, 2)],
+            {
+                "result": ACTIVATION_SUCCESS if activated else ACTIVATION_FAILURE,
+                "firmware_version": self.firmware_version,
+            },
+        )
+        counter = self.next_alert_counter(now)
+        payload = der.encode_with(
+            der.ASN1_SCHEMAS[(MESSAGE_CODE_FUTURE_DATED_CS06, 3)],
+            {
+                "alert_code": code,
+                "execution_date_time": asn1_time(when),
+                "originator_counter": command_counter,
+                "outcome": outcome,
+            },
+        )
+        self._raise_alert(code, recipient, counter, MESSAGE_CODE_FUTURE_DATED_CS06, payload)
+
+    def _credentials_outcome(
+        self, command: GeneralCiphering, when: datetime, now: datetime
+    ) -> None:
+        """Carry out a held credentials update and raise its outcome alert with the report:
+        0x8F66 when every cell was replaced, 0x8F67 when one was not or the update was refused
+        (its originator no longer holds the authorising cell)."""
+        header = command.general_signing
+        use_case = USE_CASES_BY_CODE[header.message_code].name
+        replacement = KRP_BY_USE_CASE[use_case]
+        try:
+            report = self._replace_credentials(command, now)
+            results = [
+                der.decode_with(REPLACEMENT_OUTCOME, r) for r in report["replacement_results"]
+            ]
+            done = all(isinstance(r, Mapping) and r["status"] == STATUS_SUCCESS for r in results)
+        except (DeviceRefusal, GbcsError, ValueError):
+            report = {
+                "originator_counter": header.originator_counter,
+                "authorising_remote_party_role": replacement.mode,
+                "seq_numbers": der.encode_with(SEQ_NUMBER_CHANGES, []),
+                "replacement_results": [],
+            }
+            done = False
+        code = ALERT_FUTURE_DATED_EXECUTED if done else ALERT_FUTURE_DATED_FAILED
+        message_code = DER_FUTURE_DATED_ALERTS[use_case]
+        payload = der.encode_with(
+            der.ASN1_SCHEMAS[(message_code, 3)],
+            {
+                "alert_code": code,
+                "execution_date_time": asn1_time(when),
+                "credentials_replacement_report": report,
+            },
+        )
+        counter = self.next_alert_counter(now)
+        self._raise_alert(code, header.originator_title, counter, message_code, payload)
 
     def receive_image(self, image: bytes, version: bytes) -> bytes:
         """An image distributed to the meter (over the air, 11.1), kept until activated;
@@ -669,7 +902,9 @@ class Esme(GbcsDevice):
         activation date-time (a future-dated 1.6 executing); True if it did."""
         if self.pending_account is None or self.device_time(now) < self.pending_account[1]:
             return False
+        when = self.pending_account[1]
         self.account, self.pending_account = self.pending_account[0], None
+        self._dlms_outcomes("account", when, now)
         return True
 
     def registers(self, now: datetime) -> ImportRegisters:
@@ -1000,10 +1235,17 @@ class Esme(GbcsDevice):
             account = Account(PAYMENT_MODES[use_case.name], references, threshold)
             if activation == UNSPECIFIED_DATE_TIME:
                 self.pending_account = None  # the cancellation of a future-dated change
+                self.future_dated.pop("account", None)
             elif activation == IMMEDIATE_DATE_TIME:
                 self.account, self.pending_account = account, None
+                self.future_dated.pop("account", None)
             else:
                 self.pending_account = (account, _parse_date_time(activation))
+                self.future_dated["account"] = (
+                    header.originator_title,
+                    header.originator_counter,
+                    use_case.name,
+                )
                 self.activate_due(now)
         return build_signed_access_response(
             command=command,
@@ -1051,8 +1293,14 @@ class Esme(GbcsDevice):
         else:
             if when == ASN1_CANCELLATION_TIME:
                 self.pending_activation = None
+                self.future_dated.pop("activation", None)
             else:
                 self.pending_activation = (image_hash, parse_asn1_time(str(when)))
+                self.future_dated["activation"] = (
+                    header.originator_title,
+                    header.originator_counter,
+                    "CS06",
+                )
             payload = FUTURE_DATED_ACKNOWLEDGEMENT
         return build_signed_response(
             command=command,
@@ -1301,12 +1549,20 @@ class Esme(GbcsDevice):
         except ValueError:
             results = [ACTION_OTHER_REASON] * len(request.specs)
         else:
+            header = command.general_signing
             if activation == UNSPECIFIED_DATE_TIME:
                 self.pending_tariff = None
+                self.future_dated.pop("tariff", None)
             elif activation == IMMEDIATE_DATE_TIME:
                 self.tariff, self.pending_tariff = tariff, None
+                self.future_dated.pop("tariff", None)
             else:
                 self.pending_tariff = (tariff, _parse_date_time(activation))
+                self.future_dated["tariff"] = (
+                    header.originator_title,
+                    header.originator_counter,
+                    "ECS01a",
+                )
                 self.run_due(now)
         return build_signed_access_response(
             command=command,

@@ -8,7 +8,8 @@ JSON in and out. Used by tests, load scripts and (later) services/testing's esta
                                               "outage": true}`` (any subset)
 ``PUT  /network/hubs/{eui}``                ``{"offline": true}``
 ``POST /network/reset``                     every fault and outage cleared
-``GET  /devices/{eui}``                     the device, its conditions, whether a model is built
+``GET  /devices/{eui}``                     the device, its conditions, whether a model is built,
+                                            when its held future-dated work falls due
 ``PUT  /devices/{eui}``                     ``{"offline": null|"unreachable"|"silent",
                                               "delay_s": 2.5, "error": null|{"code": "E21"}|
                                               {"dlms_result": 1}, "times": 1}`` (any subset;
@@ -88,6 +89,8 @@ def _device_view(server: Any, record: DeviceRecord) -> dict[str, Any]:
         "region": record.region,
         "hub_eui": format_eui(record.hub_eui),
         "model_built": server.models.peek(record.index) is not None,
+        # when the device's held future-dated work next falls due (gateway clock), or None
+        "held_work_due": None if (due := server.due.get(record.index)) is None else due.isoformat(),
         "hub_offline": record.hub_eui in server.network.offline_hubs,
         "in_outage": record.premises in server.network.premises_outages,
         **describe_device(server.network.devices.get(record.eui)),
@@ -102,6 +105,7 @@ async def get_network(request: web.Request) -> web.Response:
             "premises": server.index.premises_count,
             "devices": len(server.index),
             "models": len(server.models),
+            "devices_holding_work": len(server.due),
             "wan_links": len(server.links),
         }
     )

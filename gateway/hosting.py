@@ -4,12 +4,20 @@ At 100,000 premises (500,000 devices) a Python object per device would cost more
 memory budget, so an idle device is a row in a few typed arrays (``EstateIndex``: its EUI-64 in an
 ``array('Q')`` with its place in EUI order beside it, a type code and a premises number), about
 17 bytes; premises added to estate.json later are merged in without disturbing the rows there.
-A device model (keys, anti-replay counters, supply state) is built on its first command from
-the key store and kept in an LRU (``DeviceModels``); when evicted, the little state a real
-device keeps in non-volatile memory (anti-replay counters, supply state, clock offset, a CHF's
-device log) is kept in a ``gateway.nonvolatile`` store and restored when the model is rebuilt,
-so eviction never reopens a replay window. With a ``DeviceStateFile`` it is written after every
+A device model (keys, trust anchors, anti-replay counters, supply state) is built on its
+first command from the key store and kept in an LRU (``DeviceModels``); when evicted, what a
+real device keeps in non-volatile memory (anti-replay counters and the model's whole
+``nonvolatile_state``: an ESME's supply state, clock offset, tariff, account, firmware, trust
+anchors and held future-dated commands, a CHF's device log ...) is kept in a
+``gateway.nonvolatile`` store and restored when the model is rebuilt, so eviction never reopens
+a replay window nor undoes a command. With a ``DeviceStateFile`` it is written after every
 accepted command, before the reply leaves, so neither does a restart or a crash.
+
+Only what differs from a freshly built model is kept: each model remembers a short digest of
+every ``nonvolatile_state`` entry as built, and its residue holds the entries whose digest has
+changed (a meter whose tariff was set carries its tariff, not its trust anchors); a device
+that never accepted a command and changed nothing leaves no residue at all. A rebuilt model
+takes its fresh state with the residue laid over it, so a model's restore sees a whole state.
 
 Keys are read lazily per device from the key store's files on the first command (two PEM files
 per device), so start-up never touches the 1,000,000 key files of a full estate.
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import zlib
 from array import array
@@ -31,16 +40,18 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import msgpack
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI
 from dccsim.pki.keystore import KeyStore, KeyStoreError
-from dccsim.pki.smki import KeyUsage
+from dccsim.pki.smki import KeyUsage, Role
 from dccsim.smi import DeviceType
 from emulators.chf import Chf
 from emulators.device import DeviceRefusal, GbcsDevice, RemoteParty
-from emulators.esme import Esme, LoadProfile, SupplyState
+from emulators.esme import Esme, LoadProfile, TrustAnchor
 from emulators.gpf import Gpf
 from emulators.gsme import GasLoadProfile, GasRegisters, Gsme
 from emulators.hcalcs import Hcalcs
@@ -74,6 +85,16 @@ TRUSTED_ROLES: dict[DeviceType, frozenset[str]] = {
     DeviceType.PPMID: frozenset({"IS", "GS"}),
     DeviceType.HCALCS: frozenset({"IS", "ED"}),
 }
+# The trust anchor cells (remote party role) a hosted meter holds for each registered role, as
+# installed: the Supplier's and the Network Operator's DS and KA keys. One cell per role: the
+# first registration in this order that names a User with certificates fills it.
+TRUST_ANCHOR_ROLES: tuple[tuple[str, int], ...] = (
+    ("IS", Role.SUPPLIER),
+    ("GS", Role.SUPPLIER),
+    ("ED", Role.NETWORK_OPERATOR),
+    ("GT", Role.NETWORK_OPERATOR),
+)
+DIGEST_BYTES = 8  # of each nonvolatile_state entry as built (compared, never stored)
 # Devices the ACB itself commands (device logs, joins, CS08 ... as the RTDS vectors show).
 ACB_COMMANDED = frozenset(
     {DeviceType.CHF, DeviceType.GPF, DeviceType.GSME, DeviceType.PPMID, DeviceType.HCALCS}
@@ -336,13 +357,21 @@ class DeviceModels:
         *,
         capacity: int = 20_000,
         memory: DeviceMemory | None = None,
+        root_public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> None:
-        """``memory`` keeps what models leave behind (default: in process, lost on restart)."""
+        """``memory`` keeps what models leave behind (default: in process, lost on restart).
+        ``root_public_key`` is the SMKI Root key a meter holds in its Root cell (what a
+        credentials update's certification path must lead to); without it a hosted meter
+        replaces no trust anchor."""
         self.index = index
         self.keystore = keystore
         self.clock = clock
         self.capacity = capacity
+        self.root_public_key = root_public_key
         self._models: OrderedDict[int, GbcsDevice] = OrderedDict()
+        # device index -> the digests of its model's nonvolatile_state entries as built
+        self._built_state: dict[int, BuiltState] = {}
+        self._anchors: dict[tuple[bytes, KeyUsage, int], TrustAnchor | None] = {}
         self.memory: DeviceMemory = memory if memory is not None else VolatileDeviceMemory()
         self._acb_ka: ec.EllipticCurvePublicKey | None = None
         self._party_ka: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
@@ -387,6 +416,35 @@ class DeviceModels:
             raise KeyStoreError(f"{eui.hex()} {usage} private key is not EC")
         return key
 
+    def _anchor(self, eui: bytes, usage: KeyUsage, role: int) -> TrustAnchor | None:
+        """The trust anchor cell ``eui``'s ``usage`` certificate fills for ``role`` (shared by
+        every meter holding it), or None when the key store has no such certificate."""
+        key = (eui, usage, role)
+        if key not in self._anchors:
+            anchor: TrustAnchor | None = None
+            try:
+                anchor = TrustAnchor.from_certificate(
+                    role, 0, self.keystore.certificate(eui, usage)
+                )
+            except (KeyStoreError, ValueError, x509.ExtensionNotFound):
+                anchor = None
+            self._anchors[key] = anchor
+        return self._anchors[key]
+
+    def trust_anchors(self, record: DeviceRecord) -> tuple[TrustAnchor, ...]:
+        """The cells an installed meter of ``record``'s premises holds: for each role, the
+        DS and KA certificates of the first registered User of ``TRUST_ANCHOR_ROLES``."""
+        cells: dict[int, tuple[TrustAnchor, TrustAnchor]] = {}
+        for registration, role in TRUST_ANCHOR_ROLES:
+            user = record.registrations.get(registration)
+            if user is None or role in cells:
+                continue
+            eui = _parse_eui_bytes(user)
+            ds, ka = self._anchor(eui, KeyUsage.DS, role), self._anchor(eui, KeyUsage.KA, role)
+            if ds is not None and ka is not None:
+                cells[role] = (ds, ka)
+        return tuple(anchor for pair in cells.values() for anchor in pair)
+
     def peek(self, index: int) -> GbcsDevice | None:
         return self._models.get(index)
 
@@ -397,17 +455,24 @@ class DeviceModels:
             self._models.move_to_end(record.index)
             return model
         model = self._build(record)
+        built = model.nonvolatile_state()
         residue = self.memory.load(eui_int(record.eui))
         if residue is not None:
             model.last_counters = dict(residue.last_counters)
             model.refusals = residue.refusals
-            _restore_extra(model, residue.extra)
+            model.alert_counter = residue.alert_counter
+            if residue.extra:
+                model.restore_nonvolatile_state({**built, **residue.extra})
+        self._built_state[record.index] = BuiltState.of(built)
         self._models[record.index] = model
         self.built += 1
         while len(self._models) > self.capacity:
             old_index, old = self._models.popitem(last=False)
+            baseline = self._built_state.pop(old_index, None) or BuiltState.of({})
             if not self.memory.durable:  # a durable store already has it (``commit``)
-                self.memory.save(self.index.euis[old_index], _residue(old))
+                kept = _residue(old, baseline)
+                if not kept.empty:  # an untouched device leaves nothing behind
+                    self.memory.save(self.index.euis[old_index], kept)
             self.evicted += 1
         return model
 
@@ -415,11 +480,24 @@ class DeviceModels:
         """After ``model`` accepted a command and before its reply leaves: write what it keeps
         in non-volatile memory to a durable store (nothing to do for the in-process one)."""
         if self.memory.durable:
-            self.memory.save(eui_int(record.eui), _residue(model))
+            baseline = self._built_state.get(record.index) or BuiltState.of({})
+            self.memory.save(eui_int(record.eui), _residue(model, baseline))
+
+    def residue(self, record: DeviceRecord) -> Residue | None:
+        """What ``record``'s device would leave behind now (its model's, if built, else the
+        store's); for the control API and tests."""
+        model = self._models.get(record.index)
+        if model is not None:
+            return _residue(model, self._built_state.get(record.index) or BuiltState.of({}))
+        residue = self.memory.load(eui_int(record.eui))
+        if residue is not None and not self.memory.durable:
+            self.memory.save(eui_int(record.eui), residue)  # ``load`` took it out
+        return residue
 
     def forget(self, index: int) -> None:
         """Drop the model and its residue: the device as if fresh from the factory."""
         self._models.pop(index, None)
+        self._built_state.pop(index, None)
         self.memory.forget(self.index.euis[index])
 
     def close(self) -> None:
@@ -502,30 +580,71 @@ class DeviceModels:
             clock=self.clock,
             load_profile=LoadProfile.from_seed(zlib.crc32(record.eui)),
             epoch=REGISTER_EPOCH,
+            trust_anchors=self.trust_anchors(record),
+            root_public_key=self.root_public_key,
         )
 
 
-def _residue(model: GbcsDevice) -> Residue:
-    return Residue(dict(model.last_counters), model.refusals, _extra_state(model))
+_PACKER = msgpack.Packer(use_bin_type=True)  # one packer: packb makes a new one each call
 
 
-def _extra_state(model: GbcsDevice) -> dict[str, Any]:
-    if isinstance(model, Esme):  # esme.py predates nonvolatile_state: its two fields here
-        return {
-            "supply": int(model.supply),
-            "clock_offset_us": model.clock_offset // dt.timedelta(microseconds=1),
-        }
-    return model.nonvolatile_state()
+def _digest(value: Any) -> bytes:
+    return hashlib.blake2b(_PACKER.pack(value), digest_size=DIGEST_BYTES).digest()
 
 
-def _restore_extra(model: GbcsDevice, extra: dict[str, Any]) -> None:
-    if not extra:
-        return
-    if isinstance(model, Esme):
-        model.supply = SupplyState(int(extra["supply"]))
-        model.clock_offset = dt.timedelta(microseconds=int(extra["clock_offset_us"]))
-    else:
-        model.restore_nonvolatile_state(extra)
+# the entry names of the models' states, each tuple shared by every model with those entries
+_STATE_LAYOUTS: dict[tuple[str, ...], dict[str, int]] = {}
+
+
+class BuiltState:
+    """A model's ``nonvolatile_state`` as built, as one short digest per entry (in one bytes
+    object, the entry names shared by every model of a kind: about 200 bytes a model), and the
+    last state compared with it (its digest and what differed), so a model whose state has not
+    moved since its last command costs one pack and one digest to compare."""
+
+    __slots__ = ("digests", "last_changed", "last_digest", "positions")
+
+    def __init__(self, positions: dict[str, int], digests: bytes) -> None:
+        self.positions = positions
+        self.digests = digests
+        self.last_digest = b""
+        self.last_changed: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> BuiltState:
+        names = tuple(state)
+        positions = _STATE_LAYOUTS.get(names)
+        if positions is None:
+            positions = _STATE_LAYOUTS[names] = {name: i for i, name in enumerate(names)}
+        return cls(positions, b"".join(_digest(value) for value in state.values()))
+
+    def _built(self, key: str) -> bytes | None:
+        i = self.positions.get(key)
+        if i is None:
+            return None
+        return self.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]
+
+    def changed(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The entries of ``state`` that differ from the model's as built."""
+        whole = _digest(state)
+        if whole != self.last_digest:
+            self.last_changed = {
+                key: value for key, value in state.items() if self._built(key) != _digest(value)
+            }
+            self.last_digest = whole
+        return self.last_changed
+
+
+def _residue(model: GbcsDevice, built: BuiltState) -> Residue:
+    """``model``'s counters, refusals, alert counter, next due time and the
+    ``nonvolatile_state`` entries that differ from ``built`` (the entries as it was built)."""
+    return Residue(
+        dict(model.last_counters),
+        model.refusals,
+        built.changed(model.nonvolatile_state()),
+        model.alert_counter,
+        model.next_due(),
+    )
 
 
 class HubLocks:

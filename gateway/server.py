@@ -9,7 +9,15 @@ key store, so an idle device costs a few bytes. Each command goes through the ne
 its device. A device that discards a command (bad MAC, replay, untrusted party) raises its GBCS
 alert to the DCC side and the command is answered ``E21`` at once (a real CSP would let the
 deadline pass; the outcome the User sees is the same). Unsolicited alerts (outages, tamper,
-scripted) go to one connected WAN link, or wait in a bounded outbox until one connects.
+scripted, and those a device raises itself, such as the outcome of a future-dated command it
+held) go to one connected WAN link, or wait in a bounded outbox until one connects.
+
+Held work: a device that holds a future-dated command (1.6, 1.1.1, 11.3, 6.15.1 with an
+execution date-time) says when it falls due (``next_due``); the gateway keeps those times in a
+heap and, when its clock reaches one, has the device carry it out under its hub's lock (a real
+meter does it by its own clock, whether or not a command comes) and sends the outcome alerts
+it raises. The due times are in the durable residue store too, so a restarted gateway picks
+them up.
 
 Premises added to estate.json while the gateway runs (a participant onboarded by
 services/testing) are hosted without a restart: the gateway looks every ``ESTATE_POLL_S``
@@ -27,6 +35,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import heapq
 import itertools
 import json
 import logging
@@ -38,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import Counter, Gauge
 
@@ -56,7 +66,7 @@ from dccsim.runtime import ServiceRuntime, run_service
 from dccsim.smi import DeviceType
 from dccsim.wanlink import LinkError, encode_frame, read_frame
 from emulators.alerts import build_device_alert, build_outage_restored_alert
-from emulators.device import DeviceRefusal
+from emulators.device import DeviceRefusal, GbcsDevice
 from gateway.hosting import DeviceModels, DeviceRecord, EstateIndex, HubLocks, ReplayCache
 from gateway.network import Fate, NetworkModel
 from gateway.nonvolatile import DeviceStateFile
@@ -69,6 +79,7 @@ DEFAULT_CONTROL_PORT = 7480
 # How often the gateway looks whether estate.json was replaced (until GatewaySettings carries
 # ``gateway_estate_poll_s``; 0 turns the watch off, leaving ``POST /estate/reload``).
 ESTATE_POLL_S = 2.0
+DUE_POLL_S = 0.2  # how often the gateway looks whether a device's held work is due
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _T = TypeVar("_T")
 
@@ -230,6 +241,14 @@ class GatewayServer:
         self.outages: dict[int, Outage] = {}
         self._alert_counter = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        # device index -> when its held work falls due (gateway clock), and a heap of them
+        # (an entry whose time is no longer the device's is stale and skipped)
+        self.due: dict[int, dt.datetime] = {}
+        self._due_heap: list[tuple[dt.datetime, int]] = []
+        for eui, due in models.memory.due_devices():
+            found = index.find(eui.to_bytes(8, "big"))
+            if found is not None:
+                self._schedule(found, due)
 
     def attach_metrics(self, metrics: GatewayMetrics) -> None:
         self.commands = metrics.commands
@@ -416,6 +435,7 @@ class GatewayServer:
             response = model.handle(frame)
             # the counter it accepted is on disk before the response can reach anyone
             self.models.commit(record, model)
+            self._after_device(record, model)
         except DeviceRefusal as refusal:
             self.commands.labels("refused").inc()
             return {
@@ -430,6 +450,68 @@ class GatewayServer:
         self.replay.put(record.index, digest, response)
         self.commands.labels("response").inc()
         return {"t": "rsp", "frame": response}
+
+    # -- held work (future-dated commands a device carries out by its own clock) ------------
+
+    def _schedule(self, index: int, due: dt.datetime | None) -> None:
+        if due is None:
+            self.due.pop(index, None)
+            return
+        if self.due.get(index) != due:
+            self.due[index] = due
+            heapq.heappush(self._due_heap, (due, index))
+
+    def _after_device(self, record: DeviceRecord, model: GbcsDevice) -> None:
+        """After ``model`` handled a command or ran its held work: note when its next held
+        work is due, and send the alerts it raised (in order, after this step)."""
+        self._schedule(record.index, model.next_due())
+        raised = model.take_alerts()
+        if raised:
+            messages = [self._alert_message(record, a.alert_code, a.frame) for a in raised]
+            self.spawn(self._send_alerts(messages))
+
+    async def _send_alerts(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            await self.send_alert(message)
+
+    async def run_due_work(self) -> int:
+        """Have every device whose held work is due by the clock carry it out (its residue
+        committed, its alerts sent); returns how many did. A device in a power outage does it
+        once power is back."""
+        now = self.clock()
+        ran = 0
+        while self._due_heap and self._due_heap[0][0] <= now:
+            due, index = heapq.heappop(self._due_heap)
+            if self.due.get(index) != due:
+                continue  # stale: rescheduled or done since
+            record = self.index.record(index)
+            if record.premises in self.network.premises_outages:
+                self.due.pop(index, None)
+                self._schedule(index, now + dt.timedelta(seconds=1))
+                continue
+            del self.due[index]
+            async with self.hub_locks.hold(record.hub_eui):
+                try:
+                    model = self.models.get(record)
+                    model.run_due(self.clock())
+                    self.models.commit(record, model)
+                except (DeviceRefusal, KeyStoreError) as exc:
+                    log.warning("held work not run", extra={"reason": str(exc)})
+                    continue
+                self._after_device(record, model)
+            ran += 1
+        return ran
+
+    async def watch_due_work(self, interval_s: float, stopping: asyncio.Event) -> None:
+        """Every ``interval_s`` seconds until ``stopping``: ``run_due_work``."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval_s)
+                return
+            try:
+                await self.run_due_work()
+            except Exception:  # a bug in a model must not stop the others' held work
+                log.exception("held work failed")
 
     # -- alerts ---------------------------------------------------------------------------
 
@@ -474,10 +556,17 @@ class GatewayServer:
             ka, _ = self._keys(record)
             acb = self.models.keystore.certificate(DCC_EUI, KeyUsage.KA).public_key()
             assert isinstance(acb, ec.EllipticCurvePublicKey)
+            model = self.models.peek(record.index)
+            # a built model numbers its alerts itself (with those it raises on its own)
+            counter = (
+                self._next_alert_counter()
+                if model is None
+                else model.next_alert_counter(self.clock())
+            )
             frame = build_device_alert(
                 device_eui=record.eui,
                 recipient_eui=DCC_EUI,
-                counter=self._next_alert_counter(),
+                counter=counter,
                 alert_code=alert_code,
                 at=self.clock(),
                 device_ka_private=ka,
@@ -576,6 +665,7 @@ class GatewayServer:
         devices = self.index.premises_devices(premises)
         for i in devices:
             record = self.index.record(i)
+            self.due.pop(i, None)
             self.models.forget(i)
             self.replay.forget_device(i)
             self.network.devices.pop(record.eui, None)
@@ -600,6 +690,16 @@ def state_file(home: Path, regions: list[str]) -> Path:
     return home / "data" / f"gateway-{name}.sqlite3"
 
 
+def smki_root_key(home: Path) -> ec.EllipticCurvePublicKey | None:
+    """The dev PKI's SMKI Root public key (what an installed meter's Root cell holds), or None
+    when the PKI has no Root certificate."""
+    path = PkiLayout.of(home).smki_root_cert
+    if not path.is_file():
+        return None
+    key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
 def build_server(
     settings: GatewaySettings, *, clock: Callable[[], dt.datetime] | None = None
 ) -> GatewayServer:
@@ -620,6 +720,7 @@ def build_server(
         memory=DeviceStateFile(
             Path(state_path) if state_path else state_file(settings.home, regions)
         ),
+        root_public_key=smki_root_key(settings.home),
     )
     overrides: dict[str, dict[str, Any]] = {}
     network_file = str(settings.gateway_network_file)
@@ -686,6 +787,7 @@ async def _setup(rt: ServiceRuntime) -> None:
     poll_s = settings.gateway_estate_poll_s
     if poll_s > 0:
         rt.spawn(server.watch_estate(poll_s, rt.stopping), "estate-watch")
+    rt.spawn(server.watch_due_work(DUE_POLL_S, rt.stopping), "held-work")
     log.info(
         "SM WAN gateway listening",
         extra={

@@ -6,20 +6,25 @@ Pre-Command, as a User System does."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.duis.xml import DuisResponse, parse_response
+from dccsim.gbcs.commands import REPLACEMENT_OUTCOME
 from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
-from dccsim.gbcs.der import decode_asn1
+from dccsim.gbcs.der import decode_asn1, decode_with
 from dccsim.gbcs.dlms import AccessResponse, CompactArray, Data, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import (
@@ -28,11 +33,17 @@ from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
     read_protected_content,
 )
+from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.files import load_private_key
 from dccsim.pki.keystore import KeyStore
-from dccsim.pki.smki import KeyUsage
+from dccsim.pki.smki import CertificateAuthority, KeyUsage, Role, issue_organisation_certificate
 from dccsim.testuser import ResponseReceiver, TestUser, post
-from emulators.esme import ACTIVATION_FAILURE, DEFAULT_FIRMWARE_VERSION, tariff_from_data
+from emulators.esme import (
+    ACTIVATION_FAILURE,
+    DEFAULT_FIRMWARE_VERSION,
+    STATUS_SUCCESS,
+    tariff_from_data,
+)
 from tests.broker import rabbitmqctl_available
 from tests.system import System
 
@@ -514,3 +525,80 @@ async def test_set_power_thresholds_is_accepted_by_the_esme(exchange: Exchange) 
     ).encode()
     apdu = await exchange.device_response("6.12", body, "ECS34", exchange.system.esmes()[2])
     assert [r.result for r in apdu.results] == [ACTION_SUCCESS]
+
+
+def security_credentials_request(ds: bytes, ka: bytes, path: bytes) -> bytes:
+    """6.15.1 by the Supplier of its own DS and KA certificates (DER), with the CA's path."""
+
+    def b64(der: bytes) -> str:
+        return base64.b64encode(der).decode()
+
+    return (
+        f"<sr:UpdateSecurityCredentialsKRP {SR}><sr:RemotePartyRole>Supplier</sr:RemotePartyRole>"
+        "<sr:RemotePartyFloorSeqNumber>0</sr:RemotePartyFloorSeqNumber>"
+        "<sr:ReplacementCertificates><sr:SupplierOrNetworkOperatorCertificates>"
+        f"<sr:DigitalSigningCertificate>{b64(ds)}</sr:DigitalSigningCertificate>"
+        f"<sr:KeyAgreementCertificate>{b64(ka)}</sr:KeyAgreementCertificate>"
+        "</sr:SupplierOrNetworkOperatorCertificates></sr:ReplacementCertificates>"
+        "<sr:CertificationPathCertificates>"
+        f"<sr:Certificate>{b64(path)}</sr:Certificate></sr:CertificationPathCertificates>"
+        "<sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks>"
+        "</sr:UpdateSecurityCredentialsKRP>"
+    ).encode()
+
+
+async def test_update_security_credentials_replaces_the_suppliers_keys_on_the_esme(
+    exchange: Exchange,
+) -> None:
+    """6.15.1 (CS02b, CV 4 then 5) with new Supplier DS and KA certificates issued by the dev
+    PKI's organisation CA: the hosted ESME (holding the Supplier's cells and the SMKI Root)
+    replaces both cells, and its next response is MAC'd for the new KA key, not the old. The
+    DCC still holds the User's old certificates, so the premises is reset afterwards (the
+    gateway's control API) for the other tests."""
+    device = exchange.system.esmes()[2]
+    try:
+        await _replace_supplier_credentials(exchange, device)
+    finally:
+        control = json.loads((exchange.system.home / "gateway-control.json").read_text())["url"]
+        async with aiohttp.ClientSession() as s, s.post(f"{control}/premises/{device}/reset") as r:
+            assert r.status == 200, await r.text()
+
+
+async def _replace_supplier_credentials(exchange: Exchange, device: str) -> None:
+    layout = PkiLayout.of(exchange.system.home)
+    issuing = CertificateAuthority.load(layout.smki_issuing_cert, layout.smki_issuing_key)
+    now = dt.datetime.now(dt.UTC)
+    new_ds, new_ka = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+
+    def certificate(key: ec.EllipticCurvePrivateKey, usage: KeyUsage) -> bytes:
+        return issue_organisation_certificate(
+            issuing,
+            eui=parse_eui(exchange.user.eui),
+            role=Role.SUPPLIER,
+            usage=usage,
+            public_key=key.public_key(),
+            not_before=now - dt.timedelta(days=1),
+            not_after=now + dt.timedelta(days=365),
+        ).public_bytes(Encoding.DER)
+
+    body = security_credentials_request(
+        certificate(new_ds, KeyUsage.DS),
+        certificate(new_ka, KeyUsage.KA),
+        issuing.certificate.public_bytes(Encoding.DER),
+    )
+    frame = await exchange.signed_device_frame("6.15.1", device, body, "CS02bSupplierBySupplier")
+    answer: Any = decode_asn1(frame.payload, message_code=frame.message_code, cra_flag=2).fields
+    results = answer["credentials_replacement_report"]["replacement_results"]
+    outcomes: list[Any] = [decode_with(REPLACEMENT_OUTCOME, r) for r in results]
+    assert [o["status"] for o in outcomes] == [STATUS_SUCCESS] * 2
+
+    response = await exchange.send("6.2.9", device)
+    assert response.response_code == "I0" and response.gbcs_payload is not None
+    read = decode_message(response.gbcs_payload)
+    assert isinstance(read, GeneralCiphering)
+    device_ka = exchange.keystore().certificate(parse_eui(device), KeyUsage.KA).public_key()
+    assert isinstance(device_ka, ec.EllipticCurvePublicKey)
+    assert verify_mac(read, private_key=new_ka, peer_public_key=device_ka)
+    old_ka = load_private_key(exchange.user.bundle / "ka.key")
+    assert isinstance(old_ka, ec.EllipticCurvePrivateKey)
+    assert not verify_mac(read, private_key=old_ka, peer_public_key=device_ka)

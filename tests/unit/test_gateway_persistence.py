@@ -3,6 +3,7 @@ a CHF's device log written before the reply leaves and read back by a new hostin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,18 +15,27 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.estate import REGIONS, device_eui, format_eui
-from dccsim.gbcs.frames import GeneralCiphering, decode_message
-from dccsim.gbcs.usecases import build_command, build_ecs17b_command
+from dccsim.gbcs.commands import (
+    KEY_USAGE_DIGITAL_SIGNATURE,
+    KEY_USAGE_KEY_AGREEMENT,
+    PREPAYMENT_MODE,
+    CommandContext,
+    command_payload,
+)
+from dccsim.gbcs.critical import build_pre_command, wrap_command
+from dccsim.gbcs.crypto import ecdsa_sign_raw
+from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
+from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_command, build_ecs17b_command
 from dccsim.pki.devpki import init_pki, issue_devices, issue_party
 from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage, Role
 from dccsim.seed import supplier_eui
 from emulators.chf import CCS01, Chf
 from emulators.device import ALERT_FAILED_AUTHENTICATION_OTHER
-from emulators.esme import Esme, SupplyState
-from gateway.hosting import DeviceModels, EstateIndex
+from emulators.esme import DEFAULT_TARIFF, Esme, SupplyState
+from gateway.hosting import DeviceModels, DeviceRecord, EstateIndex, eui_int
 from gateway.network import NetworkModel
-from gateway.nonvolatile import DeviceStateFile
+from gateway.nonvolatile import DeviceStateFile, Residue
 from gateway.server import GatewayServer
 from services.inventory.seed import estate_premises
 
@@ -152,3 +162,110 @@ async def test_a_reset_premises_forgets_the_persisted_state(home: Home) -> None:
     first.reset_premises(first.index.premises_number("P0000001") or 0)
     first.models.close()
     assert (await _send(home.gateway(), ESME, command))["t"] == "rsp"
+
+
+# -- the whole of an ESME's non-volatile state, kept compactly --------------------------------
+
+PREPAYMENT: dict[str, object] = {
+    "disablement_threshold": 500,
+    "suspend_debt_disabled": True,
+    "suspend_debt_emergency": False,
+}
+
+
+def critical_command(
+    home: Home, use_case: str, counter: int, parameters: dict[str, object]
+) -> bytes:
+    """The Supplier's Signed Pre-Command for ``use_case`` to the ESME, wrapped by the ACB."""
+    pre = build_pre_command(
+        USE_CASES_BY_NAME[use_case],
+        originator_title=SUPPLIER,
+        device_title=ESME,
+        counter=counter,
+        payload=command_payload(use_case, CommandContext(counter, SUPPLIER, ESME, parameters)),
+    )
+    supplier_ds = home.keystore.private_key(SUPPLIER, KeyUsage.DS)
+    assert isinstance(supplier_ds, ec.EllipticCurvePrivateKey)
+    signed = decode_message(pre + b"\x40" + ecdsa_sign_raw(supplier_ds, pre[1:]))
+    assert isinstance(signed, GeneralSigning)
+    return wrap_command(signed, acb_ka_private=home.acb_ka(), device_ka_public=home.ka_public(ESME))
+
+
+def evicting_models(home: Home) -> DeviceModels:
+    """Hosting with room for one model and in-process residues: the ESME is evicted as soon
+    as another device's model is built."""
+    index = EstateIndex.from_premises([estate_premises(1)])
+    return DeviceModels(index, home.keystore, lambda: NOW, capacity=1)
+
+
+def esme_record(models: DeviceModels) -> DeviceRecord:
+    return models.index.record(models.index.find(ESME) or 0)
+
+
+def evict_esme(models: DeviceModels) -> None:
+    chf = models.index.record(models.index.find(CHF) or 0)
+    models.get(chf)
+    assert models.peek(esme_record(models).index) is None
+
+
+def test_payment_mode_set_by_a_command_survives_eviction(home: Home) -> None:
+    models = evicting_models(home)
+    record = esme_record(models)
+    esme = models.get(record)
+    esme.handle(critical_command(home, "ECS03", 10, PREPAYMENT))
+    assert isinstance(esme, Esme) and esme.account.payment_mode == PREPAYMENT_MODE
+    evict_esme(models)
+    rebuilt = models.get(record)
+    assert isinstance(rebuilt, Esme) and rebuilt is not esme
+    assert rebuilt.account.payment_mode == PREPAYMENT_MODE
+    assert rebuilt.account.disablement_threshold == 500
+    assert rebuilt.last_counters == {SUPPLIER: 10}
+
+
+def test_a_residue_holds_only_what_changed(home: Home) -> None:
+    models = evicting_models(home)
+    record = esme_record(models)
+    esme = models.get(record)
+    esme.handle(home.read_registers(counter=3))
+    read_only = models.residue(record)
+    assert read_only is not None and read_only.extra == {}  # counters, no model state
+    esme.handle(critical_command(home, "ECS03", 4, PREPAYMENT))
+    residue = models.residue(record)
+    assert residue is not None and set(residue.extra) == {"account"}
+    whole = Residue(residue.last_counters, 0, esme.nonvolatile_state()).pack()
+    assert len(residue.pack()) * 4 < len(whole)  # not the tariff, trust anchors ...
+    # a device built but never commanded leaves nothing behind
+    evict_esme(models)
+    chf = models.index.record(models.index.find(CHF) or 0)
+    models.get(esme_record(models))
+    assert models.memory.load(eui_int(chf.eui)) is None
+
+
+async def test_tariff_and_payment_mode_survive_a_restart(home: Home) -> None:
+    first = home.gateway()
+    tariff = dataclasses.replace(DEFAULT_TARIFF, standing_charge=12345, tou_prices=(2500, 1800))
+    assert (await _send(first, ESME, critical_command(home, "ECS01a", 20, {"tariff": tariff})))[
+        "t"
+    ] == "rsp"
+    assert (await _send(first, ESME, critical_command(home, "ECS03", 21, PREPAYMENT)))["t"] == "rsp"
+    first.models.close()
+
+    rebuilt = home.gateway().models.get(esme_record(first.models))
+    assert isinstance(rebuilt, Esme)
+    assert rebuilt.tariff.standing_charge == 12345
+    assert rebuilt.tariff.tou_prices == (2500, 1800)
+    assert rebuilt.account.payment_mode == PREPAYMENT_MODE
+    assert rebuilt.last_counters == {SUPPLIER: 21}
+
+
+def test_a_hosted_esme_holds_its_users_trust_anchors_and_the_root(home: Home) -> None:
+    models = evicting_models(home)
+    esme = models.get(esme_record(models))
+    assert isinstance(esme, Esme)
+    cells = {(a.role, a.key_usage, a.cell_usage): a for a in esme.trust_anchors.values()}
+    supplier_ds = cells[(Role.SUPPLIER, KEY_USAGE_DIGITAL_SIGNATURE, 0)]
+    supplier_ka = cells[(Role.SUPPLIER, KEY_USAGE_KEY_AGREEMENT, 0)]
+    assert supplier_ds.subject_id == supplier_ka.subject_id == SUPPLIER
+    assert supplier_ka.public_key.public_numbers() == home.ka_public(SUPPLIER).public_numbers()
+    assert models.root_public_key is None  # this hosting was given no Root key
+    assert esme.root_public_key is None
