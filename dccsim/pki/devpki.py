@@ -8,17 +8,26 @@ These are test credentials: keys are stored unencrypted (mode 0600, directories 
 
 from __future__ import annotations
 
+import base64
+import concurrent.futures
 import datetime as dt
 import fcntl
+import hashlib
 import ipaddress
+import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+import resource
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from dccsim.pki.crl import RevocationRegister, ensure_crl
 from dccsim.pki.dccki import (
@@ -39,14 +48,17 @@ from dccsim.pki.files import (
     private_key_pem,
     write_atomic,
 )
-from dccsim.pki.keystore import Entry, KeyStore
+from dccsim.pki.keystore import Entry, KeyStore, PackedCredential
 from dccsim.pki.smki import (
+    KEY_ID_LENGTH,
     XML_SIGNING_ROLES,
     CertificateAuthority,
     KeyUsage,
     Role,
     issue_device_certificate,
     issue_organisation_certificate,
+    key_identifier,
+    random_serial,
     role_text,
     verify_issued_by,
 )
@@ -577,6 +589,244 @@ def issue_party(
 
 
 # --------------------------------------------------------------------------------------------
+# Device certificates from a template
+# --------------------------------------------------------------------------------------------
+
+_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+# How cryptography's PKCS#8 DER of a P-256 key ends: [1] { BIT STRING 00 || uncompressed point }.
+_PKCS8_P256_LENGTH = 138
+_PKCS8_POINT_PREFIX = bytes.fromhex("a144034200")
+_POINT_LENGTH = 65
+_SERIAL_LENGTH = 16
+_PREHASHED_SHA256 = ec.ECDSA(Prehashed(hashes.SHA256()))
+_P256 = ec.SECP256R1()
+_NO_ENCRYPTION = serialization.NoEncryption()
+_KEY_USAGE_DER = {KeyUsage.DS: bytes.fromhex("03020780"), KeyUsage.KA: bytes.fromhex("03020308")}
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def _point_key_id(point: bytes) -> bytes:
+    # smki.key_identifier from the uncompressed point itself (RFC 5280 4.2.1.2 method 2).
+    digest = hashlib.sha1(point, usedforsecurity=False).digest()[-KEY_ID_LENGTH:]
+    return bytes([0x40 | (digest[0] & 0x0F)]) + digest[1:]
+
+
+def _pem_body(data: bytes) -> bytes:
+    """The DER inside one PEM block (or data itself when it is DER already)."""
+    if not data.startswith(b"-----BEGIN"):
+        return data
+    lines = data.split(b"\n")
+    return base64.b64decode(
+        b"".join(line for line in lines if line and not line.startswith(b"---"))
+    )
+
+
+def _serial_of(der: bytes) -> int | None:
+    """The serialNumber of a DER certificate, read without parsing the rest; None if malformed."""
+
+    def header(at: int) -> tuple[int, int]:  # (content offset, content length) of the TLV at
+        length = der[at + 1]
+        at += 2
+        if length & 0x80:
+            count = length & 0x7F
+            length = int.from_bytes(der[at : at + count], "big")
+            at += count
+        return at, length
+
+    try:
+        at, _ = header(0)  # Certificate
+        at, _ = header(at)  # TBSCertificate
+        if der[at] == 0xA0:  # [0] version
+            content, length = header(at)
+            at = content + length
+        if der[at] != 0x02:
+            return None
+        content, length = header(at)
+        return int.from_bytes(der[content : content + length], "big", signed=True)
+    except IndexError:
+        return None
+
+
+class DeviceCertificateTemplate:
+    """The device certificates one CA issues from one notBefore, as DER with holes.
+
+    The GBCS device profile fixes everything but the serial, the public key, its SKI and the
+    EUI in the hardwareModuleName, and with a 16-byte serial (``smki.random_serial``) every one
+    of those has a fixed length, so a certificate is its TBSCertificate's constant pieces with
+    the four values put in, signed with the CA's key. The pieces are cut from a specimen that
+    ``smki.issue_device_certificate`` (cryptography's x509 builder) makes, so the two are the
+    same certificate for the same inputs byte for byte up to the signature. That costs one
+    ECDSA signature and a few concatenations per certificate instead of the builder's work.
+    """
+
+    def __init__(self, ca: CertificateAuthority, not_before: dt.datetime) -> None:
+        self.ca = ca
+        self.not_before = not_before
+        self._pieces: dict[KeyUsage, tuple[bytes, bytes, bytes, bytes, bytes]] = {}
+        for usage in (KeyUsage.DS, KeyUsage.KA):
+            # A specimen whose random values each occur once in its TBS, to cut around.
+            key = ec.generate_private_key(ec.SECP256R1())
+            point = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            serial = random_serial()
+            eui = secrets.token_bytes(8)
+            specimen = issue_device_certificate(
+                ca,
+                eui=eui,
+                usage=usage,
+                public_key=key.public_key(),
+                not_before=not_before,
+                serial=serial,
+            )
+            tbs = specimen.tbs_certificate_bytes
+            holes = [
+                serial.to_bytes(_SERIAL_LENGTH, "big"),
+                point,
+                key_identifier(key.public_key()),
+                eui,
+            ]
+            pieces: list[bytes] = []
+            at = 0
+            for hole in holes:
+                where = tbs.find(hole, at)
+                if where < 0 or tbs.find(hole, where + 1) >= 0:
+                    raise PkiError("device certificate layout is not the one the template knows")
+                pieces.append(tbs[at:where])
+                at = where + len(hole)
+            pieces.append(tbs[at:])
+            self._pieces[usage] = (pieces[0], pieces[1], pieces[2], pieces[3], pieces[4])
+            if self.tbs(usage, serial=serial, point=point, eui=eui) != tbs or specimen.public_bytes(
+                serialization.Encoding.DER
+            ) != self._certificate(tbs, specimen.signature):
+                raise PkiError("device certificate template does not rebuild its specimen")
+        self._issuer_der = ca.certificate.subject.public_bytes()
+        self._authority_key_id = b"\x80\x08" + ca.key_identifier
+
+    def tbs(self, usage: KeyUsage, *, serial: int, point: bytes, eui: bytes) -> bytes:
+        """The TBSCertificate of the (usage) device certificate for eui, serial and the public
+        key's uncompressed point. serial must be a 16-byte one (2**120 <= serial < 2**127)."""
+        if not (1 << 120) <= serial < (1 << 127):
+            raise ValueError("the template takes 16-byte serials (smki.random_serial)")
+        if len(point) != _POINT_LENGTH or point[0] != 4 or len(eui) != 8:
+            raise ValueError("a P-256 uncompressed point and an 8-byte EUI")
+        a, b, c, d, e = self._pieces[KeyUsage(usage)]
+        return b"".join(
+            (
+                a,
+                serial.to_bytes(_SERIAL_LENGTH, "big"),
+                b,
+                point,
+                c,
+                _point_key_id(point),
+                d,
+                eui,
+                e,
+            )
+        )
+
+    @staticmethod
+    def _certificate(tbs: bytes, signature: bytes) -> bytes:
+        return _tlv(0x30, tbs + _ECDSA_WITH_SHA256 + _tlv(0x03, b"\x00" + signature))
+
+    def certificate_der(self, usage: KeyUsage, *, serial: int, point: bytes, eui: bytes) -> bytes:
+        """The DER device certificate, signed now with the CA's key (ECDSA with SHA-256)."""
+        tbs = self.tbs(usage, serial=serial, point=point, eui=eui)
+        digest = hashlib.sha256(tbs).digest()  # prehashed: cheaper than the ECDSA(SHA256) path
+        return self._certificate(tbs, self.ca.private_key.sign(digest, _PREHASHED_SHA256))
+
+    def credential(self, eui: bytes, usage: KeyUsage) -> PackedCredential:
+        """A fresh P-256 key pair for (eui, usage) and its certificate, both as DER. (What
+        certificate_der does, inlined: this runs 800,000 times for a large estate.)"""
+        usage = KeyUsage(usage)
+        if len(eui) != 8:
+            raise ValueError("an 8-byte EUI")
+        key = ec.generate_private_key(_P256)
+        key_der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            _NO_ENCRYPTION,
+        )
+        if len(key_der) == _PKCS8_P256_LENGTH and key_der[-70:-65] == _PKCS8_POINT_PREFIX:
+            point = key_der[-_POINT_LENGTH:]  # the PKCS#8 DER carries the public point already
+        else:
+            point = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        serial = random_serial()  # 2**120 <= serial < 2**127: the template's 16 bytes
+        a, b, c, d, e = self._pieces[usage]
+        tbs = b"".join(
+            (
+                a,
+                serial.to_bytes(_SERIAL_LENGTH, "big"),
+                b,
+                point,
+                c,
+                _point_key_id(point),
+                d,
+                eui,
+                e,
+            )
+        )
+        signature = self.ca.private_key.sign(hashlib.sha256(tbs).digest(), _PREHASHED_SHA256)
+        return PackedCredential(
+            bytes(eui), usage, serial, self._certificate(tbs, signature), key_der
+        )
+
+    def held_serial(self, stored: tuple[bytes, bytes | None, bool], usage: KeyUsage) -> int | None:
+        """The serial of a stored credential (KeyStore.raw) when it is one this CA issued for
+        usage with its private key beside it, else None. Checked from the bytes, without
+        parsing or verifying: the issuer name, the CA's key identifier in the AKI and the key
+        usage are in the certificate, and the key's public point is the certificate's. (The
+        store writes atomically, so a stored certificate is never torn; a certificate from
+        another CA, such as one since re-initialised, lacks this CA's key identifier.)"""
+        certificate, key, _as_files = stored
+        if key is None:
+            return None
+        try:
+            certificate, key = _pem_body(certificate), _pem_body(key)
+        except ValueError:
+            return None
+        if (
+            self._issuer_der not in certificate
+            or self._authority_key_id not in certificate
+            or _KEY_USAGE_DER[KeyUsage(usage)] not in certificate
+        ):
+            return None
+        if len(key) == _PKCS8_P256_LENGTH and key[-70:-65] == _PKCS8_POINT_PREFIX:
+            if key[-_POINT_LENGTH:] not in certificate:
+                return None
+        else:
+            try:
+                private = serialization.load_der_private_key(key, password=None)
+                public = x509.load_der_x509_certificate(certificate).public_key()
+            except ValueError:
+                return None
+            if private.public_key() != public:
+                return None
+        return _serial_of(certificate)
+
+
+_TEMPLATES: dict[tuple[int, dt.datetime], DeviceCertificateTemplate] = {}
+
+
+def _template(ca: CertificateAuthority, not_before: dt.datetime) -> DeviceCertificateTemplate:
+    # One per CA and notBefore per process (the CA object is itself cached by _device_ca).
+    key = (id(ca), not_before)
+    template = _TEMPLATES.get(key)
+    if template is None or template.ca is not ca:
+        template = _TEMPLATES[key] = DeviceCertificateTemplate(ca, not_before)
+    return template
+
+
+# --------------------------------------------------------------------------------------------
 # issue_device
 # --------------------------------------------------------------------------------------------
 
@@ -597,9 +847,11 @@ def issue_devices(
     not_before: dt.datetime = SMKI_NOT_BEFORE,
     batch: int = 500,
 ) -> list[tuple[Entry, Entry]]:
-    """issue_device for many EUIs (in order), writing the key store batch devices at a time."""
+    """issue_device for many EUIs (in order), writing the key store batch devices at a time
+    (as files, one pair a credential). For a whole estate, issue_device_estate is far quicker."""
     layout = PkiLayout.of(home)
     ca, store = _device_ca(layout), layout.keystore()
+    template = _template(ca, not_before)
     pending: list[tuple[bytes, KeyUsage, x509.Certificate, ec.EllipticCurvePrivateKey, None]] = []
     slots: list[tuple[int, int]] = []  # (pair index, 0 for DS / 1 for KA) of each pending item
     found: list[list[Entry | None]] = []
@@ -626,10 +878,10 @@ def issue_devices(
                 ):
                     pair[position] = entry
                     continue
-            key = ec.generate_private_key(ec.SECP256R1())
-            certificate = issue_device_certificate(
-                ca, eui=eui, usage=usage, public_key=key.public_key(), not_before=not_before
-            )
+            fresh = template.credential(eui, usage)
+            key = serialization.load_der_private_key(fresh.private_key_der, password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            certificate = x509.load_der_x509_certificate(fresh.certificate_der)
             pending.append((eui, usage, certificate, key, None))
             slots.append((len(found) - 1, position))
         if len(pending) >= 2 * batch:
@@ -640,3 +892,182 @@ def issue_devices(
         assert ds is not None and ka is not None
         pairs.append((ds, ka))
     return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# issue_device_estate: a whole test estate's device credentials
+# --------------------------------------------------------------------------------------------
+
+DEVICES_PER_PACK = 4096
+
+
+@dataclass(frozen=True)
+class DeviceIssueReport:
+    """What issue_device_estate did: devices asked for, credentials issued and already held,
+    packs written, wall seconds and CPU seconds of the issuing (the workers', or this
+    process's when it ran inline; not what the caller did meanwhile)."""
+
+    devices: int
+    issued: int
+    held: int
+    packs: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def devices_per_second(self) -> float:
+        return self.devices / self.seconds if self.seconds else 0.0
+
+
+def _issue_chunk(
+    home: str,
+    euis: Sequence[bytes],
+    not_before: dt.datetime,
+    look: bool,
+    filed: frozenset[bytes] = frozenset(),
+) -> tuple[int, int, int]:
+    """Issue the DS and KA credentials of euis (sorted, distinct) that the store does not hold
+    good, as one pack. look=False: the caller knows the store holds none of them; filed: those
+    of euis that have certificate files. Returns (issued, held, packs written). Runs in a
+    worker process or inline."""
+    layout = PkiLayout.of(Path(home))
+    template = _template(_device_ca(layout), not_before)
+    store = layout.keystore()
+    fresh: list[PackedCredential] = []
+    replacing: list[tuple[bytes, KeyUsage]] = []
+    unindexed: list[tuple[bytes, KeyUsage, int]] = []
+    held = 0
+    indexed = store.indexed_serials(euis) if look else {}
+    for eui in euis:
+        for usage in (KeyUsage.DS, KeyUsage.KA):
+            stored = store.raw(eui, usage, files=eui in filed) if look else None
+            if stored is not None:
+                serial = template.held_serial(stored, usage)
+                if serial is not None:
+                    held += 1
+                    if indexed.get((eui, usage)) != serial:
+                        unindexed.append((eui, usage, serial))  # a pack a crash left unindexed
+                    continue
+                if stored[2]:
+                    replacing.append((eui, usage))
+            fresh.append(template.credential(eui, usage))
+    store.add_index_lines(unindexed)
+    pack = store.put_pack(fresh, replacing_files=replacing)
+    return len(fresh), held, 0 if pack is None else 1
+
+
+def _children_cpu_seconds() -> float:
+    # Counts children once reaped: the workers, after the pool's shutdown in wait().
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+class DeviceEstateIssue:
+    """issue_device_estate under way: start() returns at once (the work runs in worker
+    processes), wait() blocks until every pack is in and synced and returns the report, or
+    raises what a worker raised. A run killed part way leaves whole packs only; running it
+    again issues just what is missing."""
+
+    def __init__(
+        self,
+        home: Path,
+        euis: Iterable[bytes],
+        *,
+        workers: int | None = None,
+        devices_per_pack: int = DEVICES_PER_PACK,
+        not_before: dt.datetime = SMKI_NOT_BEFORE,
+    ) -> None:
+        self.layout = PkiLayout.of(home)
+        _device_ca(self.layout)  # PkiError now, not in a worker, when there is no PKI
+        self._start = time.perf_counter()
+        self._children_cpu = _children_cpu_seconds()
+        setup_started = time.process_time()
+        ordered = sorted(set(euis))
+        self._devices = len(ordered)
+        store = self.layout.keystore()
+        store.discard_stale_temps()
+        # What the store may already hold (one folder listing, the pack ranges): a chunk that
+        # none of it touches skips the per-credential lookups.
+        filed = {name[:16] for name in os.listdir(store.root / "certs") if name.endswith(".pem")}
+        ranges = store.pack_ranges()
+        chunks: list[tuple[Sequence[bytes], bool, frozenset[bytes]]] = []
+        for offset in range(0, len(ordered), devices_per_pack):
+            chunk = ordered[offset : offset + devices_per_pack]
+            first, last = chunk[0], chunk[-1]
+            with_files = frozenset(eui for eui in chunk if eui.hex() in filed)
+            look = bool(with_files) or any(a <= last and first <= b for a, b in ranges)
+            chunks.append((chunk, look, with_files))
+        count = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._futures: list[concurrent.futures.Future[tuple[int, int, int]]] = []
+        self._inline: list[tuple[Sequence[bytes], bool, frozenset[bytes]]] = []
+        home_text = str(self.layout.home)
+        if count <= 1 or len(chunks) <= 1:
+            self._inline = chunks
+        else:
+            # fork: quick, and needs no importable __main__ (spawn re-runs the caller's script).
+            # With fork every worker is started at the first submit, i.e. here, before the
+            # caller goes on to start threads of its own (an event loop's executor).
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(count, len(chunks)),
+                mp_context=multiprocessing.get_context("fork"),
+            )
+            self._futures = [
+                self._pool.submit(_issue_chunk, home_text, chunk, not_before, look, with_files)
+                for chunk, look, with_files in chunks
+            ]
+        self._not_before = not_before
+        self._setup_cpu = time.process_time() - setup_started
+
+    def cancel(self) -> None:
+        """Stop: chunks not started are dropped, the ones in progress finish their pack (so the
+        store stays whole) in the background; a later run completes the rest."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._inline = []
+
+    def wait(self) -> DeviceIssueReport:
+        issued = held = packs = 0
+        inline_started = time.process_time()
+        inline_cpu = 0.0
+        try:
+            results = [
+                _issue_chunk(str(self.layout.home), chunk, self._not_before, look, with_files)
+                for chunk, look, with_files in self._inline
+            ]
+            inline_cpu = time.process_time() - inline_started
+            results += [future.result() for future in self._futures]
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        for one_issued, one_held, one_packs in results:
+            issued += one_issued
+            held += one_held
+            packs += one_packs
+        self.layout.keystore().sync()
+        return DeviceIssueReport(
+            devices=self._devices,
+            issued=issued,
+            held=held,
+            packs=packs,
+            seconds=time.perf_counter() - self._start,
+            cpu_seconds=self._setup_cpu + inline_cpu + _children_cpu_seconds() - self._children_cpu,
+        )
+
+
+def issue_device_estate(
+    home: Path,
+    euis: Iterable[bytes],
+    *,
+    workers: int | None = None,
+    devices_per_pack: int = DEVICES_PER_PACK,
+    not_before: dt.datetime = SMKI_NOT_BEFORE,
+) -> DeviceIssueReport:
+    """The DS and KA credentials of every device in euis, issued by the device CA into the key
+    store as packs (KeyStore.put_pack; read like any other credential) by ``workers`` processes
+    (default: one a CPU; 1 runs inline). What the store already holds good is kept, so it is
+    idempotent and completes an interrupted run. Raises PkiError when the PKI is not
+    initialised. ``DeviceEstateIssue`` is the same started in the background."""
+    return DeviceEstateIssue(
+        home, euis, workers=workers, devices_per_pack=devices_per_pack, not_before=not_before
+    ).wait()

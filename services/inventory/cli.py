@@ -1,10 +1,13 @@
 """``dccsim estate``: the test estate in the Smart Metering Inventory from the command line.
 
-``dccsim estate seed --premises N [--suppliers K] [--fresh] [--no-estate-file] [--certificates]``
-creates premises 1..N (hub CHF + GPF, ESME, GSME, IHD, MPAN, MPRN, registrations to the demo
-Suppliers) in the inventory database (``inventory_db_url`` or ``$DCCSIM_HOME/data/inventory.db``),
-writes the same estate to ``$DCCSIM_HOME/estate.json`` for the gateway emulator, and with
-``--certificates`` issues every device's SMKI certificates (much slower).
+``dccsim estate seed --premises N [--suppliers K] [--fresh] [--no-estate-file]
+[--no-certificates] [--workers W]`` creates premises 1..N (hub CHF + GPF, ESME, GSME, IHD, MPAN,
+MPRN, registrations to the demo Suppliers) in the inventory database (``inventory_db_url`` or
+``$DCCSIM_HOME/data/inventory.db``), writes the same estate to ``$DCCSIM_HOME/estate.json`` for
+the gateway emulator, and issues the SMKI DS and KA credentials of every device that has them
+(all but the IHDs) into the key store (``dccsim.pki.devpki.issue_device_estate``: W worker
+processes, default one a CPU, running while this process fills the database and writes the
+estate file). Credentials the key store already holds are kept, so a rerun only completes.
 
 Communications Hub ordering and roll-out reporting run the same methods as the RPC interface
 (``services.inventory.ch_orders``, ``services.inventory.rollout``) on the inventory database and
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -55,28 +60,59 @@ async def _seed(args: argparse.Namespace, settings: config.InventorySettings) ->
     return 0
 
 
+def credential_euis(premises: list[Any]) -> list[bytes]:
+    """The EUIs of the devices in premises that hold SMKI credentials: all but the IHDs (a GBCS
+    Type 2 device has none, emulators/ihd.py)."""
+    from dccsim.duis.requestid import parse_eui
+    from dccsim.smi import DeviceType
+
+    return [
+        parse_eui(d.eui) for p in premises for d in p.devices if d.device_type is not DeviceType.IHD
+    ]
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from dccsim import estate
-    from dccsim.duis.requestid import parse_eui
     from services.inventory.seed import estate_premises
 
     settings = config.InventorySettings()
-    code = asyncio.run(_seed(args, settings))
+    start, cpu = time.perf_counter(), _cpu_seconds()
     premises = [estate_premises(n, suppliers=args.suppliers) for n in range(1, args.premises + 1)]
-    if not args.no_estate_file:
-        start = time.perf_counter()
-        estate.save(settings.home, premises)
-        elapsed = time.perf_counter() - start
-        print(f"estate file: {estate.estate_path(settings.home)} ({elapsed:.1f} s)")
-    if args.certificates:
-        from dccsim.pki.devpki import init_pki, issue_devices
+    issuing = None
+    if not args.no_certificates:
+        from dccsim.pki.devpki import DeviceEstateIssue, init_pki
 
-        start = time.perf_counter()
         init_pki(settings.home)
-        euis = [parse_eui(d.eui) for p in premises for d in p.devices]
-        issue_devices(settings.home, euis)
-        elapsed = time.perf_counter() - start
-        print(f"device certificates: {len(euis)} devices in {elapsed:.1f} s")
+        # Started first: its workers take the other CPU while this process fills the database.
+        issuing = DeviceEstateIssue(settings.home, credential_euis(premises), workers=args.workers)
+    try:
+        code = asyncio.run(_seed(args, settings))
+        if not args.no_estate_file:
+            started = time.perf_counter()
+            estate.save(settings.home, premises)
+            elapsed = time.perf_counter() - started
+            print(f"estate file: {estate.estate_path(settings.home)} ({elapsed:.1f} s)")
+    except BaseException:
+        if issuing is not None:
+            issuing.cancel()  # rather than issue the lot before the error is shown
+        raise
+    if issuing is not None:
+        report = issuing.wait()
+        print(
+            f"device credentials (DS + KA): {report.devices} devices, {report.issued} issued, "
+            f"{report.held} already held, in {report.seconds:.1f} s "
+            f"({report.cpu_seconds:.1f} CPU s, in {report.packs} packs)"
+        )
+    print(
+        f"seeded in {time.perf_counter() - start:.1f} s ({_cpu_seconds() - cpu:.1f} CPU s "
+        f"on {os.cpu_count()} CPUs)"
+    )
     return code
 
 
@@ -275,7 +311,17 @@ def register(sub: Any) -> None:
         "--no-estate-file", action="store_true", help="do not write estate.json for the gateway"
     )
     seed.add_argument(
-        "--certificates", action="store_true", help="also issue device certificates (slow)"
+        "--no-certificates",
+        action="store_true",
+        help="do not issue the devices' SMKI credentials (issued by default)",
+    )
+    seed.add_argument(
+        "--certificates",
+        action="store_true",
+        help=argparse.SUPPRESS,  # the default now; kept so older scripts still run
+    )
+    seed.add_argument(
+        "--workers", type=int, help="processes issuing device credentials (default: one a CPU)"
     )
     seed.set_defaults(func=cmd_seed)
     _register_ordering(group_sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import dccsim
-from dccsim.pki.keystore import KeyStore, KeyStoreError
+from dccsim.pki.keystore import KeyStore, KeyStoreError, PackedCredential
 from dccsim.pki.smki import (
     CertificateAuthority,
     KeyUsage,
@@ -253,3 +255,101 @@ def test_reader_process_never_sees_a_torn_entry_while_another_process_writes(
 def test_a_bad_eui_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="8 bytes"):
         KeyStore(tmp_path / "ks").get(b"\x00" * 4, KeyUsage.DS)
+
+
+def _packed(
+    ca: CertificateAuthority, eui: bytes = DEVICE, usage: KeyUsage = KeyUsage.DS
+) -> tuple[PackedCredential, x509.Certificate]:
+    certificate, key = _device(ca, eui, usage)
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    credential = PackedCredential(
+        eui,
+        usage,
+        certificate.serial_number,
+        certificate.public_bytes(serialization.Encoding.DER),
+        der,
+    )
+    return credential, certificate
+
+
+def test_a_packed_credential_reads_like_a_filed_one(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    store = KeyStore(tmp_path)
+    credential, certificate = _packed(ca)
+    path = store.put_pack([credential])
+    assert path is not None and path.stat().st_mode & 0o777 == 0o600
+    reader = KeyStore(tmp_path)
+    entry = reader.get(DEVICE, KeyUsage.DS)
+    assert entry.certificate == certificate and entry.certificate_path == path
+    assert entry.private_key is not None
+    assert entry.private_key.public_key() == certificate.public_key()
+    found = reader.by_serial(certificate.serial_number)
+    assert found is not None and (found.eui, found.usage, found.certificate) == (
+        DEVICE,
+        KeyUsage.DS,
+        certificate,
+    )
+    assert (DEVICE, KeyUsage.DS) in reader and (DEVICE, KeyUsage.KA) not in reader
+    with pytest.raises(KeyStoreError, match="no ka certificate"):
+        reader.certificate(DEVICE, KeyUsage.KA)
+
+
+def test_files_put_after_a_pack_supersede_it(tmp_path: Path, ca: CertificateAuthority) -> None:
+    store = KeyStore(tmp_path)
+    store.put_pack([_packed(ca)[0]])
+    certificate, _key = _device(ca)
+    store.put(DEVICE, KeyUsage.DS, certificate, None, role=None)
+    entry = KeyStore(tmp_path).get(DEVICE, KeyUsage.DS)
+    assert entry.certificate == certificate
+    assert entry.private_key is None  # not the packed key of the older certificate
+    with pytest.raises(KeyStoreError, match="no ds private key"):
+        store.private_key(DEVICE, KeyUsage.DS)
+
+
+def test_a_newer_pack_supersedes_an_older_one_and_the_files_it_replaces(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    store = KeyStore(tmp_path)
+    filed, key = _device(ca, usage=KeyUsage.KA)
+    store.put(DEVICE, KeyUsage.KA, filed, key, role=None)
+    store.put_pack([_packed(ca)[0]])
+    newer_ds, ds_certificate = _packed(ca)
+    newer_ka, ka_certificate = _packed(ca, usage=KeyUsage.KA)
+    store.put_pack([newer_ds, newer_ka], replacing_files=[(DEVICE, KeyUsage.KA)])
+    reader = KeyStore(tmp_path)
+    assert reader.certificate(DEVICE, KeyUsage.DS) == ds_certificate
+    assert reader.certificate(DEVICE, KeyUsage.KA) == ka_certificate
+    assert not store.certificate_path(DEVICE, KeyUsage.KA).exists()
+    assert not store.private_key_path(DEVICE, KeyUsage.KA).exists()
+    assert reader.by_serial(filed.serial_number) is None
+    assert len(reader) == 2
+
+
+def test_a_pack_holds_device_ds_and_ka_credentials_only(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    store = KeyStore(tmp_path)
+    credential, _certificate = _packed(ca)
+    with pytest.raises(KeyStoreError, match="packs hold DS and KA"):
+        store.put_pack([dataclasses.replace(credential, usage=KeyUsage.XML_SIGN)])
+    with pytest.raises(KeyStoreError, match="twice in one pack"):
+        store.put_pack([credential, credential])
+    assert store.put_pack([]) is None
+    assert not (tmp_path / "packs").exists() or not list((tmp_path / "packs").iterdir())
+
+
+def test_a_reader_finds_a_pack_added_within_the_folders_mtime_tick(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    writer, reader = KeyStore(tmp_path), KeyStore(tmp_path)
+    writer.put_pack([_packed(ca)[0]])
+    assert (DEVICE, KeyUsage.DS) in reader  # the reader has listed the packs folder
+    other = bytes.fromhex("00DB123456789002")
+    credential, certificate = _packed(ca, other)
+    stamp = os.stat(tmp_path / "packs").st_mtime_ns
+    writer.put_pack([credential])
+    os.utime(tmp_path / "packs", ns=(stamp, stamp))  # as if in the same coarse tick
+    assert reader.certificate(other, KeyUsage.DS) == certificate
