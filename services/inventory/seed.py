@@ -111,7 +111,13 @@ def estate_premises(n: int, *, suppliers: int = 1) -> Premises:
             )
             for kind, device_type in KINDS
         ),
-        registrations={"IS": supplier_eui((n - 1) % suppliers)},
+        # The same supplier is Gas Supplier on the MPRN, as the inventory rows register it,
+        # so the hosted GSME and GPF trust it.
+        registrations={
+            "IS": supplier_eui((n - 1) % suppliers),
+            "GS": supplier_eui((n - 1) % suppliers),
+        },
+        mprn=mprn(n),
     )
 
 

@@ -75,3 +75,20 @@ async def test_an_estate_without_gas_registers_as_before(
     esme = await inventory.device(device_eui(1, 2))
     assert esme is not None and esme.registrations == {"IS": S1}
     assert await inventory.device(device_eui(1, 3)) is None
+
+
+def test_a_seeded_estate_names_the_gas_supplier_on_the_mprn_as_its_inventory_rows_do() -> None:
+    """`dccsim estate seed` writes estate.json (what the gateway hosts) and the inventory rows
+    from the same numbering: the gas devices must trust the Supplier the inventory registers."""
+    from datetime import UTC, datetime
+
+    from services.inventory.seed import _rows, estate_premises
+
+    premises = estate_premises(7, suppliers=3)
+    [(row, devices, registrations)] = list(_rows([7], suppliers=3, now=datetime.now(UTC)))
+    assert premises.mprn == row["mprn"]
+    gas = {r["role"]: r for r in registrations if r["mpxn"] == row["mprn"]}
+    assert premises.registrations["GS"] == gas["GS"]["user_eui"]
+    assert premises.registrations["IS"] == premises.registrations["GS"]
+    gsme = next(d for d in devices if d["device_type"] == DeviceType.GSME.value)
+    assert gsme["mpxn"] == premises.mprn
