@@ -4,6 +4,7 @@ vhost, free ports, and every service as a separate process started with ``dccsim
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,24 @@ SERVICE_ORDER = ("inventory", "gateway", "transform", "wan", "user_gateway")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now, below the kernel's ephemeral range (32768 and up here): the kernel's
+    own choice (bind to port 0) comes from that range, where any process's next outgoing
+    connection may take it before the service binds it."""
+    low, high = 20_000, 32_000
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, first - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 @dataclass
@@ -44,6 +59,7 @@ class System:
         self.ports = {
             "user_gateway": free_port(),
             "gateway": free_port(),
+            "user_gateway_admin": free_port(),
             **{f"{name}_metrics": free_port() for name in SERVICE_ORDER},
         }
         self.env = {
@@ -51,6 +67,7 @@ class System:
             "DCCSIM_HOME": str(self.home),
             "DCCSIM_AMQP_URL": url,
             "DCCSIM_USER_GATEWAY_PORT": str(self.ports["user_gateway"]),
+            "DCCSIM_USER_GATEWAY_ADMIN_PORT": str(self.ports["user_gateway_admin"]),
             "DCCSIM_GATEWAY_PORT": str(self.ports["gateway"]),
             "DCCSIM_WAN_GATEWAY_PORT": str(self.ports["gateway"]),
             "DCCSIM_DELIVERY_RETRY_INITIAL_S": "0.2",
