@@ -20,9 +20,15 @@ GBCS facts this model follows (PROTOCOL.md, the RTDS vectors in reference/gbcs/r
 
 Responses are GBZ payloads in General Ciphering, MAC'd by the device for the remote party.
 
-Not modelled yet (answered ``unsupported cluster command``): the daily read log (GCS16a, ZCL
-snapshots), billing data (GCS15d), tariff, payment mode and prepayment changes, valve control
-(GCS32/GCS39, critical) and clock setting (GCS28).
+- The critical commands (GCS02/GCS03 payment mode, GCS32/GCS39 valve, GCS28 clock) carry the
+  User's signature, which the base class checks; the GSME answers them signed with its DS key,
+  refusals included, and keeps what they change (``nonvolatile_state``). A closed (or armed)
+  valve stops the register: :class:`GasRegisters` subtracts the closed periods.
+- The daily read log (GCS16a) is the register at each midnight, derived, never stored; the
+  event and security logs (CS10a/CS10b) hold what the device logged.
+
+Not modelled yet (answered ``unsupported cluster command``): billing data (GCS15d), the tariff
+(GCS01a) and prepayment top-up (CS01b: valuing a UTRN needs the GBCS UTRN scheme).
 """
 
 from __future__ import annotations
@@ -35,17 +41,29 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dccsim.gbcs.alerts import (
+    ALERT_FUTURE_DATED_EXECUTED,
+    MESSAGE_CODE_FUTURE_DATED_GBZ,
+    build_alert,
+)
+from dccsim.gbcs.commands import asn1_time, parse_asn1_time
 from dccsim.gbcs.crypto import content_context, encrypt_content
-from dccsim.gbcs.der import encode_with, integer
+from dccsim.gbcs.der import ASN1_SCHEMAS, decode_with, encode_with, integer
 from dccsim.gbcs.dlms import encode_date_time
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
-from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_maced_response
+from dccsim.gbcs.usecases import (
+    USE_CASES_BY_CODE,
+    USE_CASES_BY_NAME,
+    build_maced_response,
+    build_signed_response,
+)
 from dccsim.gbcs.zigbee import (
     BITMAP16,
     CONTROL_ENCRYPTED,
     CONTROL_LAST,
     ENUM8,
+    EVENTS,
     FRAME_CLUSTER_SPECIFIC,
     INT32,
     MESSAGING,
@@ -54,6 +72,8 @@ from dccsim.gbcs.zigbee import (
     PREPAYMENT,
     U16,
     U32,
+    FutureDatedOutcome,
+    GbzAlert,
     GbzComponent,
     GbzPayload,
     ZclHeader,
@@ -63,7 +83,14 @@ from dccsim.gbcs.zigbee import (
     encode_zcl_payload,
     encode_zcl_value,
 )
-from emulators.device import ALERT_SOURCE_NOT_AUTHORISED, GbcsDevice, RemoteParty, on
+from emulators.device import (
+    ALERT_SOURCE_NOT_AUTHORISED,
+    DeviceRefusal,
+    GbcsDevice,
+    RaisedAlert,
+    RemoteParty,
+    on,
+)
 from emulators.han import CS03B, JoiningDevice
 
 U24, U48, ZCL_UTC = 0x22, 0x25, 0xE2  # ZCL data types the gas registers use
@@ -84,6 +111,21 @@ CURRENT_SUMMATION_DELIVERED = 0x0000
 CURRENT_TIER_SUMMATIONS = (0x0100, 0x0102, 0x0104, 0x0106)  # tiers 1-4 delivered (GCS13c)
 UNIT_OF_MEASURE, MULTIPLIER, DIVISOR = 0x0300, 0x0301, 0x0302
 SUPPLY_STATUS = 0x0014
+# ZSE supply status (the attribute, Change Supply's proposal and Supply Status Response)
+SUPPLY_OFF, SUPPLY_OFF_ARMED, SUPPLY_ON = 0, 1, 2
+SUPPLY_STATUS_RESPONSE = 0x0C  # metering cluster, server to client
+IMMEDIATE = 0  # a ZCL UTC time of 0: now
+ZCL_INVALID_FIELD = 0x85
+ZCL_CANCEL_TIME = 0xFFFFFFFF  # Change Payment Mode's implementation time that cancels
+CHANGE_PAYMENT_MODE, CHANGE_PAYMENT_MODE_RESPONSE = 0x06, 0x02  # prepayment cluster
+# what Change Payment Mode Response reports: the RTDS GSME's emergency and friendly credit
+# settings, which no GBCS use case here changes
+PAYMENT_MODE_RESPONSE_SETTINGS: dict[str, ZclValue] = {
+    "friendly_credit": 1,
+    "friendly_credit_calendar_id": 2,
+    "emergency_credit_limit": 1_000_000,
+    "emergency_credit_threshold": 200_000,
+}
 UNIT_CUBIC_METRES = 0x01
 LITRES_PER_CUBIC_METRE = 1000  # the divisor: registers count litres, as the RTDS's 1000
 REGISTER_MODULUS = 1 << 48  # U48 summations roll over
@@ -104,13 +146,13 @@ PAYMENT_CONTROL_CONFIGURATION = 0x0000  # prepayment cluster: the payment mode (
 DEFAULT_ATTRIBUTES: dict[tuple[int, int], tuple[int, ZclValue]] = {
     (METERING, 0x0206): (OCTET_STRING, bytes.fromhex("0123ABCD")),  # firmware version (GCS38)
     (METERING, 0x0205): (U16, 100),  # read by GCS33 with the valve status
-    (METERING, SUPPLY_STATUS): (ENUM8, 2),  # supply status: 2 on (valve open)
+    (METERING, SUPPLY_STATUS): (ENUM8, SUPPLY_ON),  # the valve open
     (METERING, UNIT_OF_MEASURE): (ENUM8, UNIT_CUBIC_METRES),
     (METERING, MULTIPLIER): (U24, 1),
     (METERING, DIVISOR): (U24, LITRES_PER_CUBIC_METRE),
     (METERING, METER_BALANCE): (U32, 3_500_000),
     (PREPAYMENT, PREPAYMENT_CREDIT_REMAINING): (INT32, 2_500_000),
-    # as installed: the model does not change the payment mode (GCS02/GCS03 are not modelled)
+    # as installed (GCS02/GCS03 change it)
     (PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION): (BITMAP16, 0x0C97),
 }
 
@@ -171,16 +213,39 @@ class GasLoadProfile:
 @dataclass(frozen=True)
 class GasRegisters:
     """A gas meter's consumption register as a function of the clock: ``profile`` since
-    ``epoch`` (when the register held the profile's start value)."""
+    ``epoch`` (when the register held the profile's start value), less the gas the profile
+    would have drawn while the valve was closed (``closures``: from, until or None while it
+    still is)."""
 
     profile: GasLoadProfile
     epoch: datetime
+    closures: tuple[tuple[datetime, datetime | None], ...] = ()
 
     def litres(self, at: datetime) -> int:
         """The current summation delivered at ``at`` (never below its start value)."""
-        return (self.profile.start_litres + self.profile.consumed(self.epoch, at)) % (
-            REGISTER_MODULUS
-        )
+        days = GasLoadProfile._days
+        if at <= self.epoch:
+            return self.profile.start_litres % REGISTER_MODULUS
+        flowing = days(at) - days(self.epoch)
+        for closed, opened in self.closures:
+            since, until = max(closed, self.epoch), min(opened or at, at)
+            if until > since:
+                flowing -= days(until) - days(since)
+        drawn = int(flowing * self.profile.mean_litres_per_hour * 24.0)
+        return (self.profile.start_litres + drawn) % REGISTER_MODULUS
+
+    def valve_closed(self, at: datetime) -> GasRegisters:
+        """These registers with the valve closed from ``at`` (no change if it already is)."""
+        if self.closures and self.closures[-1][1] is None:
+            return self
+        return replace(self, closures=(*self.closures, (at, None)))
+
+    def valve_opened(self, at: datetime) -> GasRegisters:
+        """These registers with the valve open again from ``at`` (no change if it is open)."""
+        if not self.closures or self.closures[-1][1] is not None:
+            return self
+        closed, _ = self.closures[-1]
+        return replace(self, closures=(*self.closures[:-1], (closed, max(closed, at))))
 
     def tiers(self, at: datetime) -> tuple[int, int, int, int]:
         """The TOU registers: the emulated tariff is single rate, all on tier 1."""
@@ -211,6 +276,11 @@ class SampledLog:
 
 # the use cases whose Read Attributes Response is encrypted (GCS13a, GCS13c)
 ENCRYPTED_READS = frozenset({USE_CASES_BY_NAME["GCS13a"].message_code, GCS13C.message_code})
+# the use cases whose answer, success or error, carries the device's date-time (RTDS)
+DATED_ANSWERS = ENCRYPTED_READS | {
+    USE_CASES_BY_NAME["GCS02"].message_code,
+    USE_CASES_BY_NAME["GCS03"].message_code,
+}
 
 HALF_HOURLY_PROFILE = SampledLog(0, HALF_HOUR, timedelta(days=396), 1800)  # GCS17, 13 months
 DAILY_CONSUMPTION = SampledLog(1, DAY, timedelta(days=731), 0xFFFF)  # GCS61, 731 days
@@ -241,6 +311,40 @@ def _utc_seconds(at: datetime) -> int:
     return int((at - GBCS_EPOCH).total_seconds())
 
 
+def _disable_default_response(answer: GbzComponent) -> GbzComponent:
+    """``answer`` with the ZCL disable-default-response bit, as the RTDS Change Payment Mode
+    and Publish Event Log responses set it."""
+    frame_control = answer.header.frame_control | FRAME_DISABLE_DEFAULT_RESPONSE
+    return replace(answer, header=replace(answer.header, frame_control=frame_control))
+
+
+def _microseconds(at: datetime) -> int:
+    """A non-volatile instant: microseconds since 2000 (msgpack-able)."""
+    return (at - GBCS_EPOCH) // timedelta(microseconds=1)
+
+
+def _from_microseconds(value: int) -> datetime:
+    return GBCS_EPOCH + timedelta(microseconds=int(value))
+
+
+@dataclass(frozen=True)
+class GbzLogEntry:
+    """One entry of a ZigBee device's event or security log (CS10a/CS10b read them): when
+    (ZCL UTC time), the GBCS event or alert code, its data."""
+
+    at: int
+    event_id: int
+    data: bytes = b""
+
+
+# the ZSE log ids the GSME keeps (the RTDS CS10a/CS10b responses): the GBCS event log and
+# the security log; Get Event Log's low nibble names one
+GENERAL_EVENT_LOG, SECURITY_LOG = 3, 4
+LOG_ID_MASK = 0x0F
+PUBLISH_EVENT_LOG = 0x01  # events cluster, server to client
+MAX_EVENTS_PER_COMMAND = 255  # the ZCL Get Event Log's U8 count; one response command
+
+
 class GbzDevice(GbcsDevice):
     """What the gas devices (GSME, GPF) share: GBZ decoding, ZCL answers, encrypted content."""
 
@@ -264,12 +368,76 @@ class GbzDevice(GbcsDevice):
             clock=clock,
         )
         self.attributes = dict(DEFAULT_ATTRIBUTES if attributes is None else attributes)
+        # its event and security logs, oldest first: the security log records each command
+        # refused for its authentication, the event log the alerts the device raised
+        self.logs: dict[int, list[GbzLogEntry]] = {GENERAL_EVENT_LOG: [], SECURITY_LOG: []}
+
+    def _refuse(self, alert_code: int, reason: str) -> DeviceRefusal:
+        self.logs[SECURITY_LOG].append(GbzLogEntry(_utc_seconds(self.clock()), alert_code))
+        return super()._refuse(alert_code, reason)
+
+    def _read_log(
+        self, command: GeneralCiphering, remote_party: RemoteParty, now: datetime
+    ) -> bytes:
+        """CS10a/CS10b: Get Event Log of the event or security log over [start, end] (oldest
+        first, as the RTDS, from the offset, up to the number asked, 0 for all), answered
+        MAC'd with one Publish Event Log; a ZCL Default Response ``not found`` when none
+        match, as the RTDS NOT_FOUND responses."""
+        (component,) = self._components(command)
+        values = component.payload.values
+        if component.cluster != EVENTS or component.payload.layout != "get-event-log":
+            raise GbcsError("expected a ZCL Get Event Log command")
+        log_id = int(values["event_control_log_id"]) & LOG_ID_MASK
+        wanted_id = int(values["event_id"])
+        start, end = int(values["start_time"]), int(values["end_time"])
+        matching = [
+            e
+            for e in self.logs.get(log_id, [])
+            if start <= e.at <= end and wanted_id in (0, e.event_id)
+        ]
+        offset, count = int(values["event_offset"]), int(values["number_of_events"])
+        chosen = matching[offset:]
+        chosen = chosen[: count or MAX_EVENTS_PER_COMMAND]
+        if not chosen:
+            answer = self._default_response(component, 0, 1, ZCL_NOT_FOUND)
+            return self._respond(command, remote_party, GbzPayload(1, (answer,)))
+        answer = self._answer(
+            component,
+            0,
+            1,
+            PUBLISH_EVENT_LOG,
+            ZclPayload(
+                "publish-event-log",
+                {
+                    "total_number_of_matching_events": len(matching),
+                    "command_index": 0,
+                    "total_commands": 1,
+                    "log_payload_control": 0,
+                },
+                tuple(
+                    {
+                        "log_id": log_id,
+                        "event_id": e.event_id,
+                        "event_time": e.at,
+                        "event_data": e.data,
+                    }
+                    for e in chosen
+                ),
+            ),
+            cluster_specific=True,
+        )
+        answer = _disable_default_response(answer)
+        return self._respond(command, remote_party, GbzPayload(1, (answer,)))
 
     # -- what subclasses answer from ----------------------------------------------------------
 
     def gas_registers(self) -> GasRegisters:
         """The consumption register this device reports (its own, or the GSME mirror's)."""
         raise NotImplementedError
+
+    def device_time(self, now: datetime) -> datetime:
+        """What the device's own clock reads at true time ``now`` (the responses' date-time)."""
+        return now
 
     def register_time(self, now: datetime) -> datetime:
         """The instant the reported register values belong to (now, or the last mirror update)."""
@@ -284,10 +452,21 @@ class GbzDevice(GbcsDevice):
         gbz: GbzPayload,
         date_time: datetime | None = None,
     ) -> bytes:
+        """The GBZ response: signed with the device's DS key for a critical command (as the
+        RTDS GCS32/GCS39 responses, refusals included), else MAC'd for the remote party."""
+        use_case = USE_CASES_BY_CODE.get(command.general_signing.message_code)
+        encoded_time = None if date_time is None else encode_date_time(self.device_time(date_time))
+        if use_case is not None and use_case.critical:
+            return build_signed_response(
+                command=command,
+                payload=gbz.encode(),
+                date_time=encoded_time,
+                device_ds_private=self.ds_private_key,
+            )
         return build_maced_response(
             command=_without_certificate(command),
             payload=gbz.encode(),
-            date_time=None if date_time is None else encode_date_time(date_time),
+            date_time=encoded_time,
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
         )
@@ -514,7 +693,8 @@ class GbzDevice(GbcsDevice):
     ) -> bytes:
         """A scripted or handler fault (any DLMS ``result``) as a GBZ device reports one, as the
         RTDS ERROR responses: each attribute read ``hardware failure`` (encrypted where the use
-        case's answer is), any other command a ZCL Default Response ``failure``."""
+        case's answer is), any other command a ZCL Default Response ``hardware failure``
+        (GCS07, GCS32)."""
         try:
             components = self._components(command)
         except GbcsError:
@@ -525,7 +705,7 @@ class GbzDevice(GbcsDevice):
             header = component.header
             if header.cluster_specific or header.command != READ_ATTRIBUTES:
                 answers.append(
-                    self._default_response(component, index, len(components), ZCL_FAILURE)
+                    self._default_response(component, index, len(components), ZCL_HARDWARE_FAILURE)
                 )
                 continue
             records: tuple[dict[str, ZclValue], ...] = tuple(
@@ -538,7 +718,13 @@ class GbzDevice(GbcsDevice):
                 )
             )
         self.refusals += 1
-        return self._respond(command, remote_party, GbzPayload(len(answers), tuple(answers)), now)
+        # the date-time only where the use case's answer carries one (the encrypted reads)
+        return self._respond(
+            command,
+            remote_party,
+            GbzPayload(len(answers), tuple(answers)),
+            now if command.general_signing.message_code in DATED_ANSWERS else None,
+        )
 
     def unsupported(
         self,
@@ -561,6 +747,43 @@ class GbzDevice(GbcsDevice):
             for i, c in enumerate(components)
         )
         return self._respond(command, remote_party, GbzPayload(len(answers), answers))
+
+
+PREPAYMENT_ENABLED = 0x0002  # payment control configuration bit 1
+SECONDS_PER_DAY = 86_400
+DAILY_READ_LOG_DEPTH = 31  # daily snapshots a GSME keeps (GCS16a asks 31 offsets)
+PUBLISH_SNAPSHOT = 0x06  # metering cluster, server to client
+SNAPSHOT_CAUSE_GENERAL = 0x00000001
+SNAPSHOT_BLOCK_TIER_DELIVERED_NO_BILLING = 0x06  # the snapshot payload type of the RTDS
+SNAPSHOT_TIERS = 4  # TOU tiers in the snapshot
+SNAPSHOT_TIER_BLOCKS = 0x14  # one tier (high nibble) of four blocks (low), as the RTDS
+GCS28 = USE_CASES_BY_NAME["GCS28"]
+GCS28_COMMAND = ASN1_SCHEMAS[(GCS28.message_code, 1)]
+GCS28_RESPONSE = ASN1_SCHEMAS[(GCS28.message_code, 2)]
+CLOCK_SET, CLOCK_NOT_SET = 0, 2  # GCS28 results (the RTDS SUCCESS and ERROR responses)
+GCS03_CODE = USE_CASES_BY_NAME["GCS03"].message_code
+
+
+@dataclass(frozen=True)
+class PendingPaymentMode:
+    """A future-dated Change Payment Mode the GSME holds until ``when`` (ZCL UTC time)."""
+
+    configuration: int
+    cut_off: int
+    when: int
+    originator: bytes
+    originator_counter: int
+    message_code: int
+
+    def to_state(self) -> list[Any]:
+        return [
+            self.configuration,
+            self.cut_off,
+            self.when,
+            bytes(self.originator),
+            self.originator_counter,
+            self.message_code,
+        ]
 
 
 class Gsme(GbzDevice, JoiningDevice):
@@ -595,6 +818,14 @@ class Gsme(GbzDevice, JoiningDevice):
             load_profile or GasLoadProfile(), epoch if epoch is not None else clock()
         )
         self.supplier_message: str | None = None
+        self.cut_off_value: int | None = None  # the prepayment disablement threshold
+        # a future-dated payment mode change held: its command (for the outcome alert), the
+        # configuration and cut-off value it sets and when
+        self.pending_payment_mode: PendingPaymentMode | None = None
+        self.clock_offset = timedelta(0)  # the GSME's clock less the true time (GCS28 sets it)
+
+    def device_time(self, now: datetime) -> datetime:
+        return now + self.clock_offset
 
     def gas_registers(self) -> GasRegisters:
         return self.registers
@@ -602,20 +833,219 @@ class Gsme(GbzDevice, JoiningDevice):
     # -- non-volatile state ---------------------------------------------------------------------
 
     def nonvolatile_state(self) -> dict[str, Any]:
-        """The joins, the valve (supply status) and the supplier's message; the register is
-        derived from the clock."""
+        """The joins, the valve (supply status and when it was closed) and the supplier's
+        message; the register is derived from the clock and the valve closures."""
         state = JoiningDevice.nonvolatile_state(self)
         state["supply"] = int(self.attributes[(METERING, SUPPLY_STATUS)][1])
+        if self.registers.closures:
+            state["closures"] = [
+                [_microseconds(closed), None if opened is None else _microseconds(opened)]
+                for closed, opened in self.registers.closures
+            ]
         if self.supplier_message is not None:
             state["message"] = self.supplier_message
+        state["payment_mode"] = self.payment_configuration
+        if self.clock_offset:
+            state["clock_offset_us"] = self.clock_offset // timedelta(microseconds=1)
+        if self.cut_off_value is not None:
+            state["cut_off"] = self.cut_off_value
+        if self.pending_payment_mode is not None:
+            state["pending_payment_mode"] = self.pending_payment_mode.to_state()
+        for log_id, entries in self.logs.items():
+            if entries:
+                state[f"log{log_id}"] = [[e.at, e.event_id, e.data] for e in entries]
         return state
 
     def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
         JoiningDevice.restore_nonvolatile_state(self, state)
         if "supply" in state:
             self.attributes[(METERING, SUPPLY_STATUS)] = (ENUM8, int(state["supply"]))
+        closures = tuple(
+            (_from_microseconds(closed), None if opened is None else _from_microseconds(opened))
+            for closed, opened in state.get("closures", ())
+        )
+        self.registers = replace(self.registers, closures=closures)
         message = state.get("message")
         self.supplier_message = None if message is None else str(message)
+        if "payment_mode" in state:
+            self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)] = (
+                BITMAP16,
+                int(state["payment_mode"]),
+            )
+        self.clock_offset = timedelta(microseconds=int(state.get("clock_offset_us", 0)))
+        cut_off = state.get("cut_off")
+        self.cut_off_value = None if cut_off is None else int(cut_off)
+        for log_id in self.logs:
+            self.logs[log_id] = [
+                GbzLogEntry(int(at), int(code), bytes(data))
+                for at, code, data in state.get(f"log{log_id}", ())
+            ]
+        pending = state.get("pending_payment_mode")
+        self.pending_payment_mode = None if pending is None else PendingPaymentMode(*pending)
+
+    # -- the payment mode -----------------------------------------------------------------------
+
+    @property
+    def payment_configuration(self) -> int:
+        """The payment control configuration in force (GCS21j reads it)."""
+        return int(self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)][1])
+
+    def next_due(self) -> datetime | None:
+        if self.pending_payment_mode is None:
+            return None
+        # held by the GSME's clock: due when that clock reaches it
+        return GBCS_EPOCH + timedelta(seconds=self.pending_payment_mode.when) - self.clock_offset
+
+    def run_due(self, now: datetime) -> None:
+        """Carry out a held payment mode change whose time has come, raising its 0x8F66
+        future-dated outcome alert (signed, for the party that sent it, as the RTDS one)."""
+        pending = self.pending_payment_mode
+        if pending is None or _utc_seconds(self.device_time(now)) < pending.when:
+            return
+        self.pending_payment_mode = None
+        self._set_payment_mode(pending.configuration, pending.cut_off)
+        outcome = FutureDatedOutcome(
+            pending.message_code,
+            pending.originator_counter,
+            PREPAYMENT,
+            FRAME_CLUSTER_SPECIFIC,
+            CHANGE_PAYMENT_MODE,
+        )
+        alert = GbzPayload(1, (), GbzAlert(ALERT_FUTURE_DATED_EXECUTED, pending.when, outcome))
+        recipient = bytes(pending.originator)
+        frame = build_alert(
+            device_title=self.eui,
+            recipient_title=recipient,
+            counter=self.next_alert_counter(now),
+            message_code=MESSAGE_CODE_FUTURE_DATED_GBZ,
+            payload=alert.encode(),
+            device_ds_private=self.ds_private_key,
+        )
+        self.raised_alerts.append(RaisedAlert(ALERT_FUTURE_DATED_EXECUTED, frame, recipient))
+        self.logs[GENERAL_EVENT_LOG].append(
+            GbzLogEntry(_utc_seconds(self.device_time(now)), ALERT_FUTURE_DATED_EXECUTED)
+        )
+
+    def _set_payment_mode(self, configuration: int, cut_off: int) -> None:
+        self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)] = (BITMAP16, configuration)
+        self.cut_off_value = cut_off
+
+    def _change_payment_mode(
+        self, command: GeneralCiphering, remote_party: RemoteParty, now: datetime
+    ) -> bytes:
+        """GCS02/GCS03: a ZCL Change Payment Mode, now (0), held until its implementation
+        date-time (a later one replaces it), or cancelling the held one (0xFFFFFFFF); answered
+        signed with the Change Payment Mode Response and the device's date-time. A time
+        already past is refused (Default Response ``invalid field``), as is a credit-mode
+        configuration with prepayment bits or the other way round."""
+        (component,) = self._components(command)
+        values = component.payload.values
+        if component.cluster != PREPAYMENT or component.payload.layout != "change-payment-mode":
+            raise GbcsError("expected a ZCL Change Payment Mode command")
+        when = int(values["implementation_date_time"])
+        configuration = int(values["proposed_payment_control_configuration"])
+        prepayment = bool(configuration & PREPAYMENT_ENABLED)
+        wants_prepayment = command.general_signing.message_code == GCS03_CODE
+        if prepayment != wants_prepayment or (
+            when != IMMEDIATE
+            and when != ZCL_CANCEL_TIME
+            and when <= _utc_seconds(self.device_time(now))
+        ):
+            self.refusals += 1
+            answer = self._default_response(component, 0, 1, ZCL_INVALID_FIELD)
+            return self._respond(command, remote_party, GbzPayload(1, (answer,)), now)
+        cut_off = int(values["cut_off_value"])
+        if when == IMMEDIATE:
+            self._set_payment_mode(configuration, cut_off)
+        elif when == ZCL_CANCEL_TIME:
+            self.pending_payment_mode = None
+        else:
+            header = command.general_signing
+            self.pending_payment_mode = PendingPaymentMode(
+                configuration,
+                cut_off,
+                when,
+                header.originator_title,
+                header.originator_counter,
+                header.message_code,
+            )
+        answer = self._answer(
+            component,
+            0,
+            1,
+            CHANGE_PAYMENT_MODE_RESPONSE,
+            ZclPayload("change-payment-mode-response", dict(PAYMENT_MODE_RESPONSE_SETTINGS)),
+            cluster_specific=True,
+        )
+        answer = _disable_default_response(answer)
+        return self._respond(command, remote_party, GbzPayload(1, (answer,)), now)
+
+    # -- the valve ------------------------------------------------------------------------------
+
+    @property
+    def supply_status(self) -> int:
+        """The valve as the supply status attribute reports it (``SUPPLY_*``)."""
+        return int(self.attributes[(METERING, SUPPLY_STATUS)][1])
+
+    def _set_supply(self, status: int, now: datetime) -> None:
+        """Move the valve: gas stops flowing while it is off (armed included), not before."""
+        self.attributes[(METERING, SUPPLY_STATUS)] = (ENUM8, status)
+        if status == SUPPLY_ON:
+            self.registers = self.registers.valve_opened(now)
+        else:
+            self.registers = self.registers.valve_closed(now)
+
+    def consumer_opens_valve(self, now: datetime) -> bool:
+        """The consumer pressing the button on an armed meter: the valve opens (True), or
+        nothing happens when it is not armed (False)."""
+        if self.supply_status != SUPPLY_OFF_ARMED:
+            return False
+        self._set_supply(SUPPLY_ON, now)
+        return True
+
+    def _change_supply(
+        self,
+        command: GeneralCiphering,
+        remote_party: RemoteParty,
+        now: datetime,
+        proposed: int,
+    ) -> bytes:
+        """GCS32/GCS39: a ZCL Change Supply proposing ``proposed`` now, answered (signed) with
+        the Supply Status Response carrying the valve's state afterwards. Closing works from
+        any state; arming takes a closed valve to armed and leaves an open one open (the
+        consumer then has nothing to press). A proposal that is not this use case's, or a
+        date in the future (the GSME does not hold valve commands), is a Default Response
+        ``invalid field`` and leaves the valve as it was."""
+        (component,) = self._components(command)
+        values = component.payload.values
+        if component.cluster != METERING or component.payload.layout != "change-supply":
+            raise GbcsError("expected a ZCL Change Supply command")
+        if (
+            int(values["proposed_supply_status"]) != proposed
+            or int(values["implementation_date_time"]) != IMMEDIATE
+        ):
+            self.refusals += 1
+            answer = self._default_response(component, 0, 1, ZCL_INVALID_FIELD)
+            return self._respond(command, remote_party, GbzPayload(1, (answer,)))
+        if proposed == SUPPLY_OFF or self.supply_status != SUPPLY_ON:
+            self._set_supply(proposed, now)
+        answer = self._answer(
+            component,
+            0,
+            1,
+            SUPPLY_STATUS_RESPONSE,
+            ZclPayload(
+                "supply-status-response",
+                {
+                    "provider_id": values["provider_id"],
+                    "issuer_event_id": values["issuer_event_id"],
+                    "implementation_date_time": values["implementation_date_time"],
+                    "supply_status": self.supply_status,
+                },
+            ),
+            cluster_specific=True,
+        )
+        return self._respond(command, remote_party, GbzPayload(1, (answer,)))
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -669,6 +1099,142 @@ class Gsme(GbzDevice, JoiningDevice):
     ) -> bytes:
         """GCS33 (7.4): Read Attributes on the supply (valve) status."""
         return self._read_attributes(command, remote_party, now)
+
+    @on(USE_CASES_BY_NAME["GCS02"], USE_CASES_BY_NAME["GCS03"])
+    def update_payment_mode(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS02/GCS03 (1.6, critical): credit or prepayment mode, now or future-dated."""
+        return self._change_payment_mode(command, remote_party, now)
+
+    @on(USE_CASES_BY_NAME["GCS16a"])
+    def read_daily_read_log(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS16a (4.6.1): the daily read log, one Get Snapshot per component; see
+        :meth:`_daily_snapshots`."""
+        return self._daily_snapshots(command, remote_party, now)
+
+    def _daily_snapshots(
+        self, command: GeneralCiphering, remote_party: RemoteParty, now: datetime
+    ) -> bytes:
+        """The GSME snapshots its registers at each midnight (UTC, by its own clock) and keeps
+        the last :data:`DAILY_READ_LOG_DEPTH`; they are derived from the register, not stored.
+        Each Get Snapshot names a window and an offset: the offset-th snapshot in the window,
+        oldest first (as the RTDS response: offset 0 the earlier day), answered with a Publish
+        Snapshot encrypted for the User (block tier set, no billing: the summation, the four
+        TOU tiers, the four blocks of one tier); a ZCL Default Response ``not found`` past the
+        last one, as the RTDS."""
+        components = self._components(command)
+        device_now = self.device_time(now)
+        last = _utc_seconds(device_now) // SECONDS_PER_DAY * SECONDS_PER_DAY
+        installed = _utc_seconds(self.device_time(self.registers.epoch))
+        held = [
+            t
+            for t in (last - i * SECONDS_PER_DAY for i in reversed(range(DAILY_READ_LOG_DEPTH)))
+            if t >= installed
+        ]
+        answers = []
+        for index, component in enumerate(components):
+            values = component.payload.values
+            if component.cluster != METERING or component.payload.layout != "get-snapshot":
+                raise GbcsError("expected a ZCL Get Snapshot command")
+            window = [
+                t
+                for t in held
+                if int(values["earliest_start_time"]) <= t <= int(values["latest_end_time"])
+            ]
+            offset = int(values["snapshot_offset"])
+            if offset >= len(window):
+                answers.append(
+                    self._default_response(component, index, len(components), ZCL_NOT_FOUND)
+                )
+                continue
+            taken = window[offset]
+            # the register at the GSME's midnight, on the true clock
+            at = GBCS_EPOCH + timedelta(seconds=taken) - self.clock_offset
+            plaintext = self._snapshot(offset, taken, len(window), self.registers.litres(at))
+            answers.append(
+                self._answer(
+                    component,
+                    index,
+                    len(components),
+                    PUBLISH_SNAPSHOT,
+                    ZclPayload(None),
+                    cluster_specific=True,
+                    encrypted_content=self._encrypt(command, plaintext),
+                )
+            )
+        return self._respond(command, remote_party, GbzPayload(len(answers), tuple(answers)))
+
+    @staticmethod
+    def _snapshot(snapshot_id: int, taken: int, found: int, litres: int) -> bytes:
+        """A Publish Snapshot payload (zigbee.py's ``publish-snapshot`` layout, the RTDS
+        GCS16a's): single rate, so tier 1 and its block 1 hold everything."""
+        values: dict[str, ZclValue] = {
+            "snapshot_id": snapshot_id,
+            "snapshot_time": taken,
+            "total_snapshots_found": found,
+            "command_index": 0,
+            "total_commands": 1,
+            "snapshot_cause": SNAPSHOT_CAUSE_GENERAL,
+            "snapshot_payload_type": SNAPSHOT_BLOCK_TIER_DELIVERED_NO_BILLING,
+            "current_summation_delivered": litres,
+            "number_of_tiers_in_use": SNAPSHOT_TIERS,
+            "number_of_tiers_and_blocks_in_use": SNAPSHOT_TIER_BLOCKS,
+        }
+        for n in range(1, 5):
+            values[f"tier{n}_summation_delivered"] = litres if n == 1 else 0
+            values[f"tier1_block{n}_summation_delivered"] = litres if n == 1 else 0
+        header = ZclHeader(FRAME_CLUSTER_SPECIFIC | FRAME_SERVER_TO_CLIENT, 0, PUBLISH_SNAPSHOT)
+        return encode_zcl_payload(METERING, header, ZclPayload("publish-snapshot", values))
+
+    @on(USE_CASES_BY_NAME["CS10a"], USE_CASES_BY_NAME["CS10b"])
+    def read_log(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """CS10a / CS10b (6.13): the event or the security log."""
+        return self._read_log(command, remote_party, now)
+
+    @on(GCS28)
+    def set_clock(self, *, command: GeneralCiphering, now: datetime, **_: Any) -> bytes:
+        """GCS28 (6.11, 8.1.1, critical): set the clock to the validity period's start when
+        the command arrives within the period (by the GSME's clock or the true time), result
+        0; otherwise leave it, result 2 (as the RTDS ERROR response). Either way the answer,
+        signed, carries the clock's time afterwards (to the second)."""
+        fields = decode_with(GCS28_COMMAND, command.general_signing.payload)
+        if not isinstance(fields, Mapping):
+            raise GbcsError("GCS28 command is not a set-time")
+        start = parse_asn1_time(str(fields["validity_start"]))
+        end = parse_asn1_time(str(fields["validity_end"]))
+        device_now = self.device_time(now)
+        result = CLOCK_NOT_SET
+        if start <= device_now <= end or start <= now <= end:
+            self.clock_offset = start - now
+            result = CLOCK_SET
+        else:
+            self.refusals += 1
+        payload = encode_with(
+            GCS28_RESPONSE,
+            {"date_time": asn1_time(self.device_time(now)), "result": result},
+        )
+        return build_signed_response(
+            command=command, payload=payload, date_time=None, device_ds_private=self.ds_private_key
+        )
+
+    @on(USE_CASES_BY_NAME["GCS32"])
+    def close_valve(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS32 (7.2, critical): close the valve; the register stops growing."""
+        return self._change_supply(command, remote_party, now, SUPPLY_OFF)
+
+    @on(USE_CASES_BY_NAME["GCS39"])
+    def arm_valve(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS39 (7.3, critical): arm a closed valve for the consumer to open."""
+        return self._change_supply(command, remote_party, now, SUPPLY_OFF_ARMED)
 
     @on(CS03B)
     def join_method_b(

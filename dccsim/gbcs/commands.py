@@ -947,6 +947,18 @@ def _cs06_fields(context: CommandContext) -> Mapping[str, object]:
     }
 
 
+def _gcs28_fields(context: CommandContext) -> Mapping[str, object]:
+    """GCS28 (6.11, 8.1.1 to a GSME): the time is valid from ``current_date_time`` for
+    ``tolerance_period`` seconds; the GSME sets its clock only within that window."""
+    start = _datetime(context, "current_date_time")
+    tolerance = context.parameter("tolerance_period", int)
+    assert isinstance(tolerance, int)
+    if tolerance < 0:
+        raise GbcsError("a negative tolerance period")
+    end = start + dt.timedelta(seconds=tolerance)
+    return {"validity_start": asn1_time(start), "validity_end": asn1_time(end)}
+
+
 # CS02b/CS02g (6.15.1): trust anchor cells are (remote party role, key usage, cell usage)
 ROLE_SUPPLIER, ROLE_NETWORK_OPERATOR, ROLE_LOAD_CONTROLLER = 2, 3, 8
 KEY_USAGE_DIGITAL_SIGNATURE = b"\x07\x80"  # BIT STRING content: digitalSignature
@@ -1139,11 +1151,47 @@ ASN1_LAYOUTS: dict[str, Asn1CommandLayout] = {
     layout.use_case.name: layout
     for layout in (
         Asn1CommandLayout(USE_CASES_BY_NAME["CS06"], _cs06_fields),
+        Asn1CommandLayout(USE_CASES_BY_NAME["GCS28"], _gcs28_fields),
         *(
             Asn1CommandLayout(USE_CASES_BY_NAME[name], _cs02b_fields(name))
             for name in KRP_BY_USE_CASE
         ),
     )
+}
+
+# CS03 Join (8.7.1, 8.7.2): the target joins ``other_device_id``, of inventory type
+# ``other_device_type``; Method C also carries ``other_device_certificate`` (its KA, DER).
+JOIN_METHOD_AND_ROLE: dict[str, int] = {"CS03A1": 0, "CS03A2": 1, "CS03B": 2, "CS03C": 3}
+# GBCS DeviceType of the join command (IHD and CAD are Type 2 devices)
+JOIN_DEVICE_TYPES: dict[str, int] = {
+    **{"GSME": 0, "ESME": 1, "CHF": 2, "GPF": 3, "HCALCS": 4, "PPMID": 5},
+    **{"IHD": 6, "CAD": 6},
+}
+
+
+def _join_fields(use_case: str) -> Callable[[CommandContext], Mapping[str, object]]:
+    def fields(context: CommandContext) -> Mapping[str, object]:
+        other = context.parameter("other_device_id", bytes)
+        kind = JOIN_DEVICE_TYPES.get(str(context.parameters.get("other_device_type")))
+        if not isinstance(other, bytes) or len(other) != 8 or kind is None:
+            raise GbcsError(f"{use_case} needs the other device's EUI-64 and GBCS device type")
+        values: dict[str, object] = {
+            "join_method_and_role": JOIN_METHOD_AND_ROLE[use_case],
+            "other_device_entity_identifier": other,
+            "other_device_type": kind,
+        }
+        if use_case == "CS03C":
+            values["other_device_certificate"] = context.parameter(
+                "other_device_certificate", bytes
+            )
+        return values
+
+    return fields
+
+
+ASN1_LAYOUTS |= {
+    name: Asn1CommandLayout(USE_CASES_BY_NAME[name], _join_fields(name))
+    for name in JOIN_METHOD_AND_ROLE
 }
 
 
@@ -1239,6 +1287,185 @@ def get_sampled_data(sample_id: int) -> ZclCommandSpec:
     return ZclCommandSpec(zigbee.METERING, FRAME_CLUSTER_COMMAND, GET_SAMPLED_DATA, payload)
 
 
+CHANGE_SUPPLY = 0x0B  # metering cluster, client to server (GCS32, GCS39)
+# ZSE supply status, what Change Supply proposes and the GSME's supply status attribute holds
+SUPPLY_OFF, SUPPLY_OFF_ARMED, SUPPLY_ON = 0, 1, 2
+SUPPLY_CONTROL_ACKNOWLEDGE = 0x01  # supply control bits: acknowledge the change (the RTDS ones)
+IMMEDIATE_ZCL_TIME = 0x00000000  # a ZCL UTC time of 0: now
+PROVIDER_ID_UNUSED = 0  # the RTDS GBZ commands carry no provider id
+
+
+def issuer_event_id(context: CommandContext) -> int:
+    """The ZCL Issuer Event ID of a GBZ command: the time the DCC issued it (``issued_at``),
+    as a ZCL UTC time (seconds since 2000). GBCS leaves the value to the Remote Party; every
+    RTDS gas command carries 473385600, 2015-01-01T00:00:00Z, the date they were issued."""
+    return _seconds_since_2000(_datetime(context, "issued_at"))
+
+
+def change_supply(proposed_status: int) -> ZclCommandSpec:
+    """A ZCL Change Supply proposing ``proposed_status`` now, with acknowledgement."""
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        return zigbee.ZclPayload(
+            "change-supply",
+            {
+                "provider_id": PROVIDER_ID_UNUSED,
+                "issuer_event_id": issuer_event_id(context),
+                "request_date_time": IMMEDIATE_ZCL_TIME,
+                "implementation_date_time": IMMEDIATE_ZCL_TIME,
+                "proposed_supply_status": proposed_status,
+                "supply_control_bits": SUPPLY_CONTROL_ACKNOWLEDGE,
+            },
+        )
+
+    return ZclCommandSpec(zigbee.METERING, FRAME_CLUSTER_COMMAND, CHANGE_SUPPLY, payload)
+
+
+CHANGE_PAYMENT_MODE = 0x06  # prepayment cluster, client to server (GCS02, GCS03)
+ZCL_CANCEL_TIME = 0xFFFFFFFF  # an implementation date-time that cancels a pending change
+# the payment control configuration (ZSE bitmap16) GCS02 and GCS03 propose. The RTDS commands
+# attest these: credit 0x0C94; prepayment 0x0097, with bit 10 set when debt is suspended while
+# the supply is disabled and bit 11 set unless it is suspended in emergency credit.
+CREDIT_PAYMENT_CONFIGURATION = 0x0C94
+PREPAYMENT_PAYMENT_CONFIGURATION = 0x0097
+SUSPEND_DEBT_DISABLED = 0x0400
+COLLECT_DEBT_IN_EMERGENCY = 0x0800
+NO_CUT_OFF = -1  # a credit-mode command's cut-off value (INT32 all ones)
+
+
+def zcl_execution_time(context: CommandContext) -> int:
+    """A future-datable GBZ command's implementation date-time as a ZCL UTC time:
+    ``execution_date_time`` None is now (0), year 3000 or later cancels a pending change
+    (0xFFFFFFFF, as the CANCELLATION vectors), else its seconds since 2000."""
+    when = context.parameters.get("execution_date_time")
+    if when is None:
+        return IMMEDIATE_ZCL_TIME
+    if not isinstance(when, dt.datetime):
+        raise GbcsError("command parameter 'execution_date_time' must be a datetime")
+    if _utc(when).year >= CANCELLATION_YEAR:
+        return ZCL_CANCEL_TIME
+    return _seconds_since_2000(when)
+
+
+def change_payment_mode(*, prepayment: bool) -> ZclCommandSpec:
+    """A ZCL Change Payment Mode to credit or prepayment (with its debt suspension flags and
+    ``disablement_threshold`` as the cut-off value), now or at the execution date-time."""
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        if prepayment:
+            configuration = PREPAYMENT_PAYMENT_CONFIGURATION
+            if _flag(context, "suspend_debt_disabled"):
+                configuration |= SUSPEND_DEBT_DISABLED
+            if not _flag(context, "suspend_debt_emergency"):
+                configuration |= COLLECT_DEBT_IN_EMERGENCY
+            cut_off = context.parameter("disablement_threshold", int)
+            assert isinstance(cut_off, int)
+        else:
+            configuration, cut_off = CREDIT_PAYMENT_CONFIGURATION, NO_CUT_OFF
+        return zigbee.ZclPayload(
+            "change-payment-mode",
+            {
+                "provider_id": PROVIDER_ID_UNUSED,
+                "issuer_event_id": issuer_event_id(context),
+                "implementation_date_time": zcl_execution_time(context),
+                "proposed_payment_control_configuration": configuration,
+                "cut_off_value": cut_off,
+            },
+        )
+
+    return ZclCommandSpec(zigbee.PREPAYMENT, FRAME_CLUSTER_COMMAND, CHANGE_PAYMENT_MODE, payload)
+
+
+DISPLAY_MESSAGE = 0x00  # messaging cluster, server to client (GCS07)
+MESSAGE_CONTROL_NORMAL = 0x00  # normal transmission, low importance, no confirmation
+UNTIL_CHANGED = 0xFFFF  # a message duration in minutes: until replaced
+
+
+def display_message() -> ZclCommandSpec:
+    """A ZCL Display Message of the Service Request's ``supplier_message``, from now until
+    replaced. Its Message ID is the Issuer Event ID rule (the time of issue): the RTDS GCS07
+    command's Message ID is 473385600, the same 2015-01-01T00:00:00Z as every RTDS gas
+    command's Issuer Event ID; the DUIS request carries none (a reading, not attested)."""
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        message = context.parameter("supplier_message", str)
+        assert isinstance(message, str)
+        return zigbee.ZclPayload(
+            "display-message",
+            {
+                "message_id": issuer_event_id(context),
+                "message_control": MESSAGE_CONTROL_NORMAL,
+                "start_time": IMMEDIATE_ZCL_TIME,
+                "duration_in_minutes": UNTIL_CHANGED,
+                "message": message,
+            },
+        )
+
+    # the messaging cluster's server (the DCC, for the Supplier) sends it to the client
+    return ZclCommandSpec(
+        zigbee.MESSAGING,
+        FRAME_CLUSTER_COMMAND | zigbee.FRAME_SERVER_TO_CLIENT,
+        DISPLAY_MESSAGE,
+        payload,
+    )
+
+
+GET_EVENT_LOG = 0x00  # events cluster, client to server (CS10a, CS10b)
+ALL_MATCHING_EVENTS = 0  # Get Event Log's number of events: every one in the range
+# Get Event Log's Event Control / Log ID byte (event control high nibble, log id low), as the
+# RTDS commands carry it: the GBCS event log (3) with full details, the security log (4)
+EVENT_LOG_CONTROL = {"CS10a": 0x13, "CS10b": 0x04}
+
+
+def get_event_log(use_case: str) -> ZclCommandSpec:
+    """A ZCL Get Event Log of every event logged in the Service Request's ReadLogPeriod."""
+    control = EVENT_LOG_CONTROL[use_case]
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        start, end = _datetime(context, "start_date_time"), _datetime(context, "end_date_time")
+        if end < start:
+            raise GbcsError("the log period ends before it starts")
+        return zigbee.ZclPayload(
+            "get-event-log",
+            {
+                "event_control_log_id": control,
+                "event_id": 0,  # any event
+                "start_time": _seconds_since_2000(start),
+                "end_time": _seconds_since_2000(end),
+                "number_of_events": ALL_MATCHING_EVENTS,
+                "event_offset": 0,
+            },
+        )
+
+    return ZclCommandSpec(zigbee.EVENTS, FRAME_CLUSTER_COMMAND, GET_EVENT_LOG, payload)
+
+
+GET_SNAPSHOT = 0x06  # metering cluster, client to server (GCS16a)
+DAILY_READ_LOG_DEPTH = 31  # a GSME's daily read log: GCS16a asks each of its 31 snapshots
+SNAPSHOT_CAUSE_GENERAL = 0x00000001  # the daily (general) snapshot
+
+
+def get_snapshot(offset: int) -> ZclCommandSpec:
+    """A ZCL Get Snapshot of the ``offset``-th daily snapshot taken in the Service Request's
+    ReadLogPeriod (the RTDS GCS16a asks offsets 0 to 30, one component each)."""
+
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        start, end = _datetime(context, "start_date_time"), _datetime(context, "end_date_time")
+        if end < start:
+            raise GbcsError("the log period ends before it starts")
+        return zigbee.ZclPayload(
+            "get-snapshot",
+            {
+                "earliest_start_time": _seconds_since_2000(start),
+                "latest_end_time": _seconds_since_2000(end),
+                "snapshot_offset": offset,
+                "snapshot_cause": SNAPSHOT_CAUSE_GENERAL,
+            },
+        )
+
+    return ZclCommandSpec(zigbee.METERING, FRAME_CLUSTER_COMMAND, GET_SNAPSHOT, payload)
+
+
 GBZ_LAYOUTS: dict[str, GbzCommandLayout] = {
     layout.use_case.name: layout
     for layout in (
@@ -1278,6 +1505,19 @@ GBZ_LAYOUTS: dict[str, GbzCommandLayout] = {
             USE_CASES_BY_NAME["GCS33"],
             (read_attributes(zigbee.METERING, VALVE_STATUS_DETAIL, SUPPLY_STATUS),),
         ),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS32"], (change_supply(SUPPLY_OFF),)),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS39"], (change_supply(SUPPLY_OFF_ARMED),)),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS02"], (change_payment_mode(prepayment=False),)),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS07"], (display_message(),)),
+        GbzCommandLayout(
+            USE_CASES_BY_NAME["GCS16a"],
+            tuple(get_snapshot(offset) for offset in range(DAILY_READ_LOG_DEPTH)),
+        ),
+        *(
+            GbzCommandLayout(USE_CASES_BY_NAME[name], (get_event_log(name),))
+            for name in EVENT_LOG_CONTROL
+        ),
+        GbzCommandLayout(USE_CASES_BY_NAME["GCS03"], (change_payment_mode(prepayment=True),)),
     )
 }
 

@@ -76,6 +76,7 @@ U8, U16, U24, U32, INT32, ENUM8, BITMAP8, BITMAP16, BITMAP32, UTC = (
     0x1B,
     0xE2,
 )
+U48 = 0x25
 ZclValue = int | bytes | str
 
 
@@ -243,6 +244,26 @@ ZCL_LAYOUTS: dict[tuple[int, bool, int], ZclLayout] = {
             _f("implementation_date_time", UTC),
             _f("proposed_supply_status", ENUM8),
             _f("supply_control_bits", BITMAP8),
+        ),
+    ),
+    # Publish Snapshot as GCS16a's daily read log carries it: snapshot payload type 6 (block
+    # tier information set delivered, no billing) with four TOU tiers and one tier of four
+    # blocks (0x14); another shape is kept whole in ``rest``
+    (METERING, True, 0x06): ZclLayout(
+        "publish-snapshot",
+        (
+            _f("snapshot_id", U32),
+            _f("snapshot_time", UTC),
+            _f("total_snapshots_found", U8),
+            _f("command_index", U8),
+            _f("total_commands", U8),
+            _f("snapshot_cause", BITMAP32),
+            _f("snapshot_payload_type", ENUM8),
+            _f("current_summation_delivered", U48),
+            _f("number_of_tiers_in_use", U8),
+            *(_f(f"tier{n}_summation_delivered", U48) for n in range(1, 5)),
+            _f("number_of_tiers_and_blocks_in_use", U8),
+            *(_f(f"tier1_block{n}_summation_delivered", U48) for n in range(1, 5)),
         ),
     ),
     (METERING, True, 0x07): ZclLayout(

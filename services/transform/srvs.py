@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -104,6 +105,17 @@ def _log_period_parameters(body: etree._Element | None) -> dict[str, object]:
     }
 
 
+def _issued(parameters: BodyParameters = _no_parameters) -> BodyParameters:
+    """``parameters`` plus ``issued_at``, the DCC's time of transformation: a GBZ command's
+    ZCL Issuer Event ID (and Display Message's Message ID) is the time it was issued
+    (``issuer_event_id`` in dccsim/gbcs/commands.py); ``extra_parameters`` may fix it."""
+
+    def read(body: etree._Element | None) -> dict[str, object]:
+        return {"issued_at": dt.datetime.now(dt.UTC).replace(microsecond=0), **parameters(body)}
+
+    return read
+
+
 # 8.11 Update HAN Device Log: DUIS RequestType -> the CHF use case
 HAN_DEVICE_LOG_REQUESTS: dict[str, str] = {"Add": "CCS01", "Remove": "CCS02"}
 
@@ -159,6 +171,10 @@ def _execution_date_time(body: etree._Element | None) -> dict[str, object]:
 
 # 1.6 to an ESME: the DUIS payment mode chosen -> the ECS use case
 PAYMENT_MODES: dict[str, str] = {"Credit": "ECS02", "Prepayment": "ECS03"}
+
+
+# 1.6 to a GSME: the ESME use case of the mode chosen -> the GSME's
+GAS_PAYMENT_MODES: dict[str, str] = {"ECS02": "GCS02", "ECS03": "GCS03"}
 
 
 def _payment_mode_use_case(body: etree._Element | None) -> str:
@@ -470,9 +486,50 @@ def _power_threshold_parameters(body: etree._Element | None) -> dict[str, object
     }
 
 
+def _join_parameters(body: etree._Element | None) -> dict[str, object]:
+    """JoinServiceCritical / JoinServiceNonCritical: OtherDeviceID, the device to join. Its
+    type (and for Method C its KA certificate) is not in the body: the service adds
+    ``other_device_type`` from the inventory and ``other_device_certificate``."""
+    text = _child_text(body, "OtherDeviceID")
+    try:
+        return {"other_device_id": parse_eui(text)}
+    except DuisError as exc:
+        raise ServiceRequestBodyError(f"bad OtherDeviceID {text!r}: {exc}") from exc
+
+
+# 8.7.1 / 8.7.2: (target device type, use case by the other device's type), as the RTDS:
+# a meter initiates Method A with a Type 1 device (CS03A1 to the ESME); a GSME, battery
+# powered, takes the Type 1 device's certificate (CS03C); the Type 1 device answers Method A
+# with an ESME (CS03A2, signed by the Supplier to an HCALCS); Method B a Type 2 device (CS03B).
+_TYPE1_DEVICES = ("PPMID", "HCALCS")
+CRITICAL_JOINS: dict[str, dict[str, str]] = {
+    "ESME": dict.fromkeys(_TYPE1_DEVICES, "CS03A1"),
+    "GSME": dict.fromkeys(_TYPE1_DEVICES, "CS03C"),
+    "HCALCS": {"ESME": "CS03A2", "GSME": "CS03C"},
+}
+NON_CRITICAL_JOINS: dict[str, dict[str, str]] = {
+    "ESME": dict.fromkeys(("IHD", "CAD"), "CS03B"),
+    "GSME": dict.fromkeys(("IHD", "CAD", "GPF"), "CS03B"),
+}
+# 8.7.2 to a PPMID: the ACB originates and signs it for the User (the RTDS CS03A2/CS03C)
+ACB_SIGNED_JOINS: dict[str, dict[str, str]] = {"PPMID": {"ESME": "CS03A2", "GSME": "CS03C"}}
+
+
 # 6.13 to an ESME: DUIS LogToRead -> the ECS35 use case reading that log. The ALCS and GSME
 # logs are not read from an ESME here (the emulated ESME has neither).
 ESME_LOGS: dict[str, str] = {"Event": "ECS35a", "Security": "ECS35b", "PowerEvent": "ECS35e"}
+
+
+# 6.13 to a GSME: its (ZigBee device) event and security logs
+GSME_LOGS: dict[str, str] = {"Event": "CS10a", "Security": "CS10b"}
+
+
+def _log_use_case(body: etree._Element | None, logs: Mapping[str, str]) -> str:
+    log = _child_text(body, "LogToRead")
+    use_case = logs.get(log)
+    if use_case is None:
+        raise ServiceRequestBodyError(f"LogToRead {log} is not a log of this device")
+    return use_case
 
 
 def _esme_log_use_case(body: etree._Element | None) -> str:
@@ -508,6 +565,14 @@ class Transformation:
     # an acb_originated command whose Other Information also carries the User's KA
     # certificate, from this body element (4.17 to a GPF: GCS61's KAPublicSecurityCredentials)
     user_certificate: str | None = None
+    # 8.7.x: the use case by the inventory device type of the body's OtherDeviceID (the
+    # ``other_device_type`` parameter the service adds); a type not here cannot join this way
+    join_use_cases: Mapping[str, str] | None = None
+    # critical because the SRV is, where the GBCS use case alone is not (8.7.1's CS03A2/CS03C)
+    critical_srv: bool = False
+    # an acb_originated command the ACB also signs with its DS key (8.7.2 to a PPMID: the
+    # Type 1 device takes only signed joins, and the RTDS CS03A2/CS03C carry the ACB's)
+    acb_signed: bool = False
 
     def user_certificate_der(self, body: etree._Element | None) -> bytes:
         """The DER of the User's KA certificate the body carries for the Other Information
@@ -519,10 +584,22 @@ class Transformation:
     @property
     def critical(self) -> bool:
         """Whether the User signs the command (CV 4, then CV 5)."""
-        return USE_CASES_BY_NAME[self.use_case].critical and not self.cos_signed
+        critical = USE_CASES_BY_NAME[self.use_case].critical or self.critical_srv
+        return critical and not self.cos_signed
 
-    def use_case_for(self, body: etree._Element | None) -> str:
-        """The use case this request's body asks for; :class:`ServiceRequestBodyError` if none."""
+    def use_case_for(
+        self, body: etree._Element | None, parameters: Mapping[str, object] | None = None
+    ) -> str:
+        """The use case this request's body (and, for a join, the ``other_device_type`` in
+        ``parameters``) asks for; :class:`ServiceRequestBodyError` if none."""
+        if self.join_use_cases is not None:
+            other = str((parameters or {}).get("other_device_type"))
+            use_case = self.join_use_cases.get(other)
+            if use_case is None:
+                raise ServiceRequestBodyError(
+                    f"SRV {self.srv} cannot join a {other} to a {self.device_type}"
+                )
+            return use_case
         return self.use_case if self.select is None else self.select(body)
 
     def payload(
@@ -536,7 +613,7 @@ class Transformation:
     ) -> bytes:
         parameters = {**self.parameters(body), **(extra_parameters or {})}
         context = CommandContext(counter, originator_title, device_title, parameters)
-        return command_payload(self.use_case_for(body), context)
+        return command_payload(self.use_case_for(body, parameters), context)
 
 
 TRANSFORMATIONS: tuple[Transformation, ...] = (
@@ -631,15 +708,72 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
         acb_originated=True,
         user_certificate="KAPublicSecurityCredentials",
     ),
+    *(
+        Transformation(
+            "8.7.1",
+            device_type,
+            next(iter(joins.values())),
+            "JoinServiceCritical",
+            _join_parameters,
+            join_use_cases=joins,
+            critical_srv=True,
+        )
+        for device_type, joins in CRITICAL_JOINS.items()
+    ),
+    *(
+        Transformation(
+            "8.7.2",
+            device_type,
+            next(iter(joins.values())),
+            "JoinServiceNonCritical",
+            _join_parameters,
+            join_use_cases=joins,
+        )
+        for device_type, joins in NON_CRITICAL_JOINS.items()
+    ),
+    *(
+        Transformation(
+            "8.7.2",
+            device_type,
+            next(iter(joins.values())),
+            "JoinServiceNonCritical",
+            _join_parameters,
+            join_use_cases=joins,
+            acb_originated=True,
+            acb_signed=True,
+        )
+        for device_type, joins in ACB_SIGNED_JOINS.items()
+    ),
     Transformation("11.2", "GSME", "GCS38", "ReadFirmwareVersion"),
     Transformation("7.4", "GSME", "GCS33", "ReadSupplyStatus"),
     Transformation("6.2.9", "GSME", "GCS21j", "ReadDeviceConfigurationPaymentMode"),
+    Transformation("3.1", "GSME", "GCS07", "DisplayMessage", _issued(_display_message_parameters)),
+    Transformation("4.6.1", "GSME", "GCS16a", "RetrieveImportDailyReadLog", _log_period_parameters),
+    Transformation(
+        "6.13",
+        "GSME",
+        "CS10a",
+        "ReadEventOrSecurityLog",
+        _log_period_parameters,
+        select=lambda body: _log_use_case(body, GSME_LOGS),
+    ),
+    # Gas commands that change the GSME (critical: CV 4, then CV 5)
+    Transformation("7.2", "GSME", "GCS32", "DisableSupply", _issued()),
+    Transformation("7.3", "GSME", "GCS39", "ArmSupply", _issued()),
+    Transformation("6.11", "GSME", "GCS28", "SynchroniseClock", _clock_parameters),
+    Transformation("8.1.1", "GSME", "GCS28", "CommissionDeviceSynchroniseClock", _clock_parameters),
+    Transformation(
+        "1.6",
+        "GSME",
+        "GCS02",
+        "UpdatePaymentMode",
+        _issued(_payment_mode_parameters),
+        select=lambda body: GAS_PAYMENT_MODES[_payment_mode_use_case(body)],
+    ),
 )
 
-# Transformations the DCC signs itself (6.23: the Transitional CoS Party). Built and tested
-# here (:func:`build_cos_command`), but not yet in TRANSFORMATIONS: the service has no
-# Transitional CoS Party key pair or counter to sign with (the test PKI issues none), so the
-# User Gateway must not accept 6.23 as transformable until it does.
+# Transformations the DCC signs itself (6.23: the Transitional CoS Party, whose DS key
+# `dccsim pki init` issues, dccsim/pki/cos.py): :func:`build_cos_command`, not build_command.
 COS_TRANSFORMATIONS: tuple[Transformation, ...] = (
     Transformation(
         "6.23",
@@ -652,7 +786,7 @@ COS_TRANSFORMATIONS: tuple[Transformation, ...] = (
 )
 
 TRANSFORMATIONS_BY_KEY: dict[tuple[str, str], Transformation] = {
-    (t.srv, t.device_type): t for t in TRANSFORMATIONS
+    (t.srv, t.device_type): t for t in (*TRANSFORMATIONS, *COS_TRANSFORMATIONS)
 }
 
 
@@ -671,11 +805,13 @@ def build_command(
     body: etree._Element | None = None,
     other_info_extras: bytes = b"",
     extra_parameters: Mapping[str, object] | None = None,
+    acb_ds_private: ec.EllipticCurvePrivateKey | None = None,
 ) -> bytes:
     """A non-critical SRV's GBCS command, MAC'd by the ACB.
 
     For an ``acb_originated`` transformation ``originator_title`` and ``counter`` are the
-    ACB's and ``other_info_extras`` is :func:`user_extras` (the User's EUI and DUIS counter).
+    ACB's and ``other_info_extras`` is :func:`user_extras` (the User's EUI and DUIS counter);
+    an ``acb_signed`` one is signed with ``acb_ds_private`` before the MAC.
     """
     if transformation.critical:
         raise GbcsError(f"{transformation.srv} is critical: it needs a Signed Pre-Command")
@@ -688,8 +824,25 @@ def build_command(
         body=body,
         extra_parameters=extra_parameters,
     )
+    use_case = USE_CASES_BY_NAME[transformation.use_case_for(body, extra_parameters)]
+    if transformation.acb_signed:
+        if acb_ds_private is None:
+            raise GbcsError(f"{transformation.srv} to a {transformation.device_type} is signed")
+        frame = critical.pre_command_frame(
+            dataclasses.replace(use_case, critical=True),  # a signed command, as a critical one
+            originator_title=originator_title,
+            device_title=device_title,
+            counter=counter,
+            payload=payload,
+            other_info_extras=other_info_extras,
+        )
+        return critical.wrap_command(
+            sign_frame(frame, acb_ds_private),
+            acb_ka_private=acb_ka_private,
+            device_ka_public=device_ka_public,
+        )
     return build_gbcs_command(
-        USE_CASES_BY_NAME[transformation.use_case_for(body)],
+        use_case,
         originator_title=originator_title,
         device_title=device_title,
         counter=counter,
@@ -781,8 +934,11 @@ def build_pre_command(
         body=body,
         extra_parameters=extra_parameters,
     )
+    use_case = USE_CASES_BY_NAME[transformation.use_case_for(body, extra_parameters)]
+    if transformation.critical_srv:
+        use_case = dataclasses.replace(use_case, critical=True)
     return critical.build_pre_command(
-        USE_CASES_BY_NAME[transformation.use_case_for(body)],
+        use_case,
         originator_title=originator_title,
         device_title=device_title,
         counter=counter,

@@ -20,8 +20,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI, parse_eui
 from dccsim.duis.xml import DuisResponse
-from dccsim.gbcs.crypto import content_context, decrypt_content, verify_mac
-from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.gbcs.crypto import (
+    content_context,
+    decrypt_content,
+    verify_frame_signature,
+    verify_mac,
+)
+from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME
 from dccsim.gbcs.zigbee import (
     METERING,
@@ -244,3 +249,145 @@ async def test_gas_meter_of_another_gas_supplier_is_refused(
         _, document = gas.user.service_request("4.1.1", device)
         answer = await post(gas.session, system.service_s, document)
         assert answer.response_code == "E4", device
+
+
+def _valve_and_payment_meter(system: System, user: TestUser) -> GasMeter:
+    """The demo Supplier's last gas meter: the critical commands change it, the reads above
+    use the first one."""
+    meters = gas_meters(system, user.eui)
+    assert len(meters) >= 2
+    return meters[-1]
+
+
+async def _critical(
+    gas: GasExchange, srv: str, device: str, body_xml: bytes | None = None
+) -> GeneralSigning:
+    """CV 4 to serviceT (I0 with the Pre-Command), the User's signature, CV 5 to serviceS
+    (I99), then the GSME's answer: General Signing signed by the GSME, for the User."""
+    rid, document = gas.user.service_request(srv, device, command_variant=4, body_xml=body_xml)
+    answer = await post(gas.session, gas.system.url("serviceT"), document)
+    assert answer.response_code == "I0" and answer.pre_command is not None
+    signed = gas.user.sign_pre_command(answer.pre_command.gbcs_payload)
+    ack = await post(
+        gas.session, gas.system.service_s, gas.user.signed_pre_command_request(srv, rid, signed)
+    )
+    assert ack.response_code == "I99"
+    response = (await gas.receiver.wait_for(str(rid), timeout=60)).response
+    assert response.response_code == "I0" and response.gbcs_payload is not None
+    frame = decode_message(response.gbcs_payload)
+    assert isinstance(frame, GeneralSigning) and frame.cra_flag == 2
+    assert frame.originator_title == parse_eui(device)
+    assert frame.recipient_title == parse_eui(gas.user.eui)
+    ds = gas.keystore().certificate(parse_eui(device), KeyUsage.DS).public_key()
+    assert isinstance(ds, ec.EllipticCurvePublicKey)
+    assert verify_frame_signature(frame, ds)
+    return frame
+
+
+def _clear_attributes(frame: GeneralCiphering) -> dict[int, int]:
+    (component,) = decode_gbz(frame.general_signing.payload).components
+    assert not component.encrypted and component.payload.layout == "read-attributes-response"
+    return {int(r["attribute_id"]): int(r["value"]) for r in component.payload.records}
+
+
+async def test_disable_supply_closes_the_gas_valve_and_stops_the_register(
+    gas: GasExchange, system: System, user: TestUser
+) -> None:
+    """7.2 to a GSME (critical): GCS32 signed by the User, checked by the GSME, which closes
+    its valve: the supply status reads off (7.4) and the register stops where it was."""
+    meter = _valve_and_payment_meter(system, user)
+    frame = await _critical(gas, "7.2", meter.gsme)
+    assert frame.message_code == USE_CASES_BY_NAME["GCS32"].message_code
+    closed_by = dt.datetime.now(dt.UTC)
+    (component,) = decode_gbz(frame.payload).components
+    assert component.payload.layout == "supply-status-response"
+    assert component.payload.values["supply_status"] == 0  # supply off
+    status = gas.frame(await gas.send("7.4", meter.gsme), meter.gsme, "GCS33")
+    assert _clear_attributes(status)[0x0014] == 0
+    first = _attributes(
+        gas, gas.frame(await gas.send("4.1.1", meter.gsme), meter.gsme, "GCS13a"), meter.gsme
+    )
+    assert first[0x0000] <= meter.registers().litres(closed_by)
+    second = _attributes(
+        gas, gas.frame(await gas.send("4.1.1", meter.gsme), meter.gsme, "GCS13a"), meter.gsme
+    )
+    assert second[0x0000] == first[0x0000]
+
+
+async def test_arm_supply_after_disable_arms_the_gas_valve(
+    gas: GasExchange, system: System, user: TestUser
+) -> None:
+    """7.3 to a GSME (critical): GCS39 arms the closed valve; 7.4 reads it armed."""
+    meter = _valve_and_payment_meter(system, user)
+    await _critical(gas, "7.2", meter.gsme)
+    frame = await _critical(gas, "7.3", meter.gsme)
+    (component,) = decode_gbz(frame.payload).components
+    assert component.payload.values["supply_status"] == 1  # off, armed
+    status = gas.frame(await gas.send("7.4", meter.gsme), meter.gsme, "GCS33")
+    assert _clear_attributes(status)[0x0014] == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "configuration"),
+    [
+        ("<sr:Credit/>", 0x0C94),
+        (
+            "<sr:Prepayment><sr:SuspendDebtDisabled>false</sr:SuspendDebtDisabled>"
+            "<sr:SuspendDebtEmergency>false</sr:SuspendDebtEmergency>"
+            "<sr:DisablementThreshold>0</sr:DisablementThreshold></sr:Prepayment>",
+            0x0897,
+        ),
+    ],
+)
+async def test_update_payment_mode_changes_what_the_gsme_reports(
+    gas: GasExchange, system: System, user: TestUser, mode: str, configuration: int
+) -> None:
+    """1.6 to a GSME (critical): GCS02/GCS03, answered signed with the device's date-time;
+    6.2.9 (GCS21j) then reads the payment control configuration the command set."""
+    meter = _valve_and_payment_meter(system, user)
+    body = f"<sr:UpdatePaymentMode {SR}>{mode}</sr:UpdatePaymentMode>".encode()
+    frame = await _critical(gas, "1.6", meter.gsme, body)
+    assert frame.date_time is not None
+    (component,) = decode_gbz(frame.payload).components
+    assert component.payload.layout == "change-payment-mode-response"
+    read = gas.frame(await gas.send("6.2.9", meter.gsme), meter.gsme, "GCS21j")
+    assert _clear_attributes(read)[0x0000] == configuration
+
+
+async def test_display_message_reaches_the_gsme(
+    gas: GasExchange, system: System, user: TestUser
+) -> None:
+    """3.1 to a GSME: GCS07, a ZCL Display Message, answered with a Default Response success."""
+    meter = _valve_and_payment_meter(system, user)
+    body = f"<sr:DisplayMessage {SR}><sr:SupplierMessage>Hello gas</sr:SupplierMessage></sr:DisplayMessage>".encode()
+    frame = gas.frame(await gas.send("3.1", meter.gsme, body), meter.gsme, "GCS07")
+    (component,) = decode_gbz(frame.general_signing.payload).components
+    assert component.payload.layout == "default-response"
+    assert component.payload.values == {"command_id": 0, "status": 0}
+
+
+async def test_daily_read_log_holds_the_register_at_each_midnight(
+    gas: GasExchange, system: System, user: TestUser
+) -> None:
+    """4.6.1 to a GSME: GCS16a's 31 Get Snapshots; the snapshots of the period (the last three
+    midnights) come encrypted for the User, each the register at that midnight, the rest are
+    not found."""
+    meter = gas_meters(system, user.eui)[0]
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - 2 * DAY
+    body = (
+        f"<sr:RetrieveImportDailyReadLog {SR}><sr:ReadLogPeriod>"
+        f"<sr:StartDateTime>{start:%Y-%m-%dT%H:%M:%SZ}</sr:StartDateTime>"
+        f"<sr:EndDateTime>{today + DAY:%Y-%m-%dT%H:%M:%SZ}</sr:EndDateTime></sr:ReadLogPeriod>"
+        "</sr:RetrieveImportDailyReadLog>"
+    ).encode()
+    frame = gas.frame(await gas.send("4.6.1", meter.gsme, body), meter.gsme, "GCS16a")
+    components = decode_gbz(frame.general_signing.payload).components
+    assert len(components) == 31
+    registers = meter.registers()
+    for offset, component in enumerate(components[:3]):
+        plaintext = gas.plaintext(frame, component, meter.gsme)
+        midnight = start + offset * DAY
+        assert plaintext[4:8] == int((midnight - GBCS_EPOCH).total_seconds()).to_bytes(4, "little")
+        assert plaintext[16:22] == registers.litres(midnight).to_bytes(6, "little")
+    assert all(not c.encrypted and c.payload.values["status"] == 0x8B for c in components[3:])

@@ -14,13 +14,21 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from dccsim.duis.xml import parse_service_request
-from dccsim.gbcs.commands import GBZ_LAYOUTS, CommandContext, command_payload
+from dccsim.gbcs.commands import ASN1_LAYOUTS, GBZ_LAYOUTS, CommandContext, command_payload
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import PayloadKind
 from dccsim.gbcs.zigbee import decode_gbz
 from dccsim.pki.files import parse_private_key
-from services.transform.srvs import SR_NS, TRANSFORMATIONS, build_command, lookup, user_extras
+from services.transform.srvs import (
+    SR_NS,
+    TRANSFORMATIONS,
+    build_command,
+    build_pre_command,
+    command_from_signed_pre_command,
+    lookup,
+    user_extras,
+)
 
 # (template, device type the template targets, RTDS folder, vector prefix)
 GAS_READS = [
@@ -35,8 +43,29 @@ GAS_READS = [
     ("GCS38_11.2_SUCCESS", "GSME", "11.2_GCS38", None),
     ("GCS33_7.4_SUCCESS", "GSME", "7.4_GCS33", None),
     ("GCS21j_6.2.9_SUCCESS", "GSME", "6.2.9_GCS21j", None),
+    ("GCS07_3.1_SUCCESS", "GSME", "3.1_GCS07", None),
+    ("CS10a_6.13_SUCCESS", "GSME", "6.13_CS10a", None),
+    ("GCS16a_4.6.1_SUCCESS", "GSME", "4.6.1_GCS16a", None),
+    ("CS10b_6.13_SUCCESS", "GSME", "6.13_CS10b", None),
 ]
 RTDS_SUPPLIER = "90b3d51f30010000"
+GBCS_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# Critical gas SRVs: (template, device type, RTDS folder). Each CV 4 template becomes the RTDS
+# Pre-Command, and the RTDS command is that Pre-Command signed by the Supplier, ACB-wrapped.
+GAS_CRITICAL = [
+    ("GCS32_7.2_SUCCESS", "GSME", "7.2_GCS32"),
+    ("GCS39_7.3_SUCCESS", "GSME", "7.3_GCS39"),
+    ("GCS28_6.11_SUCCESS", "GSME", "6.11_GCS28"),
+    ("GCS28Commission_8.1.1_SUCCESS", "GSME", "8.1.1_GCS28Commission"),
+    ("GCS02_1.6_IMMEDIATE_SUCCESS", "GSME", "1.6_GCS02"),
+    ("GCS02_1.6_FUTURE_DATED_SUCCESS", "GSME", "1.6_GCS02"),
+    ("GCS02_1.6_CANCELLATION_SUCCESS", "GSME", "1.6_GCS02"),
+    ("GCS03_1.6_IMMEDIATE_SUCCESS", "GSME", "1.6_GCS03"),
+    ("GCS03_1.6_FUTURE_DATED_SUCCESS", "GSME", "1.6_GCS03"),
+    ("GCS03_1.6_CANCELLATION_SUCCESS", "GSME", "1.6_GCS03"),
+]
+# every RTDS gas command was issued at 2015-01-01T00:00:00Z: its ZCL Issuer Event ID
+RTDS_ISSUED_AT = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
 
 
 def _vector(reference_dir: Path, folder: str, prefix: str, kind: str = "COMMAND") -> bytes:
@@ -82,8 +111,51 @@ def test_gas_template_becomes_the_rtds_command(
         acb_ka_private=_acb(reference_dir),
         device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
         body=request.body,
+        extra_parameters={"issued_at": RTDS_ISSUED_AT},  # what commands that change state use
     )
     assert built == _vector(reference_dir, folder, template)
+
+
+@pytest.mark.parametrize(("template", "device_type", "folder"), GAS_CRITICAL)
+def test_critical_gas_template_becomes_the_rtds_pre_command_and_command(
+    reference_dir: Path, template: str, device_type: str, folder: str
+) -> None:
+    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
+    request = parse_service_request(path.read_bytes())
+    assert request.command_variant == 4
+    transformation = lookup(request.service_reference_variant, device_type)
+    assert transformation is not None and transformation.critical
+    assert request.body_name == transformation.body_element
+    rid = request.request_id
+    pre_command = build_pre_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        body=request.body,
+        extra_parameters={"issued_at": RTDS_ISSUED_AT},
+    )
+    assert pre_command == _vector(reference_dir, folder, template, "PRECOMMAND")
+    command = decode_message(_vector(reference_dir, folder, template))
+    assert isinstance(command, GeneralCiphering)
+    wrapped = command_from_signed_pre_command(
+        command.general_signing.encode(),
+        pre_command=pre_command,
+        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+    )
+    assert wrapped == command.encode()
+
+
+def test_issuer_event_id_is_the_time_of_transformation() -> None:
+    transformation = lookup("7.2", "GSME")
+    assert transformation is not None
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    payload = transformation.payload(originator_title=bytes(8), device_title=bytes(8), counter=1)
+    (component,) = decode_gbz(payload).components
+    issued = GBCS_EPOCH + dt.timedelta(seconds=int(component.payload.values["issuer_event_id"]))
+    assert before <= issued <= dt.datetime.now(dt.UTC)
 
 
 def _daily_log_body(start: str, end: str, certificate: bytes | None) -> etree._Element:
@@ -189,6 +261,9 @@ def test_every_gbz_layout_is_a_zigbee_use_case_and_decodes_to_its_layouts() -> N
         {
             "start_date_time": dt.datetime(2015, 1, 1, tzinfo=dt.UTC),
             "end_date_time": dt.datetime(2015, 1, 2, tzinfo=dt.UTC),
+            "issued_at": RTDS_ISSUED_AT,
+            "disablement_threshold": 0,
+            "supplier_message": "Reset",
         },
     )
     for name, layout in GBZ_LAYOUTS.items():
@@ -201,7 +276,8 @@ def test_every_gbz_layout_is_a_zigbee_use_case_and_decodes_to_its_layouts() -> N
 
 def test_every_gas_row_has_a_command_layout() -> None:
     gas = [t for t in TRANSFORMATIONS if t.device_type in ("GSME", "GPF")]
-    assert {t.use_case for t in gas} <= set(GBZ_LAYOUTS)
+    # GBZ, or a DER join (8.7.x CS03B/CS03C) to the GSME
+    assert {t.use_case for t in gas} <= set(GBZ_LAYOUTS) | set(ASN1_LAYOUTS)
     assert {t.srv for t in gas} >= {
         "4.1.1",
         "4.1.2",
@@ -211,4 +287,12 @@ def test_every_gas_row_has_a_command_layout() -> None:
         "11.2",
         "7.4",
         "6.2.9",
+        "1.6",
+        "3.1",
+        "4.6.1",
+        "6.11",
+        "6.13",
+        "7.2",
+        "7.3",
+        "8.1.1",
     }

@@ -336,9 +336,10 @@ def test_profile_data_not_yet_recorded_is_not_found_as_the_rtds(
 def test_a_gbz_use_case_without_a_handler_gets_a_zcl_default_response(
     reference_dir: Path, gsme: Gsme, keys: Keys
 ) -> None:
-    command = _rtds_payload(reference_dir, "4.6.1_GCS16a/GCS16a_4.6.1_SUCCESS_COMMAND_GBCS.HEX")
-    components = decode_gbz(_exchange(gsme, keys, "GCS16a", command)).components
-    assert len(components) == 31 and components[-1].control == 1
+    # CS01b (2.2, a GSME top-up): the model cannot value a UTRN, so it has no handler
+    command = _rtds_payload(reference_dir, "2.2_CS01b/CS01b_2.2_SUCCESS_COMMAND_GBCS.HEX")
+    components = decode_gbz(_exchange(gsme, keys, "CS01b", command)).components
+    assert len(components) == 1 and components[-1].control == 1
     assert {(c.header.command, c.payload.values["status"]) for c in components} == {
         (0x0B, ZCL_UNSUPPORTED_CLUSTER_COMMAND)
     }

@@ -687,3 +687,153 @@ def test_body_an_esme_cannot_take_is_a_body_error(srv: str, body: str, complaint
         transformation.payload(
             originator_title=SUPPLIER, device_title=RTDS_ESME, counter=1, body=element
         )
+
+
+# 8.7.1 / 8.7.2 Join: (RTDS prefix and folder, target device type, the other device's
+# inventory type as the vector's GBCS device type names it, the use case picked). The
+# templates' body names only the OtherDeviceID: the type is the inventory's.
+JOINS = [
+    ("CS03A1_8.7.1_SUCCESS", "8.7.1_CS03A1", "ESME", "HCALCS", "CS03A1"),
+    ("CS03A2Critical_8.7.1_SUCCESS", "8.7.1_CS03A2Critical", "HCALCS", "ESME", "CS03A2"),
+    ("CS03CCritical_8.7.1_SUCCESS", "8.7.1_CS03CCritical", "GSME", "PPMID", "CS03C"),
+    ("CS03B_8.7.2_SUCCESS", "8.7.2_CS03B", "GSME", "GPF", "CS03B"),
+]
+
+
+def _join_extra(command: bytes, other_type: str) -> dict[str, object]:
+    """The parameters the service adds: the inventory type and, for Method C, the KA
+    certificate the key store holds for the other device (here the one the vector carries)."""
+    extra: dict[str, object] = {"other_device_type": other_type}
+    message = decode_message(command)
+    frame = message.general_signing if isinstance(message, GeneralCiphering) else message
+    fields = decode_asn1(
+        frame.payload, message_code=frame.message_code, cra_flag=frame.cra_flag
+    ).fields
+    assert isinstance(fields, dict)
+    if "other_device_certificate" in fields:
+        extra["other_device_certificate"] = fields["other_device_certificate"]
+    return extra
+
+
+@pytest.mark.parametrize(("prefix", "folder", "device_type", "other_type", "use_case"), JOINS)
+def test_join_template_becomes_the_rtds_command(
+    reference_dir: Path,
+    prefix: str,
+    folder: str,
+    device_type: str,
+    other_type: str,
+    use_case: str,
+) -> None:
+    """Critical: the Pre-Command byte for byte, and the vector's Signed Pre-Command wrapped
+    into the vector's command; non-critical: the MAC'd command byte for byte."""
+    template = reference_dir / "duis" / "templates" / f"{prefix}_REQUEST_DUIS.XML"
+    request = parse_service_request(template.read_bytes())
+    transformation = lookup(request.service_reference_variant, device_type)
+    assert transformation is not None and request.body_name == transformation.body_element
+    expected = _vector(reference_dir, folder, prefix, "COMMAND")
+    extra = _join_extra(expected, other_type)
+    assert transformation.use_case_for(request.body, extra) == use_case
+    rid = request.request_id
+    device_ka = _public(reference_dir, f"{rid.target.hex()}-ka")
+    if not transformation.critical:
+        assert request.command_variant == 1
+        built = build_command(
+            transformation,
+            originator_title=rid.originator,
+            device_title=rid.target,
+            counter=rid.counter,
+            acb_ka_private=_acb(reference_dir),
+            device_ka_public=device_ka,
+            body=request.body,
+            extra_parameters=extra,
+        )
+        assert built == expected
+        return
+    assert request.command_variant == 4
+    pre = build_pre_command(
+        transformation,
+        originator_title=rid.originator,
+        device_title=rid.target,
+        counter=rid.counter,
+        body=request.body,
+        extra_parameters=extra,
+    )
+    assert pre == _vector(reference_dir, folder, prefix, "PRECOMMAND")
+    command = decode_message(expected)
+    assert isinstance(command, GeneralCiphering)
+    built = command_from_signed_pre_command(
+        command.general_signing.encode(),
+        pre_command=pre,
+        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
+        acb_ka_private=_acb(reference_dir),
+        device_ka_public=device_ka,
+    )
+    assert built == expected
+
+
+@pytest.mark.parametrize(
+    ("srv", "device_type", "other_type"),
+    [("8.7.1", "ESME", "IHD"), ("8.7.1", "ESME", "GSME"), ("8.7.2", "ESME", "PPMID")],
+)
+def test_join_of_a_device_type_the_method_does_not_join_is_a_body_error(
+    srv: str, device_type: str, other_type: str
+) -> None:
+    transformation = lookup(srv, device_type)
+    assert transformation is not None
+    body = etree.fromstring(
+        f'<sr:JoinService xmlns:sr="{SR_NS}">'
+        "<sr:OtherDeviceID>00-DB-12-34-56-78-90-9A</sr:OtherDeviceID></sr:JoinService>"
+    )
+    with pytest.raises(ServiceRequestBodyError, match=f"cannot join a {other_type}"):
+        transformation.use_case_for(body, {"other_device_type": other_type})
+
+
+ACB_SIGNED_JOINS = [
+    ("CS03A2NonCritical_8.7.2_SUCCESS", "8.7.2_CS03A2NonCritical", "ESME", "CS03A2"),
+    ("CS03CNonCritical_8.7.2_SUCCESS", "8.7.2_CS03CNonCritical", "GSME", "CS03C"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "folder", "other_type", "use_case"), ACB_SIGNED_JOINS)
+def test_join_to_a_ppmid_is_the_rtds_command_the_acb_signs(
+    reference_dir: Path, prefix: str, folder: str, other_type: str, use_case: str
+) -> None:
+    """8.7.2 to a PPMID: the ACB originates (its own counter, the User's EUI and counter in
+    Other Information) and signs; ECDSA is randomised, so the signed bytes must be the
+    vector's, the signature the ACB's and the MAC the ACB's for the PPMID."""
+    template = reference_dir / "duis" / "templates" / f"{prefix}_REQUEST_DUIS.XML"
+    request = parse_service_request(template.read_bytes())
+    assert request.command_variant == 1
+    transformation = lookup("8.7.2", "PPMID")
+    assert transformation is not None and transformation.acb_originated
+    assert not transformation.critical
+    expected = decode_message(_vector(reference_dir, folder, prefix, "COMMAND"))
+    assert isinstance(expected, GeneralCiphering)
+    extra = _join_extra(expected.encode(), other_type)
+    assert transformation.use_case_for(request.body, extra) == use_case
+    rid = request.request_id
+    device_ka = _public(reference_dir, f"{rid.target.hex()}-ka")
+    acb_ds = parse_private_key(
+        (reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ds.key").read_bytes()
+    )
+    assert isinstance(acb_ds, ec.EllipticCurvePrivateKey)
+    built = decode_message(
+        build_command(
+            transformation,
+            originator_title=ACB,
+            device_title=rid.target,
+            counter=expected.general_signing.originator_counter,
+            acb_ka_private=_acb(reference_dir),
+            device_ka_public=device_ka,
+            body=request.body,
+            other_info_extras=user_extras(rid.originator, rid.counter),
+            extra_parameters=extra,
+            acb_ds_private=acb_ds,
+        )
+    )
+    assert isinstance(built, GeneralCiphering)
+    assert built.general_signing.signed_bytes() == expected.general_signing.signed_bytes()
+    assert verify_frame_signature(
+        built.general_signing, _public(reference_dir, "90b3d51f30000002-ds")
+    )
+    assert verify_mac(built, private_key=_acb(reference_dir), peer_public_key=device_ka)
