@@ -9,6 +9,7 @@ from pathlib import Path
 from dccsim import estate, participants
 from dccsim.duis.catalogue import UserRole
 from dccsim.duis.requestid import parse_eui
+from dccsim.pki.cos import ensure_transitional_cos
 from dccsim.pki.dccki import issue_server_certificate
 from dccsim.pki.devpki import PkiLayout, init_pki, issue_devices, issue_party
 from dccsim.pki.smki import CertificateAuthority, Role
@@ -87,6 +88,7 @@ def seed_demo(
     if not 1 <= suppliers <= 256:
         raise ValueError("suppliers must be 1..256")
     layout = init_pki(home)
+    ensure_transitional_cos(home)  # the DCC's CoS Party signs 6.23 (change of supplier)
     bundles = [
         seed_participant(
             home,

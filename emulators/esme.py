@@ -86,6 +86,7 @@ from emulators.device import (
     RemoteParty,
     on,
 )
+from emulators.han import MeterJoins
 
 EVENT_LOG = bytes.fromhex("0000636200FF")  # 0-0:99.98.0.255
 SECURITY_LOG = bytes.fromhex("0000636201FF")  # 0-0:99.98.1.255
@@ -547,8 +548,9 @@ class SupplyState(IntEnum):
 FutureDated = tuple[bytes, int, str]  # a held command's originator, counter and use case
 
 
-class Esme(GbcsDevice):
-    """An ESME: import registers derived from the injected clock and its load profile."""
+class Esme(MeterJoins, GbcsDevice):
+    """An ESME: import registers derived from the injected clock and its load profile; its
+    HAN joins (CS03A1, CS03B, CS03C, CS07) from ``emulators.han``."""
 
     def __init__(
         self,
@@ -656,6 +658,7 @@ class Esme(GbcsDevice):
             "future_dated": [[kind, *held] for kind, held in sorted(self.future_dated.items())],
             "utrns": list(self.applied_utrns),
             "supplier_message": self.supplier_message,
+            **MeterJoins.nonvolatile_state(self),  # the join table
         }
 
     def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
@@ -663,6 +666,8 @@ class Esme(GbcsDevice):
         the model was built with (a host may keep only what changed)."""
         if "supply" in state:
             self.supply = SupplyState(int(state["supply"]))
+        if "joined" in state:
+            MeterJoins.restore_nonvolatile_state(self, state)
         if "clock_offset_us" in state:
             self.clock_offset = timedelta(microseconds=int(state["clock_offset_us"]))
         if "account" in state:

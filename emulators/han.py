@@ -4,7 +4,10 @@ A GBCS device that holds SMKI credentials (a meter, a PPMID, an HCALCS) keeps a 
 other HAN devices it is joined with; the DCC changes and reads it with:
 
 - CS03B (8.7.2) Method B join, of a device without SMKI credentials (an IHD) to a meter: MAC'd,
-  answered MAC'd with an INTEGER result (the RTDS sends it to the GSME; ``emulators.gsme``);
+  answered MAC'd with an INTEGER result (the RTDS sends it to the GSME; ``emulators.gsme``, and
+  an ESME through :class:`MeterJoins`);
+- CS03A1 (8.7.1) Method A join, the meter initiating with a Type 1 device (PPMID, HCALCS),
+  signed by the Supplier and answered signed (:class:`MeterJoins`);
 - CS03A2 / CS03C (8.7.1, 8.7.2) Method A / C join of a Type 1 device (PPMID, HCALCS): the other
   device's EUI-64, its GBCS device type and (Method A) its certificate; CS04AC (8.8.2) unjoin.
   These reach the device signed by their originator (the ACB, or a Supplier for the critical
@@ -24,6 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs import der
+from dccsim.gbcs.commands import JOIN_DEVICE_TYPES
 from dccsim.gbcs.crypto import sign_frame, verify_frame_signature
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import CRA_COMMAND, CRA_RESPONSE, GeneralCiphering, GeneralSigning
@@ -45,6 +49,7 @@ CS04AC = UseCase(
     "CS04AC", "Method A or C Unjoin", 0x000F, CRA_COMMAND, PayloadKind.ASN1, ("8.8.2",)
 )
 CS07 = UseCase("CS07", "Read Device Join Details", 0x0013, CRA_COMMAND, PayloadKind.ASN1, ("8.9",))
+CS03A1 = USE_CASES_BY_NAME["CS03A1"]
 CS03A2 = USE_CASES_BY_NAME["CS03A2"]
 CS03B = USE_CASES_BY_NAME["CS03B"]
 CS03C = USE_CASES_BY_NAME["CS03C"]
@@ -54,6 +59,10 @@ JOIN_SUCCESS = 0
 # Our choice where GBCS's failure codes are not in the reference data: 1 for a device the
 # table does not hold (unjoin) or cannot hold (join past the capacity).
 JOIN_FAILURE = 1
+# GBCS join response codes a meter answers with (the RTDS CS03A1 / CS03B error vectors)
+JOIN_INVALID_METHOD_AND_ROLE = 2  # e.g. a PPMID asked to join by Method B
+JOIN_INCOMPATIBLE_WITH_EXISTING_ENTRY = 3  # the device is joined already, as another type
+JOIN_INVALID_OR_MISSING_CERTIFICATE = 11  # Method C without the other device's KA certificate
 JOIN_CAPACITY = 16  # our choice, not a GBCS figure: room for every device of a premises
 _JOIN_SCHEMA = der.ASN1_SCHEMAS[(CS03A2.message_code, CRA_COMMAND)]
 _UNJOIN_SCHEMA = der.ASN1_SCHEMAS[(CS04AC.message_code, CRA_COMMAND)]
@@ -125,6 +134,16 @@ class JoiningDevice(GbcsDevice):
             return JOIN_SUCCESS
         return JOIN_FAILURE
 
+    def _check_signed(self, command: GeneralCiphering, remote_party: RemoteParty) -> None:
+        """Join and unjoin must carry their originator's signature."""
+        if remote_party.ds_public_key is None or not verify_frame_signature(
+            command.general_signing, remote_party.ds_public_key
+        ):
+            raise self._refuse(
+                ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
+                "join command not signed by its originator",
+            )
+
     @on(CS07)
     def read_join_details(
         self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
@@ -157,16 +176,6 @@ class Type1Device(JoiningDevice):
     (above) and CS08 firmware version — but it meters nothing."""
 
     firmware_version: bytes = DEFAULT_FIRMWARE_VERSION
-
-    def _check_signed(self, command: GeneralCiphering, remote_party: RemoteParty) -> None:
-        """Join and unjoin must carry their originator's signature."""
-        if remote_party.ds_public_key is None or not verify_frame_signature(
-            command.general_signing, remote_party.ds_public_key
-        ):
-            raise self._refuse(
-                ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
-                "join command not signed by its originator",
-            )
 
     @on(CS03A2, CS03C)
     def join(self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any) -> bytes:
@@ -202,6 +211,70 @@ class Type1Device(JoiningDevice):
             command=command,
             payload=payload,
             date_time=None,  # the RTDS CS08 response carries no header date-time
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+
+# which GBCS device types a meter joins by each method: Method A and C a Type 1 device
+# (PPMID, HCALCS) with SMKI credentials, Method B a Type 2 device (IHD, CAD) or a GPF
+_TYPE1 = frozenset({JOIN_DEVICE_TYPES["PPMID"], JOIN_DEVICE_TYPES["HCALCS"]})
+METER_JOIN_METHODS: dict[int, frozenset[int]] = {
+    CS03A1.message_code: _TYPE1,
+    CS03C.message_code: _TYPE1,
+    CS03B.message_code: frozenset({JOIN_DEVICE_TYPES["IHD"], JOIN_DEVICE_TYPES["GPF"]}),
+}
+
+
+class MeterJoins(JoiningDevice):
+    """The meter's side of the joins (an ESME's; the GSME answers its own CS03B):
+
+    - CS03A1 (8.7.1, critical: the base checks the Supplier's signature) Method A, the meter
+      initiating with a Type 1 device, and CS03C (8.7.1) Method C, the Type 1 device's KA
+      certificate in the command; both answered signed with the meter's DS key;
+    - CS03B (8.7.2) Method B, a Type 2 device; answered MAC'd.
+
+    The result is 0 and the device is in the join table, 2 for a device type the method does
+    not join, 3 for a device joined already as another type, 11 for Method C without a
+    certificate, or 1 when the table is full. The joined devices are what CS07 reads.
+    """
+
+    def _meter_join_result(self, command: GeneralCiphering) -> int:
+        header = command.general_signing
+        parsed = der.decode_with(_JOIN_SCHEMA, header.payload)
+        if not isinstance(parsed, Mapping):
+            raise GbcsError("join command is not a join_device sequence")
+        other = bytes(parsed["other_device_entity_identifier"])
+        kind = int(parsed["other_device_type"])
+        if kind not in METER_JOIN_METHODS[header.message_code]:
+            return JOIN_INVALID_METHOD_AND_ROLE
+        if self.joined.get(other, kind) != kind:
+            return JOIN_INCOMPATIBLE_WITH_EXISTING_ENTRY
+        if header.message_code == CS03C.message_code and not parsed.get("other_device_certificate"):
+            return JOIN_INVALID_OR_MISSING_CERTIFICATE
+        return self._join_result(header.payload)
+
+    @on(CS03A1, CS03C)
+    def join_type1(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS03A1 / CS03C: join a Type 1 device; INTEGER result, signed with the DS key."""
+        self._check_signed(command, remote_party)  # CS03A1's signature the base checked too
+        result = self._meter_join_result(command)
+        return signed_response(
+            command, der.encode_with(der.integer("result"), result), self.ds_private_key
+        )
+
+    @on(CS03B)
+    def join_type2(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS03B: join a Type 2 device; INTEGER result, MAC'd (not signed, as the RTDS)."""
+        result = self._meter_join_result(command)
+        return build_maced_response(
+            command=command,
+            payload=der.encode_with(der.integer("result"), result),
+            date_time=None,
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
         )

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim import estate
 from dccsim.duis.requestid import DCC_EUI
+from dccsim.pki.cos import TRANSITIONAL_COS_EUI
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage, Role
 from dccsim.smi import DeviceType
@@ -443,7 +444,11 @@ class DeviceModels:
             ds, ka = self._anchor(eui, KeyUsage.DS, role), self._anchor(eui, KeyUsage.KA, role)
             if ds is not None and ka is not None:
                 cells[role] = (ds, ka)
-        return tuple(anchor for pair in cells.values() for anchor in pair)
+        anchors = tuple(anchor for pair in cells.values() for anchor in pair)
+        # The DCC's Transitional CoS Party (DS only), whose cell authorises a 6.23 change of
+        # supplier, when the PKI has one (`dccsim pki init`, `dccsim seed`).
+        cos = self._anchor(TRANSITIONAL_COS_EUI, KeyUsage.DS, int(Role.TRANSITIONAL_COS))
+        return (*anchors, cos) if cos is not None else anchors
 
     def peek(self, index: int) -> GbcsDevice | None:
         return self._models.get(index)
@@ -526,15 +531,16 @@ class DeviceModels:
             if ka is not None:
                 # The DS key lets the meter check the User's signature on critical commands.
                 parties[user_eui] = RemoteParty(user_eui, ka, self._party_ds(user_eui))
+        common: dict[str, Any] = {
+            "eui": record.eui,
+            "ka_private_key": self._private(record.eui, KeyUsage.KA),
+            "ds_private_key": self._private(record.eui, KeyUsage.DS),
+            "acb_ka_public": self._acb_ka,
+            "remote_parties": parties,
+            "clock": self.clock,
+        }
         if record.device_type is DeviceType.CHF:
-            return Chf(
-                eui=record.eui,
-                ka_private_key=self._private(record.eui, KeyUsage.KA),
-                ds_private_key=self._private(record.eui, KeyUsage.DS),
-                acb_ka_public=self._acb_ka,
-                remote_parties=parties,
-                clock=self.clock,
-            )
+            return Chf(**common)
         if record.device_type in (DeviceType.GSME, DeviceType.GPF):
             # one gas profile per premises: the GPF's mirror follows its GSME's register
             gas = GasRegisters(
@@ -542,42 +548,17 @@ class DeviceModels:
                 REGISTER_EPOCH,
             )
             if record.device_type is DeviceType.GPF:
-                return Gpf(
-                    eui=record.eui,
-                    ka_private_key=self._private(record.eui, KeyUsage.KA),
-                    ds_private_key=self._private(record.eui, KeyUsage.DS),
-                    acb_ka_public=self._acb_ka,
-                    remote_parties=parties,
-                    clock=self.clock,
-                    mirror=gas,
-                )
-            return Gsme(
-                eui=record.eui,
-                ka_private_key=self._private(record.eui, KeyUsage.KA),
-                ds_private_key=self._private(record.eui, KeyUsage.DS),
-                acb_ka_public=self._acb_ka,
-                remote_parties=parties,
-                clock=self.clock,
-                load_profile=gas.profile,
-                epoch=gas.epoch,
-            )
-        if record.device_type in (DeviceType.PPMID, DeviceType.HCALCS):
-            han_type = Ppmid if record.device_type is DeviceType.PPMID else Hcalcs
-            return han_type(
-                eui=record.eui,
-                ka_private_key=self._private(record.eui, KeyUsage.KA),
-                ds_private_key=self._private(record.eui, KeyUsage.DS),
-                acb_ka_public=self._acb_ka,
-                remote_parties=parties,
-                clock=self.clock,
-            )
+                return Gpf(**common, mirror=gas)
+            return Gsme(**common, load_profile=gas.profile, epoch=gas.epoch)
+        if record.device_type is DeviceType.PPMID:
+            return Ppmid(**common)
+        if record.device_type is DeviceType.HCALCS:
+            return Hcalcs(**common)
+        cos_ds = self._party_ds(TRANSITIONAL_COS_EUI)
+        if cos_ds is not None:  # it holds no KA key: the meter answers it signed, not MAC'd
+            parties[TRANSITIONAL_COS_EUI] = RemoteParty(TRANSITIONAL_COS_EUI, cos_ds, cos_ds)
         return Esme(
-            eui=record.eui,
-            ka_private_key=self._private(record.eui, KeyUsage.KA),
-            ds_private_key=self._private(record.eui, KeyUsage.DS),
-            acb_ka_public=self._acb_ka,
-            remote_parties=parties,
-            clock=self.clock,
+            **common,
             load_profile=LoadProfile.from_seed(zlib.crc32(record.eui)),
             epoch=REGISTER_EPOCH,
             trust_anchors=self.trust_anchors(record),

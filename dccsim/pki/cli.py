@@ -161,9 +161,11 @@ def cmd_issue_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from dccsim.pki.cos import ensure_transitional_cos
     from dccsim.pki.devpki import init_pki
 
     layout = init_pki(_home(), hostnames=args.hostname, ips=args.ip)
+    ensure_transitional_cos(_home())  # the DCC's Transitional CoS Party (6.23)
     print(f"development PKI ready under {layout.pki_dir}")
     print(f"  DCCKI CA      {layout.dccki_ca_cert}")
     print(f"  SMKI CAs      {layout.smki_ca_bundle}")

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import Counter, Histogram
 
 from dccsim.bus import Envelope, Permanent
@@ -45,6 +46,7 @@ from dccsim.gbcs.critical import SignedPreCommandError
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
 from dccsim.participants import ParticipantRegister
+from dccsim.pki.cos import TRANSITIONAL_COS_EUI
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
 from dccsim.runtime import ServiceRuntime, run_service
@@ -55,6 +57,7 @@ from services.transform.srvs import (
     ServiceRequestBodyError,
     Transformation,
     build_command,
+    build_cos_command,
     build_pre_command,
     command_from_signed_pre_command,
     user_extras,
@@ -73,7 +76,7 @@ SIGNED_PRE_COMMAND_SIGNATURE_INVALID = "E1"
 SIGNED_PRE_COMMAND_MISMATCH = "E13"
 CRITICAL_WITHOUT_SIGNATURE = "E12"  # a critical SRV sent with CV 1/2/3
 DEFAULT_GBCS_VERSION = "3.2"  # the PreCommand's GBCSVersion when the inventory names none
-HAN_DEVICE_UNKNOWN = "E19"  # 8.11 Add: the DeviceID to add is not in the inventory
+HAN_DEVICE_UNKNOWN = "E19"  # 8.11 Add / 8.7.x: the DeviceID / OtherDeviceID is not in the inventory
 # What a request's messages carry through the pipeline for its Response (a run of a DSP schedule
 # also carries its DSPScheduleID).
 CONTEXT_KEYS = ("srv", "user_id", "user_eui", "received_at", "dsp_schedule_id")
@@ -94,10 +97,22 @@ class Keys:
                 "the ACB KA key or DSP XML-signing key is missing; run `dccsim pki init`"
             )
         self.acb_ka_private: ec.EllipticCurvePrivateKey = acb
+        # the ACB's DS key: it signs the joins it originates for a User (8.7.2 to a PPMID)
+        try:
+            acb_ds = keystore.private_key(DCC_EUI, KeyUsage.DS)
+        except KeyStoreError:
+            acb_ds = None
+        self.acb_ds_private = acb_ds if isinstance(acb_ds, ec.EllipticCurvePrivateKey) else None
         self.dsp_key: ec.EllipticCurvePrivateKey = dsp.private_key
         self.dsp_certificate = dsp.certificate
         self._device_ka: dict[bytes, ec.EllipticCurvePublicKey] = {}
         self._user_ds: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        # the Transitional CoS Party's DS key (6.23), or None: `dccsim pki init` issues it
+        try:
+            cos = keystore.private_key(TRANSITIONAL_COS_EUI, KeyUsage.DS)
+        except KeyStoreError:
+            cos = None
+        self.cos_ds_private = cos if isinstance(cos, ec.EllipticCurvePrivateKey) else None
 
     def device_ka_public(self, eui: bytes) -> ec.EllipticCurvePublicKey:
         key = self._device_ka.get(eui)
@@ -149,12 +164,19 @@ class Transformer:
         self.metrics = TransformMetrics(rt)
         self.issued = PreCommandRegister()
         self.acb_counter = AcbCounter()
+        self.cos_counter = AcbCounter()  # the Transitional CoS Party's originator counters
         self.participants = ParticipantRegister(rt.settings.home)
 
-    def pre_command(self, request_id: str, body: dict[str, Any]) -> bytes:
-        """CV 4: the Pre-Command for a critical SR (``body`` as on ``sr.accepted``), remembered
-        for checking the Signed Pre-Command that comes back. Raises :class:`GbcsError` when the
-        SRV is not critical or not transformable, or its DUIS body lacks a value."""
+    def pre_command(
+        self,
+        request_id: str,
+        body: dict[str, Any],
+        extra_parameters: dict[str, object] | None = None,
+    ) -> bytes:
+        """CV 4: the Pre-Command for a critical SR (``body`` as on ``sr.accepted``; what the
+        command needs beyond it in ``extra_parameters``), remembered for checking the Signed
+        Pre-Command that comes back. Raises :class:`GbcsError` when the SRV is not critical or
+        not transformable, or its DUIS body lacks a value."""
         transformation = self._transformation(body)
         if transformation is None:
             raise GbcsError(f"no transformation for SRV {body.get('srv')}")
@@ -164,6 +186,7 @@ class Transformer:
             device_title=bytes(body["target"]),
             counter=int(body["counter"]),
             body=_body_element(body),
+            extra_parameters=extra_parameters,
         )
         self.issued.put(request_id, pre)
         self.metrics.commands.labels(f"{transformation.use_case}-pre-command").inc()
@@ -185,6 +208,21 @@ class Transformer:
         is its DUIS body element, parsed from ``body_xml``."""
         target = bytes(body["target"])
         device_ka = self.keys.device_ka_public(target)
+        if transformation.cos_signed:
+            # 6.23: the Transitional CoS Party originates (its own counter) and signs it
+            if self.keys.cos_ds_private is None:
+                log.error("no Transitional CoS Party key; run `dccsim pki init`")
+                return SERVICE_NOT_OFFERED
+            return build_cos_command(
+                transformation,
+                cos_title=TRANSITIONAL_COS_EUI,
+                cos_counter=self.cos_counter.next(),
+                cos_ds_private=self.keys.cos_ds_private,
+                device_title=target,
+                acb_ka_private=self.keys.acb_ka_private,
+                device_ka_public=device_ka,
+                body=element,
+            )
         if not transformation.critical:
             originator, counter = bytes(body["originator"]), int(body["counter"])
             extras = b""
@@ -203,6 +241,7 @@ class Transformer:
                 body=element,
                 other_info_extras=extras,
                 extra_parameters=extra_parameters,
+                acb_ds_private=self.keys.acb_ds_private,
             )
         signed = body.get("signed_pre_command")
         if not isinstance(signed, bytes):
@@ -237,7 +276,16 @@ class Transformer:
                 "reason": f"no Pre-Command for SRV {body.get('srv')} on this device type",
             }
         try:
-            frame = self.pre_command(env.request_id, body)
+            extra: dict[str, object] | str = {}
+            if transformation.join_use_cases is not None:
+                extra = await self._join_other_device(
+                    env.request_id, transformation, _body_element(body)
+                )
+            if isinstance(extra, str):
+                return {"code": extra, "reason": "the other device is not in the inventory"}
+            frame = self.pre_command(env.request_id, body, extra)
+        except KeyStoreError as exc:
+            return {"code": SERVICE_NOT_OFFERED, "reason": f"cannot build the command: {exc}"}
         except (GbcsError, DuisError) as exc:
             return {"code": MALFORMED_REQUEST, "reason": str(exc)}
         device = body.get("device") or {}
@@ -254,9 +302,14 @@ class Transformer:
         Raises KeyStoreError, ServiceRequestBodyError or GbcsError as :meth:`_command` does."""
         use_case = transformation.use_case
         element = _body_element(body)
-        if body.get("signed_pre_command") is None:
-            use_case = transformation.use_case_for(element)
         extra: dict[str, object] | str = {}
+        unsigned = body.get("signed_pre_command") is None
+        if unsigned and transformation.join_use_cases is not None:
+            extra = await self._join_other_device(request_id, transformation, element)
+        if isinstance(extra, str):
+            return use_case, extra
+        if unsigned:
+            use_case = transformation.use_case_for(element, extra)
         if transformation.needs_han_device_type and use_case == "CCS01":
             extra = await self._han_device_type(request_id, transformation, element)
         if isinstance(extra, str):
@@ -273,7 +326,7 @@ class Transformer:
         transformation = self._transformation(body)
         if transformation is None:
             return {"code": SERVICE_NOT_OFFERED, "reason": f"no transformation for {body['srv']}"}
-        if transformation.acb_originated:
+        if transformation.acb_originated or transformation.cos_signed:
             return {
                 "code": LOCAL_COMMAND_NOT_ALLOWED,
                 "reason": f"the DCC originates SRV {body['srv']}'s command over the SM WAN",
@@ -357,6 +410,26 @@ class Transformer:
         if device_type not in HAN_DEVICE_TYPES:
             raise ServiceRequestBodyError(f"a {device_type} cannot be added to a CHF device log")
         return {"device_type": device_type}
+
+    async def _join_other_device(
+        self, request_id: str, transformation: Transformation, element: Any
+    ) -> dict[str, object] | str:
+        """8.7.x: the inventory device type of the body's OtherDeviceID (``other_device_type``)
+        and, for a Method C join, that device's KA certificate from the key store
+        (``other_device_certificate``, DER); E19 when the inventory has no such device."""
+        other = transformation.parameters(element).get("other_device_id")
+        assert isinstance(other, bytes)
+        reply = await self.rt.bus.call(
+            INVENTORY_RPC, "device.lookup", request_id, {"eui": format_eui(other)}
+        )
+        record = reply.get("device")
+        if not record:
+            return HAN_DEVICE_UNKNOWN
+        extra: dict[str, object] = {"other_device_type": str(record.get("device_type", ""))}
+        if transformation.use_case_for(element, extra) == "CS03C":
+            certificate = self.keys.keystore.certificate(other, KeyUsage.KA)
+            extra["other_device_certificate"] = certificate.public_bytes(Encoding.DER)
+        return extra
 
     async def on_response(self, env: Envelope) -> None:
         body = env.body

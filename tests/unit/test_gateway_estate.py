@@ -161,6 +161,12 @@ def _gas_premises(n: int) -> Premises:
     )
 
 
+def _import_supplier_only(n: int) -> Premises:
+    """Premises ``n`` where the supplier is the Import Supplier and nobody the Gas Supplier."""
+    premises = estate_premises(n)
+    return replace(premises, registrations={"IS": premises.registrations["IS"]})
+
+
 @pytest.fixture(scope="module")
 def gas_keystore(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     home = tmp_path_factory.mktemp("gas-home")
@@ -172,7 +178,7 @@ def gas_keystore(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
 
 
 def _gas_models(keystore: KeyStore, capacity: int = 100) -> DeviceModels:
-    index = EstateIndex.from_premises([_gas_premises(1), estate_premises(2)])
+    index = EstateIndex.from_premises([_gas_premises(1), _import_supplier_only(2)])
     return DeviceModels(index, keystore, lambda: GAS_NOW, capacity=capacity)
 
 
@@ -305,7 +311,7 @@ async def test_an_ihd_is_not_addressable_over_the_wan(gas_keystore: KeyStore) ->
 def test_gas_counters_and_device_log_survive_a_gateway_restart(
     gas_keystore: KeyStore, tmp_path: Path
 ) -> None:
-    index = EstateIndex.from_premises([_gas_premises(1), estate_premises(2)])
+    index = EstateIndex.from_premises([_gas_premises(1), _import_supplier_only(2)])
     state_file = tmp_path / "gateway-all.sqlite3"
 
     def gateway() -> DeviceModels:

@@ -82,7 +82,8 @@ def test_merge_skips_hosted_premises_and_other_regions() -> None:
     changed["registrations"] = {"IS": supplier_eui(1)}
     added = index.merge([changed, *_rows(2, 3, 4)], regions=["Central"])
     assert [index.region_of(p) for p in added] == ["Central"]  # premises 4 (4 % 3 == 1)
-    assert index.record(index.find(_esme(1)) or 0).registrations == {"IS": supplier_eui(0)}
+    hosted = index.record(index.find(_esme(1)) or 0).registrations
+    assert hosted == estate_premises(1).registrations and hosted["IS"] == supplier_eui(0)
     assert index.find(_esme(2)) is None and index.find(_esme(4)) is not None
 
 
