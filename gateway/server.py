@@ -363,10 +363,13 @@ class GatewayServer:
         if reply is None:
             return  # lost in the network: the WAN's deadline answers
         alert = reply.pop("alert", None)
+        alert_message = reply.pop("alert_message", None)
         reply["id"] = cid
         with contextlib.suppress(OSError, LinkError):
             await send(reply)
-        if alert is not None:
+        if isinstance(alert_message, dict) and alert_message.get("frame"):
+            await self.send_alert({**alert_message, "rid": message.get("rid") or ""})
+        elif alert is not None:
             await self.send_alert(
                 {
                     "t": "alert",
@@ -442,6 +445,8 @@ class GatewayServer:
                 "t": "err",
                 "code": "E21",
                 "alert": refusal.alert_code,
+                # the alert the device raises, as a real GBCS alert frame to the ACB
+                "alert_message": self.device_alert(record, refusal.alert_code),
                 "reason": f"device discarded the command: {refusal.reason}",
             }
         except KeyStoreError as exc:
