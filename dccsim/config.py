@@ -98,6 +98,12 @@ class CommonSettings(BaseSettings):
     coalesce_writes: bool = Field(
         default=True, description="send what one event-loop turn writes to the broker at once"
     )
+    coalesce_delay_s: float = Field(
+        default=0.001,
+        ge=0,
+        le=0.05,
+        description="gather writes to the broker this long before sending (0: one loop turn)",
+    )
     insecure_http: bool = Field(
         default=False, description="development only: plain HTTP instead of mutual TLS"
     )

@@ -236,15 +236,20 @@ async def test_quorum_queues_carry_work_and_dead_letter(vhost: tuple[str, str]) 
         await b.close()
 
 
-async def test_coalesced_writes_keep_order_and_every_frame(vhost: tuple[str, str]) -> None:
+@pytest.mark.parametrize("delay_s", [0.0, 0.001])
+async def test_coalesced_writes_keep_order_and_every_frame(
+    vhost: tuple[str, str], delay_s: float
+) -> None:
     """With the writes of a loop turn gathered into one send, many publishes issued together
     all arrive, in order, and a close right after them loses none."""
     import aio_pika
 
-    from dccsim.bus.client import CoalescingConnection
+    from dccsim.bus.client import coalescing_connection
 
     vhost_url = vhost[1]
-    connection = await aio_pika.connect_robust(vhost_url, connection_class=CoalescingConnection)
+    connection = await aio_pika.connect_robust(
+        vhost_url, connection_class=coalescing_connection(delay_s)
+    )
     channel = await connection.channel(publisher_confirms=False)
     queue = await channel.declare_queue(exclusive=False, auto_delete=False, durable=False)
     exchange = channel.default_exchange
