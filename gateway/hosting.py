@@ -392,6 +392,12 @@ class DeviceModels:
             raise KeyStoreError(f"{eui.hex()} KA key is not EC")
         return key
 
+    def acb_ka_public(self) -> ec.EllipticCurvePublicKey:
+        """The ACB's KA public key (what devices MAC their alerts to the DCC with), read once."""
+        if self._acb_ka is None:
+            self._acb_ka = self._public_ka(DCC_EUI)
+        return self._acb_ka
+
     def _party(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
         if eui not in self._party_ka:
             try:
@@ -515,8 +521,7 @@ class DeviceModels:
             raise DeviceRefusal(
                 ALERT_NO_EMULATOR, f"no emulator for {record.device_type.value} yet"
             )
-        if self._acb_ka is None:
-            self._acb_ka = self._public_ka(DCC_EUI)
+        acb_ka = self.acb_ka_public()
         parties = {}
         roles = TRUSTED_ROLES.get(record.device_type)
         users = {
@@ -535,7 +540,7 @@ class DeviceModels:
             "eui": record.eui,
             "ka_private_key": self._private(record.eui, KeyUsage.KA),
             "ds_private_key": self._private(record.eui, KeyUsage.DS),
-            "acb_ka_public": self._acb_ka,
+            "acb_ka_public": acb_ka,
             "remote_parties": parties,
             "clock": self.clock,
         }

@@ -559,8 +559,7 @@ class GatewayServer:
         frame: bytes | None = None
         try:
             ka, _ = self._keys(record)
-            acb = self.models.keystore.certificate(DCC_EUI, KeyUsage.KA).public_key()
-            assert isinstance(acb, ec.EllipticCurvePublicKey)
+            acb = self.models.acb_ka_public()
             model = self.models.peek(record.index)
             # a built model numbers its alerts itself (with those it raises on its own)
             counter = (
