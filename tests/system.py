@@ -34,13 +34,19 @@ def free_port() -> int:
         pass
     for _ in range(200):
         port = random.randint(low, high)
+        if port in _HANDED_OUT:  # free now, but already promised to a service
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError(f"no free port in {low}-{high}")
+
+
+_HANDED_OUT: set[int] = set()  # every port this process gave out: never the same one twice
 
 
 @dataclass
