@@ -41,12 +41,10 @@ from emulators.device import RemoteParty, on
 from emulators.gsme import (
     DAILY_CONSUMPTION,
     GBCS_EPOCH,
-    GCS13C,
-    GCS60A,
     HALF_HOUR,
     GasLoadProfile,
+    GasRegisterReads,
     GasRegisters,
-    GbzDevice,
 )
 
 # What GCS59 needs that the shared use-case table lacks (message code as the RTDS vector).
@@ -58,7 +56,7 @@ MIRROR_UPDATE_INTERVAL = HALF_HOUR
 GPF_DEVICE_LOG_CAPACITY = 16
 
 
-class Gpf(GbzDevice):
+class Gpf(GasRegisterReads):
     """A GPF answering gas reads from its GSME mirror (``mirror``: the GSME's register as a
     function of time) and keeping its device log (EUI-64 -> GBCS device type)."""
 
@@ -109,27 +107,6 @@ class Gpf(GbzDevice):
         self.device_log = {bytes(eui): int(kind) for eui, kind in state.get("log", [])}
 
     # -- handlers -------------------------------------------------------------------------------
-
-    @on(USE_CASES_BY_NAME["GCS13a"])
-    def read_consumption_register(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS13a (4.1.1): the mirrored consumption register, encrypted."""
-        return self._read_attributes_encrypted(command, remote_party, now)
-
-    @on(GCS13C)
-    def read_tou_registers(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS13c (4.1.2): the mirrored TOU register matrix, encrypted."""
-        return self._read_attributes_encrypted(command, remote_party, now)
-
-    @on(GCS60A)
-    def read_meter_balance(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS60a (4.18): the mirrored meter balance and prepayment credit, with date-time."""
-        return self._read_attributes(command, remote_party, now, with_date_time=True)
 
     @on(USE_CASES_BY_NAME["GCS61"])
     def read_daily_consumption_log(

@@ -764,6 +764,33 @@ CLOCK_SET, CLOCK_NOT_SET = 0, 2  # GCS28 results (the RTDS SUCCESS and ERROR res
 GCS03_CODE = USE_CASES_BY_NAME["GCS03"].message_code
 
 
+class GasRegisterReads(GbzDevice):
+    """The register reads both gas devices answer alike, each from its own attribute values:
+    the GSME from its live register, the GPF from its mirror of it as of the last half hour."""
+
+    @on(USE_CASES_BY_NAME["GCS13a"])
+    def read_consumption_register(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS13a (4.1.1): unit, multiplier, divisor and current summation delivered,
+        encrypted."""
+        return self._read_attributes_encrypted(command, remote_party, now)
+
+    @on(GCS13C)
+    def read_tou_registers(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS13c (4.1.2): the TOU register matrix (tiers 1-4), encrypted."""
+        return self._read_attributes_encrypted(command, remote_party, now)
+
+    @on(GCS60A)
+    def read_meter_balance(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS60a (4.18): the meter balance and prepayment credit, in clear, with date-time."""
+        return self._read_attributes(command, remote_party, now, with_date_time=True)
+
+
 @dataclass(frozen=True)
 class PendingPaymentMode:
     """A future-dated Change Payment Mode the GSME holds until ``when`` (ZCL UTC time)."""
@@ -786,7 +813,7 @@ class PendingPaymentMode:
         ]
 
 
-class Gsme(GbzDevice, JoiningDevice):
+class Gsme(GasRegisterReads, JoiningDevice):
     """A GSME: attribute reads, its live consumption register and half-hourly profile, its
     HAN joins (CS03B here, CS07 in ``emulators.han``), the supplier's display message; valve state,
     message and joins kept across power cycles."""
@@ -1048,28 +1075,6 @@ class Gsme(GbzDevice, JoiningDevice):
         return self._respond(command, remote_party, GbzPayload(1, (answer,)))
 
     # -- handlers -------------------------------------------------------------------------------
-
-    @on(USE_CASES_BY_NAME["GCS13a"])
-    def read_consumption_register(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS13a (4.1.1): unit, multiplier, divisor and current summation delivered, from the
-        live register, encrypted."""
-        return self._read_attributes_encrypted(command, remote_party, now)
-
-    @on(GCS13C)
-    def read_tou_registers(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS13c (4.1.2): the TOU register matrix (tiers 1-4), encrypted."""
-        return self._read_attributes_encrypted(command, remote_party, now)
-
-    @on(GCS60A)
-    def read_meter_balance(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
-    ) -> bytes:
-        """GCS60a (4.18): the meter balance and prepayment credit, in clear, with date-time."""
-        return self._read_attributes(command, remote_party, now, with_date_time=True)
 
     @on(USE_CASES_BY_NAME["GCS17"])
     def read_profile_data(
