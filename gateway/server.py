@@ -62,7 +62,7 @@ from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.files import write_atomic
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from dccsim.smi import DeviceType
 from dccsim.wanlink import LinkError, encode_frame, read_frame
 from emulators.alerts import build_device_alert, build_outage_restored_alert
@@ -806,6 +806,7 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: GatewaySettings | None = None) -> None:
     settings = settings or GatewaySettings()
-    asyncio.run(
-        run_service("gateway", settings, settings.gateway_metrics_port, _setup, use_bus=False)
+    run_until_complete(
+        run_service("gateway", settings, settings.gateway_metrics_port, _setup, use_bus=False),
+        settings,
     )

@@ -43,7 +43,7 @@ from dccsim.config import InventorySettings
 from dccsim.duis.catalogue import UserRole
 from dccsim.logging import request_context
 from dccsim.participants import ParticipantRegister
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from dccsim.smi import DeviceStatus
 from services.inventory.ch_orders import CommunicationsHubOrdering, HubOrderingRequests
 from services.inventory.firmware import FirmwareRequests, FirmwareStore
@@ -197,4 +197,6 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: InventorySettings | None = None) -> None:
     settings = settings or InventorySettings()
-    asyncio.run(run_service("inventory", settings, settings.inventory_metrics_port, _setup))
+    run_until_complete(
+        run_service("inventory", settings, settings.inventory_metrics_port, _setup), settings
+    )

@@ -43,7 +43,7 @@ from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import Entry, KeyStore
 from dccsim.pki.revocation import CertificateStatus, status_of
 from dccsim.pki.smki import KeyUsage, is_device_certificate
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 
 STORE: web.AppKey[KeyStore] = web.AppKey("store", KeyStore)
 REGISTER: web.AppKey[RevocationRegister] = web.AppKey("register", RevocationRegister)
@@ -290,12 +290,13 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: SmkiRepositorySettings | None = None) -> None:
     settings = settings or SmkiRepositorySettings()
-    asyncio.run(
+    run_until_complete(
         run_service(
             "smki_repository",
             settings,
             settings.smki_repository_metrics_port,
             _setup,
             use_bus=False,
-        )
+        ),
+        settings,
     )

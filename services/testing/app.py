@@ -40,7 +40,6 @@ published on the bus as ``testing.notice`` events.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -60,7 +59,7 @@ from dccsim.config import TestingSettings
 from dccsim.pki.dccki import server_ssl_context
 from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import KeyStore
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from dccsim.storage import create_engine
 from services.testing import gfi, rules, store
 from services.testing.estate_control import (
@@ -770,4 +769,6 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: TestingSettings | None = None) -> None:
     settings = settings or TestingSettings()
-    asyncio.run(run_service("testing", settings, settings.testing_metrics_port, _setup))
+    run_until_complete(
+        run_service("testing", settings, settings.testing_metrics_port, _setup), settings
+    )

@@ -11,7 +11,6 @@ XML-signing key -> ``duis.response`` for delivery.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -49,7 +48,7 @@ from dccsim.participants import ParticipantRegister
 from dccsim.pki.cos import TRANSITIONAL_COS_EUI
 from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from services.transform.srvs import (
     TRANSFORMATIONS_BY_KEY,
     AcbCounter,
@@ -584,4 +583,6 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: TransformSettings | None = None) -> None:
     settings = settings or TransformSettings()
-    asyncio.run(run_service("transform", settings, settings.transform_metrics_port, _setup))
+    run_until_complete(
+        run_service("transform", settings, settings.transform_metrics_port, _setup), settings
+    )

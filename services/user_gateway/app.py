@@ -11,7 +11,6 @@ Responses to each User's Receive Response Service from a persistent outbox.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import ssl
@@ -56,7 +55,7 @@ from dccsim.pki.dccki import (
 from dccsim.pki.devpki import PkiLayout
 from dccsim.pki.keystore import Entry, KeyStore
 from dccsim.pki.smki import KeyUsage
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from dccsim.storage import Database
 from services.testing.rules import RulesFile
 from services.transform.srvs import TRANSFORMATIONS_BY_KEY
@@ -612,4 +611,6 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: UserGatewaySettings | None = None) -> None:
     settings = settings or UserGatewaySettings()
-    asyncio.run(run_service("user_gateway", settings, settings.user_gateway_metrics_port, _setup))
+    run_until_complete(
+        run_service("user_gateway", settings, settings.user_gateway_metrics_port, _setup), settings
+    )

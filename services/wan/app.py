@@ -21,7 +21,7 @@ from dccsim.bus.topology import GBCS_ALERT, GBCS_RESPONSE, WAN_COMMANDS
 from dccsim.config import WanSettings
 from dccsim.pki.dccki import client_ssl_context
 from dccsim.pki.devpki import PkiLayout
-from dccsim.runtime import ServiceRuntime, run_service
+from dccsim.runtime import ServiceRuntime, run_service, run_until_complete
 from dccsim.wanlink import LinkError, encode_frame, read_frame
 
 log = logging.getLogger(__name__)
@@ -344,4 +344,4 @@ async def _setup(rt: ServiceRuntime) -> None:
 
 def run(settings: WanSettings | None = None) -> None:
     settings = settings or WanSettings()
-    asyncio.run(run_service("wan", settings, settings.wan_metrics_port, _setup))
+    run_until_complete(run_service("wan", settings, settings.wan_metrics_port, _setup), settings)
