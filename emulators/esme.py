@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import random
@@ -31,37 +32,64 @@ from dccsim.gbcs.alerts import (
 from dccsim.gbcs.commands import (
     ACCOUNT_STATUS_ACTIVE,
     ACCOUNT_STATUS_NEW,
+    ACTIVATE_PASSIVE_UNIT_CHARGE,
     ASN1_CANCELLATION_TIME,
     ASN1_LAYOUTS,
     BLOCK_RATES,
     BLOCK_SCRIPT_OFFSET,
     BLOCKS,
+    CHARGE_PERIOD,
+    CHARGE_PROPORTION,
     CREDIT_MODE,
     CREDIT_REFERENCE_TWIN,
+    DEBT_RECOVERY_CAP_PERIOD_SECONDS,
+    DEBT_RECOVERY_RATE_CAP,
+    ECS08A_SPECS,
+    EMERGENCY_CREDIT_LIMIT,
+    EMERGENCY_CREDIT_THRESHOLD,
+    ENTRIES,
     IMMEDIATE_DATE_TIME,
     KEY_USAGE_DIGITAL_SIGNATURE,
     KEY_USAGE_KEY_AGREEMENT,
     KRP_BY_USE_CASE,
     LAYOUTS,
+    LOW_CREDIT_THRESHOLD,
+    MAX_CREDIT_THRESHOLD,
+    MAX_METER_BALANCE,
+    NON_DISABLEMENT_SCHEDULE_PASSIVE,
     OTHER_SEQ_NUMBER_CHANGES,
     PREPAYMENT_CREDITS,
     PREPAYMENT_MODE,
     REPLACEMENT_OUTCOME,
     REPLACEMENTS,
     SEQ_NUMBER_CHANGES,
+    SPECIAL_DAYS_NON_DISABLEMENT_PASSIVE,
     SPECIALIST_FLOOR_SEQ_NUMBERS,
+    THRESHOLD_ACTIVATION_TIME,
+    THRESHOLD_VALUE,
+    TIME_DEBT_CHARGES,
     TOU_RATES,
+    UNIT_CHARGE_PASSIVE,
     UNSPECIFIED_DATE_TIME,
+    UPDATE_TOTAL_AMOUNT_REMAINING,
     DayProfile,
     Tariff,
     TariffDate,
     asn1_time,
     credit_mode_references,
+    debt_recovery_rate,
     parse_asn1_time,
     tariff_items,
     tariff_thresholds,
 )
-from dccsim.gbcs.dlms import AccessRequest, CompactArray, Data, DataType, encode_date_time
+from dccsim.gbcs.dlms import (
+    AccessKind,
+    AccessRequest,
+    CompactArray,
+    Data,
+    DataType,
+    encode_date_time,
+)
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message
 from dccsim.gbcs.usecases import (
@@ -161,6 +189,11 @@ DAILY_READ_LOG = ProtectedLog(
         *(BLOCK_COUNTER_COLUMNS,) * BLOCK_COUNTER_ROWS,
     ),
 )
+PREPAYMENT_DAILY_READ_LOG = ProtectedLog(DAY, timedelta(days=731), (None,) * 6, (None,) * 6)
+# a prepayment daily read log entry: its time, then the six registers (double-long)
+PREPAYMENT_DAILY_READ_TYPE = bytes([DataType.STRUCTURE, 7, DataType.DOUBLE_LONG_UNSIGNED]) + bytes(
+    [DataType.DOUBLE_LONG] * 6
+)
 PROFILE_DATA_LOG = ProtectedLog(HALF_HOUR, timedelta(days=396), (None, None), (None, None, None))
 DAILY_CONSUMPTION_LOG = ProtectedLog(DAY, timedelta(days=731), (None, None), (None, None))
 
@@ -229,6 +262,12 @@ FUTURE_DATED_TARGETS: dict[str, tuple[tuple[int, bytes, int], ...]] = {
         (113, bytes.fromhex("0000131400FF"), 7),  # price matrix
         (9000, bytes.fromhex("00003F0101FF"), 6),  # threshold matrix
     ),
+    # each register's activation date-time, in the command's order (2.1_ECS08a alerts)
+    "ECS08a": tuple(
+        (s.class_id, s.instance_id, s.member_id)
+        for s in ECS08A_SPECS
+        if s.member_id == THRESHOLD_ACTIVATION_TIME
+    ),
 }
 # the DER future-dated outcome alerts' message codes, by the command's use case
 DER_FUTURE_DATED_ALERTS = {
@@ -280,6 +319,149 @@ def _default_account(twin: bool) -> Account:
     return Account(
         CREDIT_MODE,
         tuple((c, g, bits.octets, bits.bits) for c, g, bits in credit_mode_references(twin=twin)),
+    )
+
+
+# -- prepayment: the debt registers (ECS07), the prepayment configuration (ECS08a) and the
+# emergency credit (ECS09) of the ESME, as ECS26a reads them. Amounts are in the meter's
+# currency units (as the DUIS values), signed 32-bit as DLMS double-long holds them.
+MAX_AMOUNT = (1 << 31) - 1
+MAX_DEBT_RECOVERY_PER_PAYMENT = 10_000  # hundredths of a percent: 100 %
+_EMPTY_ARRAY = dlms.array().encode()
+
+
+@dataclass(frozen=True)
+class TimeDebt:
+    """A time debt register: what remains to recover, and its recovery rate (``rate`` times
+    10^``price_scale`` every ``period`` seconds)."""
+
+    remaining: int = 0
+    rate: int = 0
+    price_scale: int = 0
+    period: int = 86400
+
+
+@dataclass(frozen=True)
+class PrepaymentConfiguration:
+    """What ECS08a sets: credit thresholds and limits, the debt recovery rate cap (per week)
+    and the non-disablement calendar (its special days and schedule entries, kept as the
+    encoded DLMS arrays the command wrote: the meter only ever reads them back)."""
+
+    debt_recovery_rate_cap: int = 0
+    emergency_credit_limit: int = 0
+    emergency_credit_threshold: int = 0
+    low_credit_threshold: int = 0
+    max_meter_balance: int = 0
+    max_credit_threshold: int = 0
+    special_days: bytes = _EMPTY_ARRAY
+    schedule: bytes = _EMPTY_ARRAY
+
+    def to_state(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> PrepaymentConfiguration:
+        return cls(
+            debt_recovery_rate_cap=int(state["debt_recovery_rate_cap"]),
+            emergency_credit_limit=int(state["emergency_credit_limit"]),
+            emergency_credit_threshold=int(state["emergency_credit_threshold"]),
+            low_credit_threshold=int(state["low_credit_threshold"]),
+            max_meter_balance=int(state["max_meter_balance"]),
+            max_credit_threshold=int(state["max_credit_threshold"]),
+            special_days=bytes(state["special_days"]),
+            schedule=bytes(state["schedule"]),
+        )
+
+
+@dataclass(frozen=True)
+class Prepayment:
+    """The ESME's prepayment registers: the meter balance (credit), the emergency credit
+    (``emergency_credit`` remaining while ``emergency_credit_active``), the two time debt
+    registers, the payment-based debt register and the share of each payment that recovers
+    it (``debt_recovery_per_payment``, hundredths of a percent), and the configuration."""
+
+    meter_balance: int = 0
+    emergency_credit: int = 0
+    emergency_credit_active: bool = False
+    time_debts: tuple[TimeDebt, TimeDebt] = (TimeDebt(), TimeDebt())
+    payment_debt: int = 0
+    debt_recovery_per_payment: int = 0
+    configuration: PrepaymentConfiguration = PrepaymentConfiguration()
+    accumulated_debt: int = 0  # the debt collected so far
+
+    def daily_read(self) -> tuple[int, int, int, int, int, int]:
+        """What the prepayment daily read log (ECS21b) keeps each midnight, in its order:
+        meter balance, emergency credit balance, accumulated debt, payment-based debt, time
+        debt registers 1 and 2."""
+        first, second = self.time_debts
+        return (
+            self.meter_balance,
+            self.emergency_credit,
+            self.accumulated_debt,
+            self.payment_debt,
+            first.remaining,
+            second.remaining,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        state = dataclasses.asdict(self)
+        state["time_debts"] = [dataclasses.asdict(d) for d in self.time_debts]
+        state["configuration"] = self.configuration.to_state()
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Prepayment:
+        first, second = (TimeDebt(**{k: int(v) for k, v in d.items()}) for d in state["time_debts"])
+        return cls(
+            meter_balance=int(state["meter_balance"]),
+            emergency_credit=int(state["emergency_credit"]),
+            emergency_credit_active=bool(state["emergency_credit_active"]),
+            time_debts=(first, second),
+            payment_debt=int(state["payment_debt"]),
+            debt_recovery_per_payment=int(state["debt_recovery_per_payment"]),
+            accumulated_debt=int(state.get("accumulated_debt", 0)),
+            configuration=PrepaymentConfiguration.from_state(state["configuration"]),
+        )
+
+    @property
+    def debt(self) -> int:
+        """The debt the meter holds: both time debt registers and the payment-based one."""
+        return sum(d.remaining for d in self.time_debts) + self.payment_debt
+
+
+def _debt_recovery_rate(value: Data) -> tuple[int, int]:
+    """(price scale, rate) of a time debt register's unit charge (one charge table entry)."""
+    try:
+        scaler, _commodity, table = value.items
+        entries = table.items
+        if len(entries) != 1:
+            raise GbcsError("a time debt recovery rate has one charge table entry")
+        return scaler.items[1].integer, entries[0].items[1].integer
+    except (IndexError, ValueError) as exc:
+        raise GbcsError(f"bad time debt unit charge: {exc}") from exc
+
+
+def _prepayment_configuration(values: Mapping[tuple[bytes, int], Data]) -> PrepaymentConfiguration:
+    """ECS08a's values (by instance and attribute) as the configuration they set;
+    :class:`ValueError` for a negative limit, threshold or maximum."""
+    amounts = {
+        name: values[(instance, THRESHOLD_VALUE)].integer
+        for name, instance in (
+            ("emergency_credit_limit", EMERGENCY_CREDIT_LIMIT),
+            ("emergency_credit_threshold", EMERGENCY_CREDIT_THRESHOLD),
+            ("low_credit_threshold", LOW_CREDIT_THRESHOLD),
+            ("max_meter_balance", MAX_METER_BALANCE),
+            ("max_credit_threshold", MAX_CREDIT_THRESHOLD),
+        )
+    }
+    negative = [name for name, amount in amounts.items() if amount < 0]
+    if negative:
+        raise ValueError(f"negative {', '.join(negative)}")
+    return PrepaymentConfiguration(
+        debt_recovery_rate_cap=values[(DEBT_RECOVERY_RATE_CAP, THRESHOLD_VALUE)].integer,
+        special_days=values[(SPECIAL_DAYS_NON_DISABLEMENT_PASSIVE, ENTRIES)].encode(),
+        schedule=values[(NON_DISABLEMENT_SCHEDULE_PASSIVE, ENTRIES)].encode(),
+        **amounts,
     )
 
 
@@ -537,6 +719,15 @@ def _check_references(tariff: Tariff) -> None:
         raise ValueError("tariff refers to a season week, day or rate it does not define")
 
 
+def _tariff_fits(tariff: Tariff) -> bool:
+    """Whether the meter can run ``tariff``: it refers only to what it defines."""
+    try:
+        _check_references(tariff)
+    except ValueError:
+        return False
+    return True
+
+
 class SupplyState(IntEnum):
     """The load switch, as the disconnect control object's control_state reports it."""
 
@@ -588,6 +779,17 @@ class Esme(MeterJoins, GbcsDevice):
         self.account = _default_account(self.load_profile.twin_element)  # the account in force
         # the passive account ECS02/ECS03 set for a future date-time, and that date-time
         self.pending_account: tuple[Account, datetime] | None = None
+        # the prepayment registers in force, and since when (device time) each value held, for
+        # the prepayment daily read log: oldest first, pruned to the log's depth
+        self.prepayment_history: list[tuple[datetime, Prepayment]] = []
+        self.prepayment = Prepayment()  # debts, emergency credit, prepayment configuration
+        # a future-dated ECS08a's configuration and its execution date-time
+        self.pending_prepayment_configuration: tuple[PrepaymentConfiguration, datetime] | None = (
+            None
+        )
+        # held future-dated changes ("account", "tariff", "prepayment_configuration") the
+        # estate has scripted to fail when they fall due (a meter unable to execute them)
+        self.failing_future_dated: set[str] = set()
         # firmware images received over the air (SHA-256 -> the version each holds), and a
         # future-dated CS06's (image hash, execution date-time)
         self.received_images: dict[bytes, bytes] = {}
@@ -615,13 +817,44 @@ class Esme(MeterJoins, GbcsDevice):
     def device_time(self, now: datetime) -> datetime:
         return now + self.clock_offset
 
+    @property
+    def prepayment(self) -> Prepayment:
+        """The prepayment registers in force (setting them records the change, with the
+        device time, for the prepayment daily read log)."""
+        return self._prepayment
+
+    @prepayment.setter
+    def prepayment(self, value: Prepayment) -> None:
+        self._prepayment = value
+        at = self.device_time(self.clock())
+        history = self.prepayment_history
+        # a value no midnight saw is never in the log: the next value replaces it, so the
+        # history holds at most one value a day
+        while history and _midnight_at_or_after(history[-1][0]) >= at:
+            history.pop()
+        history.append((at, value))
+        cutoff = at - PREPAYMENT_DAILY_READ_LOG.depth
+        while len(history) > 1 and history[1][0] <= cutoff:
+            history.pop(0)  # the value in force at the cutoff stays
+
+    def prepayment_at(self, device_at: datetime) -> Prepayment:
+        """The prepayment registers as they were when the device clock read ``device_at``."""
+        held = self.prepayment_history[0][1]
+        for at, value in self.prepayment_history:
+            if at > device_at:
+                break
+            held = value
+        return held
+
     def nonvolatile_state(self) -> dict[str, Any]:
         """What the meter keeps across a power cycle, as msgpack-able values: the load switch,
         the clock offset, the accounts (active and pending), the firmware (running version,
         received images, a pending activation), the MPAN, the privacy PIN, the power
         thresholds, the tariffs (in force and pending), the trust anchor cells, a pending
         credentials update, who sent each held future-dated command (for its outcome alert),
-        the top-ups applied and the supplier's message."""
+        the top-ups applied, the supplier's message, the prepayment registers (and their
+        daily history), a pending prepayment configuration and the held changes scripted to
+        fail."""
         pending = None
         if self.pending_account is not None:
             account, at = self.pending_account
@@ -656,6 +889,17 @@ class Esme(MeterJoins, GbcsDevice):
                 "at": self.pending_credentials[1].isoformat(),
             },
             "future_dated": [[kind, *held] for kind, held in sorted(self.future_dated.items())],
+            "prepayment": self.prepayment.to_state(),
+            "prepayment_history": [
+                [at.isoformat(), value.to_state()] for at, value in self.prepayment_history
+            ],
+            "pending_prepayment_configuration": None
+            if self.pending_prepayment_configuration is None
+            else {
+                "configuration": self.pending_prepayment_configuration[0].to_state(),
+                "at": self.pending_prepayment_configuration[1].isoformat(),
+            },
+            "failing_future_dated": sorted(self.failing_future_dated),
             "utrns": list(self.applied_utrns),
             "supplier_message": self.supplier_message,
             **MeterJoins.nonvolatile_state(self),  # the join table
@@ -728,6 +972,25 @@ class Esme(MeterJoins, GbcsDevice):
             }
         if "utrns" in state:
             self.applied_utrns = [bytes(u) for u in state["utrns"]]
+        if "prepayment" in state:
+            self.prepayment = Prepayment.from_state(state["prepayment"])
+        if state.get("prepayment_history"):
+            self.prepayment_history = [
+                (datetime.fromisoformat(at), Prepayment.from_state(value))
+                for at, value in state["prepayment_history"]
+            ]
+        if "pending_prepayment_configuration" in state:
+            held = state["pending_prepayment_configuration"]
+            self.pending_prepayment_configuration = (
+                None
+                if held is None
+                else (
+                    PrepaymentConfiguration.from_state(held["configuration"]),
+                    datetime.fromisoformat(held["at"]),
+                )
+            )
+        if "failing_future_dated" in state:
+            self.failing_future_dated = {str(kind) for kind in state["failing_future_dated"]}
         if "supplier_message" in state:
             message = state["supplier_message"]
             self.supplier_message = None if message is None else bytes(message)
@@ -762,6 +1025,7 @@ class Esme(MeterJoins, GbcsDevice):
                 self.pending_tariff,
                 self.pending_activation,
                 self.pending_credentials,
+                self.pending_prepayment_configuration,
             )
             if held is not None
         ]
@@ -780,9 +1044,20 @@ class Esme(MeterJoins, GbcsDevice):
                 self.pending_activation = None
                 self._firmware_outcome(self.activate_firmware(image_hash), when, now)
         if self.pending_tariff is not None and device_now >= self.pending_tariff[1]:
-            when = self.pending_tariff[1]
-            self.tariff, self.pending_tariff = self.pending_tariff[0], None
-            self._dlms_outcomes("tariff", when, now)
+            tariff, when = self.pending_tariff
+            self.pending_tariff = None
+            executed = self._executable("tariff", lambda: _tariff_fits(tariff))
+            if executed:
+                self.tariff = tariff
+            self._dlms_outcomes("tariff", when, now, executed=executed)
+        held = self.pending_prepayment_configuration
+        if held is not None and device_now >= held[1]:
+            configuration, when = held
+            self.pending_prepayment_configuration = None
+            executed = self._executable("prepayment_configuration", lambda: True)
+            if executed:
+                self.prepayment = dataclasses.replace(self.prepayment, configuration=configuration)
+            self._dlms_outcomes("prepayment_configuration", when, now, executed=executed)
         if self.pending_credentials is not None:
             command, when = self.pending_credentials
             if device_now >= when:
@@ -804,8 +1079,27 @@ class Esme(MeterJoins, GbcsDevice):
         )
         self.raised_alerts.append(RaisedAlert(alert_code, frame, recipient))
 
-    def _dlms_outcomes(self, kind: str, when: datetime, now: datetime) -> None:
-        """The 0x8F66 alerts of the held DLMS command ``kind`` that has just executed."""
+    def script_future_dated_failure(self, kind: str) -> None:
+        """Make the held DLMS change ``kind`` ("account", "tariff" or
+        "prepayment_configuration") fail when it falls due, as a meter unable to execute it
+        (once): it changes nothing and raises 0x8F67."""
+        if kind not in ("account", "tariff", "prepayment_configuration"):
+            raise ValueError(f"no held DLMS change {kind!r}")
+        self.failing_future_dated.add(kind)
+
+    def _executable(self, kind: str, fits: Callable[[], bool]) -> bool:
+        """Whether the held change ``kind`` can execute now: not scripted to fail, and
+        ``fits`` the meter as it is at its execution time."""
+        if kind in self.failing_future_dated:
+            self.failing_future_dated.discard(kind)
+            return False
+        return fits()
+
+    def _dlms_outcomes(
+        self, kind: str, when: datetime, now: datetime, *, executed: bool = True
+    ) -> None:
+        """The outcome alerts of the held DLMS command ``kind`` that has just fallen due: one
+        per part it changes, 0x8F66 when it ``executed``, 0x8F67 when it failed."""
         held = self.future_dated.pop(kind, None)
         if held is None:
             return
@@ -816,9 +1110,9 @@ class Esme(MeterJoins, GbcsDevice):
             target = DlmsFutureDatedTarget(
                 message_code, command_counter, class_id, instance, member
             )
-            payload = future_dated_notification(counter, True, encode_date_time(when), target)
+            payload = future_dated_notification(counter, executed, encode_date_time(when), target)
             self._raise_alert(
-                ALERT_FUTURE_DATED_EXECUTED,
+                ALERT_FUTURE_DATED_EXECUTED if executed else ALERT_FUTURE_DATED_FAILED,
                 recipient,
                 counter,
                 MESSAGE_CODE_FUTURE_DATED_DLMS,
@@ -904,13 +1198,26 @@ class Esme(MeterJoins, GbcsDevice):
 
     def activate_due(self, now: datetime) -> bool:
         """Make a pending account the one in force once the device clock reaches its
-        activation date-time (a future-dated 1.6 executing); True if it did."""
+        activation date-time (a future-dated 1.6 executing); True if it did. A held account
+        that no longer fits the meter (a credit or charge it lacks) or that the estate
+        scripted to fail is dropped instead, with 0x8F67."""
         if self.pending_account is None or self.device_time(now) < self.pending_account[1]:
             return False
-        when = self.pending_account[1]
-        self.account, self.pending_account = self.pending_account[0], None
-        self._dlms_outcomes("account", when, now)
-        return True
+        account, when = self.pending_account
+        self.pending_account = None
+        executed = self._executable("account", lambda: self._account_fits(account))
+        if executed:
+            self.account = account
+        self._dlms_outcomes("account", when, now, executed=executed)
+        return executed
+
+    def _account_fits(self, account: Account) -> bool:
+        """Whether every credit reference of ``account`` names a credit and a charge this
+        meter has."""
+        charges = self._charges()
+        return all(
+            c in PREPAYMENT_CREDITS and g in charges for c, g, *_ in account.credit_references
+        )
 
     def registers(self, now: datetime) -> ImportRegisters:
         """The import registers at ``now`` (never below their start values)."""
@@ -1231,13 +1538,12 @@ class Esme(MeterJoins, GbcsDevice):
         threshold = values[(9000, 4)].integer if (9000, 4) in values else None
         activation = values[(111, 13)].octets
         results = [ACTION_SUCCESS] * len(request.specs)
-        charges = self._charges()
-        if any(c not in PREPAYMENT_CREDITS or g not in charges for c, g, *_ in references):
+        account = Account(PAYMENT_MODES[use_case.name], references, threshold)
+        if not self._account_fits(account):
             failed = [s.member_id for s in request.specs].index(11)
             results[failed] = OBJECT_UNDEFINED
             results[failed + 1 :] = [ACTION_OTHER_REASON] * (len(results) - failed - 1)
         else:
-            account = Account(PAYMENT_MODES[use_case.name], references, threshold)
             if activation == UNSPECIFIED_DATE_TIME:
                 self.pending_account = None  # the cancellation of a future-dated change
                 self.future_dated.pop("account", None)
@@ -1697,6 +2003,286 @@ class Esme(MeterJoins, GbcsDevice):
             results=tuple(results),
             device_ds_private=self.ds_private_key,
         )
+
+    # -- prepayment (2.1, 2.3, 2.5, 4.13) ----------------------------------------------------
+
+    @on(USE_CASES_BY_NAME["ECS07"])
+    def manage_debt(
+        self, *, command: GeneralCiphering, request: AccessRequest | None, **_: Any
+    ) -> bytes:
+        """ECS07 (2.3): set the time debt registers' recovery rates and periods and the
+        payment-based debt's share of each payment, then adjust the three debt registers by
+        the command's amounts. Each part stands alone: a recovery rate that is not one
+        charge, a zero period, a share above 100 % or an adjustment that would take a
+        register below zero (or past its range) fails with other-reason and changes
+        nothing, the other parts still apply."""
+        if request is None or request.specs != LAYOUTS["ECS07"].specs:
+            raise GbcsError("ECS07 command does not carry the debt layout")
+        prepayment = self.prepayment
+        debts = list(prepayment.time_debts)
+        passive: dict[bytes, tuple[int, int]] = {}
+        results = []
+        for spec, value in zip(request.specs, request.data, strict=True):
+            ok = True
+            n = (
+                TIME_DEBT_CHARGES.index(spec.instance_id)
+                if spec.instance_id in TIME_DEBT_CHARGES
+                else None
+            )
+            if spec.member_id == UNIT_CHARGE_PASSIVE and spec.kind == AccessKind.SET:
+                try:
+                    passive[spec.instance_id] = _debt_recovery_rate(value)
+                except GbcsError:
+                    ok = False
+            elif spec.member_id == CHARGE_PERIOD and n is not None:
+                ok = value.integer > 0
+                if ok:
+                    debts[n] = dataclasses.replace(debts[n], period=value.integer)
+            elif spec.member_id == CHARGE_PROPORTION:
+                ok = value.integer <= MAX_DEBT_RECOVERY_PER_PAYMENT
+                if ok:
+                    prepayment = dataclasses.replace(
+                        prepayment, debt_recovery_per_payment=value.integer
+                    )
+            elif spec.member_id == ACTIVATE_PASSIVE_UNIT_CHARGE and n is not None:
+                rate = passive.get(spec.instance_id)
+                ok = rate is not None
+                if rate is not None:
+                    debts[n] = dataclasses.replace(debts[n], price_scale=rate[0], rate=rate[1])
+            elif spec.member_id == UPDATE_TOTAL_AMOUNT_REMAINING:
+                before = prepayment.payment_debt if n is None else debts[n].remaining
+                after = before + value.integer
+                ok = 0 <= after <= MAX_AMOUNT
+                if ok and n is None:
+                    prepayment = dataclasses.replace(prepayment, payment_debt=after)
+                elif ok and n is not None:
+                    debts[n] = dataclasses.replace(debts[n], remaining=after)
+            results.append(ACTION_SUCCESS if ok else ACTION_OTHER_REASON)
+        self.prepayment = dataclasses.replace(prepayment, time_debts=(debts[0], debts[1]))
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS08a"])
+    def update_prepayment_configuration(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS08a (2.1): take the prepayment configuration (credit thresholds and limits, the
+        debt recovery rate cap, the non-disablement calendar) and activate it now, at the
+        execution date-time, or (every field unspecified) cancel a pending one. A negative
+        limit, threshold or maximum changes nothing: its set and the later ones fail with
+        other-reason."""
+        if request is None or request.specs != ECS08A_SPECS:
+            raise GbcsError("ECS08a command does not carry the prepayment configuration layout")
+        pairs = list(zip(request.specs, request.data, strict=True))
+        values = {(s.instance_id, s.member_id): d for s, d in pairs}
+        times = {d.octets for s, d in pairs if s.member_id == THRESHOLD_ACTIVATION_TIME}
+        if len(times) != 1:
+            raise GbcsError("ECS08a activation date-times differ")
+        (activation,) = times
+        results = [ACTION_SUCCESS] * len(request.specs)
+        try:
+            configuration = _prepayment_configuration(values)
+        except ValueError:
+            failed = next(
+                i
+                for i, (s, d) in enumerate(pairs)
+                if s.member_id == THRESHOLD_VALUE and d.integer < 0
+            )
+            results[failed:] = [ACTION_OTHER_REASON] * (len(results) - failed)
+        else:
+            self._hold_or_apply(
+                "prepayment_configuration", configuration, activation, command, "ECS08a", now
+            )
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+            date_time=encode_date_time(self.device_time(now)),
+        )
+
+    def _hold_or_apply(
+        self,
+        kind: str,
+        configuration: PrepaymentConfiguration,
+        activation: bytes,
+        command: GeneralCiphering,
+        use_case: str,
+        now: datetime,
+    ) -> None:
+        header = command.general_signing
+        if activation == UNSPECIFIED_DATE_TIME:
+            self.pending_prepayment_configuration = None
+            self.future_dated.pop(kind, None)
+        elif activation == IMMEDIATE_DATE_TIME:
+            self.prepayment = dataclasses.replace(self.prepayment, configuration=configuration)
+            self.pending_prepayment_configuration = None
+            self.future_dated.pop(kind, None)
+        else:
+            self.pending_prepayment_configuration = (configuration, _parse_date_time(activation))
+            self.future_dated[kind] = (header.originator_title, header.originator_counter, use_case)
+            self.run_due(now)
+
+    def emergency_credit_available(self) -> bool:
+        """Whether the consumer (or ECS09) may take emergency credit now: the meter is in
+        prepayment mode, it has an emergency credit limit and its balance is at or below
+        the emergency credit threshold."""
+        prepayment = self.prepayment
+        configuration = prepayment.configuration
+        return (
+            self.account.payment_mode == PREPAYMENT_MODE
+            and configuration.emergency_credit_limit > 0
+            and prepayment.meter_balance <= configuration.emergency_credit_threshold
+        )
+
+    @on(USE_CASES_BY_NAME["ECS09"])
+    def activate_emergency_credit(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS09 (2.5): invoke the emergency credit: its limit becomes available. Success also
+        when it already was in use; when emergency credit is not available (see
+        :meth:`emergency_credit_available`) other-reason, as GBCS specifies."""
+        if request is None or request.specs != LAYOUTS["ECS09"].specs:
+            raise GbcsError("ECS09 command does not invoke the emergency credit")
+        self.activate_due(now)
+        if not self.prepayment.emergency_credit_active:
+            if not self.emergency_credit_available():
+                raise DeviceFault(ACTION_OTHER_REASON)
+            self.prepayment = dataclasses.replace(
+                self.prepayment,
+                emergency_credit=self.prepayment.configuration.emergency_credit_limit,
+                emergency_credit_active=True,
+            )
+        return self._signed_success(command, request)
+
+    def add_credit(self, amount: int) -> None:
+        """A payment of ``amount`` reaching the meter (a top-up's value; the emulated meter
+        cannot value a UTRN itself): the payment-based debt recovers its share
+        (``debt_recovery_per_payment``, counted as accumulated debt), emergency credit in use
+        is repaid and ends, the rest goes to the meter balance (which may go below zero when
+        the payment is less than the emergency credit used)."""
+        if amount <= 0:
+            raise ValueError("a payment adds a positive amount")
+        prepayment = self.prepayment
+        recovered = min(
+            prepayment.payment_debt,
+            amount * prepayment.debt_recovery_per_payment // MAX_DEBT_RECOVERY_PER_PAYMENT,
+        )
+        credit = amount - recovered
+        if prepayment.emergency_credit_active:
+            used = prepayment.configuration.emergency_credit_limit - prepayment.emergency_credit
+            credit -= max(used, 0)
+            prepayment = dataclasses.replace(
+                prepayment, emergency_credit=0, emergency_credit_active=False
+            )
+        self.prepayment = dataclasses.replace(
+            prepayment,
+            payment_debt=prepayment.payment_debt - recovered,
+            accumulated_debt=min(prepayment.accumulated_debt + recovered, MAX_AMOUNT),
+            meter_balance=max(min(prepayment.meter_balance + credit, MAX_AMOUNT), -MAX_AMOUNT),
+        )
+
+    @on(USE_CASES_BY_NAME["ECS26a"])
+    def read_prepayment_configuration(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """ECS26a (4.13): the prepayment configuration in force (the time debt recovery rates
+        and periods, the payment-based debt share, the thresholds, limits and calendar, the
+        disablement threshold, the credit/charge configuration), MAC'd, no header date-time."""
+        self.run_due(now)
+        prepayment = self.prepayment
+        configuration = prepayment.configuration
+        rates = [debt_recovery_rate(d.price_scale, d.rate) for d in prepayment.time_debts]
+        periods = [dlms.double_long_unsigned(d.period) for d in prepayment.time_debts]
+        references = dlms.array(
+            *(
+                dlms.structure(
+                    dlms.octet_string(credit),
+                    dlms.octet_string(charge),
+                    dlms.bit_string(bits, octets),
+                )
+                for credit, charge, octets, bits in self.account.credit_references
+            )
+        )
+        data = (
+            rates[0],
+            Data.decode(configuration.special_days),
+            periods[0],
+            rates[0],
+            rates[1],
+            periods[1],
+            rates[1],
+            dlms.long_unsigned(prepayment.debt_recovery_per_payment),
+            dlms.double_long(configuration.max_credit_threshold),
+            dlms.array(dlms.double_long(self.account.disablement_threshold or 0)),
+            dlms.double_long(configuration.max_meter_balance),
+            dlms.double_long(configuration.low_credit_threshold),
+            dlms.long_unsigned(configuration.debt_recovery_rate_cap),
+            dlms.double_long(DEBT_RECOVERY_CAP_PERIOD_SECONDS),
+            dlms.double_long(configuration.emergency_credit_limit),
+            dlms.double_long(configuration.emergency_credit_threshold),
+            Data.decode(configuration.schedule),
+            references,
+        )
+        return build_access_response(
+            command=command,
+            data=data,
+            results=tuple(ACTION_SUCCESS for _ in data),
+            date_time=None,
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+    @on(USE_CASES_BY_NAME["ECS21b"])
+    def read_prepayment_daily_read_log(
+        self,
+        *,
+        command: GeneralCiphering,
+        request: AccessRequest | None,
+        remote_party: RemoteParty,
+        now: datetime,
+        **_: Any,
+    ) -> bytes:
+        """ECS21b (4.14): the prepayment daily read log in the range: at each midnight the
+        registers of :meth:`Prepayment.daily_read` as they were then, encrypted."""
+        start, end = _protected_read_range(request)
+        contents = b"".join(
+            int((at - GBCS_EPOCH).total_seconds()).to_bytes(4, "big")
+            + b"".join(
+                v.to_bytes(4, "big", signed=True) for v in self.prepayment_at(at).daily_read()
+            )
+            for at in PREPAYMENT_DAILY_READ_LOG.stamps(start, end, self.device_time(now))
+        )
+        content = dlms.structure(
+            Data(DataType.COMPACT_ARRAY, CompactArray(PREPAYMENT_DAILY_READ_TYPE, contents))
+        )
+        return build_protected_read_response(
+            command=command,
+            content=content,
+            date_time=None,  # as the RTDS response
+            device_ka_private=self.ka_private_key,
+            recipient_ka_public=remote_party.ka_public_key,
+        )
+
+
+def _midnight_at_or_after(at: datetime) -> datetime:
+    """The first midnight (UTC) at or after ``at``."""
+    days = -(-(at - GBCS_EPOCH) // DAY)
+    return GBCS_EPOCH + days * DAY
 
 
 def _parse_date_time(raw: bytes) -> datetime:

@@ -243,6 +243,18 @@ def double_long_unsigned(value: int) -> Data:
     return Data(DataType.DOUBLE_LONG_UNSIGNED, value)
 
 
+def long(value: int) -> Data:
+    return Data(DataType.LONG, value)
+
+
+def double_long(value: int) -> Data:
+    return Data(DataType.DOUBLE_LONG, value)
+
+
+def bit_string(bits: int, octets: bytes) -> Data:
+    return Data(DataType.BIT_STRING, BitString(bits, octets))
+
+
 def enum(value: int) -> Data:
     return Data(DataType.ENUM, value)
 
