@@ -20,15 +20,22 @@ GBCS facts this model follows (PROTOCOL.md, the RTDS vectors in reference/gbcs/r
 
 Responses are GBZ payloads in General Ciphering, MAC'd by the device for the remote party.
 
-- The critical commands (GCS02/GCS03 payment mode, GCS32/GCS39 valve, GCS28 clock) carry the
-  User's signature, which the base class checks; the GSME answers them signed with its DS key,
-  refusals included, and keeps what they change (``nonvolatile_state``). A closed (or armed)
-  valve stops the register: :class:`GasRegisters` subtracts the closed periods.
+- The critical commands (GCS01a tariff, GCS02/GCS03 payment mode, GCS06 emergency credit,
+  GCS32/GCS39 valve, GCS28 clock) carry the User's signature, which the base class checks;
+  the GSME answers them signed with its DS key, refusals included, and keeps what they change
+  (``nonvolatile_state``). A closed (or armed) valve stops the register:
+  :class:`GasRegisters` subtracts the closed periods.
 - The daily read log (GCS16a) is the register at each midnight, derived, never stored; the
   event and security logs (CS10a/CS10b) hold what the device logged.
+- The tariff (GCS01a) is kept as the GBZ commands that published it, in force now or held
+  until its start time (then one 0x8F66 alert per component with a start time, as the RTDS);
+  under a TOU tariff the TOU registers (GCS13c) follow its calendar (:class:`TouCalendar`).
+- A top-up (CS01b) credits a new, well-formed UTRN once at the meter's ``top_up_value``: the
+  GBCS UTRN's value and MAC (under the Supplier's prepayment KA key) are not checked (see
+  :data:`UTRN_FLOOR`). The credit is the prepayment cluster's credit remaining (GCS60a).
 
-Not modelled yet (answered ``unsupported cluster command``): billing data (GCS15d), the tariff
-(GCS01a) and prepayment top-up (CS01b: valuing a UTRN needs the GBCS UTRN scheme).
+Not modelled yet (answered ``unsupported cluster command``): billing data (GCS15d). Prices do
+not yet move the meter balance or the credit (no gas is charged).
 """
 
 from __future__ import annotations
@@ -46,7 +53,17 @@ from dccsim.gbcs.alerts import (
     MESSAGE_CODE_FUTURE_DATED_GBZ,
     build_alert,
 )
-from dccsim.gbcs.commands import asn1_time, parse_asn1_time
+from dccsim.gbcs.commands import (
+    CALENDAR_CANCEL_TIME,
+    PUBLISH_CALENDAR,
+    PUBLISH_DAY_PROFILE,
+    PUBLISH_SEASONS,
+    PUBLISH_SPECIAL_DAYS,
+    PUBLISH_WEEK_PROFILE,
+    TARIFF_CANCEL_TIME,
+    asn1_time,
+    parse_asn1_time,
+)
 from dccsim.gbcs.crypto import content_context, encrypt_content
 from dccsim.gbcs.der import ASN1_SCHEMAS, decode_with, encode_with, integer
 from dccsim.gbcs.dlms import encode_date_time
@@ -60,6 +77,7 @@ from dccsim.gbcs.usecases import (
 )
 from dccsim.gbcs.zigbee import (
     BITMAP16,
+    CALENDAR,
     CONTROL_ENCRYPTED,
     CONTROL_LAST,
     ENUM8,
@@ -70,8 +88,10 @@ from dccsim.gbcs.zigbee import (
     METERING,
     OCTET_STRING,
     PREPAYMENT,
+    PRICE,
     U16,
     U32,
+    WEEKDAYS,
     FutureDatedOutcome,
     GbzAlert,
     GbzComponent,
@@ -142,7 +162,7 @@ PREPAYMENT_CREDIT_REMAINING = 0x0001  # prepayment cluster (GCS60a)
 PAYMENT_CONTROL_CONFIGURATION = 0x0000  # prepayment cluster: the payment mode (GCS21j)
 
 # what a freshly installed RTDS-like GSME reports (values as the RTDS responses carry them);
-# the balances stay as installed: the model has no gas tariff to move them
+# the balances stay as installed but for top-ups: the model charges no gas against a tariff
 DEFAULT_ATTRIBUTES: dict[tuple[int, int], tuple[int, ZclValue]] = {
     (METERING, 0x0206): (OCTET_STRING, bytes.fromhex("0123ABCD")),  # firmware version (GCS38)
     (METERING, 0x0205): (U16, 100),  # read by GCS33 with the valve status
@@ -210,6 +230,81 @@ class GasLoadProfile:
         return day + share
 
 
+ANY = 0xFF  # a ZCL Date field that is not specified
+MINUTES_PER_DAY = 24 * 60
+TOU_TIERS = 4  # the GSME's TOU registers (GCS13c reads tiers 1-4)
+
+
+def _date_fields(zcl_date: int) -> tuple[int, int, int, int]:
+    """A ZCL Date as (year - 1900, month, day of month, day of week)."""
+    raw = zcl_date.to_bytes(4, "little")
+    return raw[0], raw[1], raw[2], raw[3]
+
+
+def _date_matches(zcl_date: int, day: datetime) -> bool:
+    year, month, dom, dow = _date_fields(zcl_date)
+    wanted = (day.year - 1900, day.month, day.day, day.isoweekday())
+    return all(f in (ANY, w) for f, w in zip((year, month, dom, dow), wanted, strict=True))
+
+
+@dataclass(frozen=True)
+class TouCalendar:
+    """The switching table of a GCS01a tariff, as the GSME's TOU registers follow it: each
+    day's (start minute, tier) entries by day id, weeks of 7 day ids (Monday first), seasons
+    (ZCL start date, week id) and special days (ZCL date, day id). Tier 0 (a block tariff's
+    days) counts on tier 1."""
+
+    days: Mapping[int, tuple[tuple[int, int], ...]]
+    weeks: Mapping[int, tuple[int, ...]]
+    seasons: tuple[tuple[int, int], ...]
+    special_days: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_components(cls, components: tuple[GbzComponent, ...]) -> TouCalendar:
+        """The calendar a GCS01a command's Publish Day/Week Profile, Seasons and Special Days
+        carry; :class:`GbcsError` if a day profile or week profile is missing a referent."""
+        days: dict[int, tuple[tuple[int, int], ...]] = {}
+        weeks: dict[int, tuple[int, ...]] = {}
+        seasons: list[tuple[int, int]] = []
+        special: list[tuple[int, int]] = []
+        for c in components:
+            if c.cluster != CALENDAR:
+                continue
+            values, records = c.payload.values, c.payload.records
+            if c.header.command == PUBLISH_DAY_PROFILE:
+                entries = sorted((int(r["start_time"]), int(r["price_tier"])) for r in records)
+                days[int(values["day_id"])] = tuple(entries)
+            elif c.header.command == PUBLISH_WEEK_PROFILE:
+                weeks[int(values["week_id"])] = tuple(
+                    int(values[f"day_id_ref_{d}"]) for d in WEEKDAYS
+                )
+            elif c.header.command == PUBLISH_SEASONS:
+                seasons += [(int(r["season_start_date"]), int(r["week_id_ref"])) for r in records]
+            elif c.header.command == PUBLISH_SPECIAL_DAYS:
+                special += [(int(r["special_day_date"]), int(r["day_id_ref"])) for r in records]
+        referenced = {d for week in weeks.values() for d in week} | {d for _, d in special}
+        if not referenced <= days.keys() or not {w for _, w in seasons} <= weeks.keys():
+            raise GbcsError("a GCS01a week or season names a profile the command lacks")
+        if not all(days.values()):
+            raise GbcsError("a GCS01a day profile has no schedule entry")
+        return cls(days, weeks, tuple(seasons), tuple(special))
+
+    def schedule(self, day: datetime) -> tuple[tuple[int, int], ...]:
+        """The (start minute, tier) entries in force on ``day`` (UTC): its special day's
+        profile, else its season's week's (the latest season started on or before the day,
+        year wildcards repeating; before the first, the year's last), else tier 1 all day."""
+        for date, day_id in self.special_days:
+            if _date_matches(date, day):
+                return self.days[day_id]
+        if self.seasons:
+            ordered = sorted(self.seasons, key=lambda s: _date_fields(s[0])[1:3])
+            started = [s for s in ordered if _date_fields(s[0])[1:3] <= (day.month, day.day)]
+            _, week_id = (started or ordered)[-1]
+            day_id = self.weeks[week_id][day.isoweekday() - 1]
+            return self.days[day_id]
+        return ((0, 1),)
+
+
 @dataclass(frozen=True)
 class GasRegisters:
     """A gas meter's consumption register as a function of the clock: ``profile`` since
@@ -220,6 +315,8 @@ class GasRegisters:
     profile: GasLoadProfile
     epoch: datetime
     closures: tuple[tuple[datetime, datetime | None], ...] = ()
+    # the TOU calendars in force from each instant on (None: single rate, all on tier 1)
+    calendars: tuple[tuple[datetime, TouCalendar | None], ...] = ()
 
     def litres(self, at: datetime) -> int:
         """The current summation delivered at ``at`` (never below its start value)."""
@@ -247,9 +344,43 @@ class GasRegisters:
         closed, _ = self.closures[-1]
         return replace(self, closures=(*self.closures[:-1], (closed, max(closed, at))))
 
+    def with_calendar(self, at: datetime, calendar: TouCalendar | None) -> GasRegisters:
+        """These registers with ``calendar`` allocating the gas to tiers from ``at`` on."""
+        return replace(self, calendars=(*self.calendars, (at, calendar)))
+
     def tiers(self, at: datetime) -> tuple[int, int, int, int]:
-        """The TOU registers: the emulated tariff is single rate, all on tier 1."""
-        return (self.litres(at), 0, 0, 0)
+        """The TOU registers at ``at``: tier 1 holds the start value and the gas drawn while
+        no TOU calendar was in force; under a calendar each day's gas goes to the tier its
+        schedule names for each part of the day."""
+        totals = [self.profile.start_litres, 0, 0, 0]
+        since, calendar = self.epoch, None
+        for start, following in (*self.calendars, (at, None)):
+            until = min(max(start, self.epoch), at)
+            if until > since:
+                self._allocate(totals, since, until, calendar)
+            since, calendar = max(since, until), following
+        t1, t2, t3, t4 = (t % REGISTER_MODULUS for t in totals)
+        return (t1, t2, t3, t4)
+
+    def _allocate(
+        self, totals: list[int], since: datetime, until: datetime, calendar: TouCalendar | None
+    ) -> None:
+        if calendar is None:
+            totals[0] += self.drawn(since, until)
+            return
+        day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day < until:
+            entries = calendar.schedule(day)
+            for n, (minute, tier) in enumerate(entries):
+                # the day's first tier from midnight (our simplification: ZSE carries the
+                # previous day's last one over), each until the next entry
+                minute = 0 if n == 0 else minute
+                end = entries[n + 1][0] if n + 1 < len(entries) else MINUTES_PER_DAY
+                begin = max(since, day + timedelta(minutes=minute))
+                finish = min(until, day + timedelta(minutes=end))
+                if finish > begin:
+                    totals[min(max(tier, 1), TOU_TIERS) - 1] += self.drawn(begin, finish)
+            day += DAY
 
     def metering_values(self, at: datetime) -> dict[int, tuple[int, ZclValue]]:
         """The metering cluster's clock-derived attributes at ``at``."""
@@ -280,6 +411,8 @@ ENCRYPTED_READS = frozenset({USE_CASES_BY_NAME["GCS13a"].message_code, GCS13C.me
 DATED_ANSWERS = ENCRYPTED_READS | {
     USE_CASES_BY_NAME["GCS02"].message_code,
     USE_CASES_BY_NAME["GCS03"].message_code,
+    USE_CASES_BY_NAME["GCS01a"].message_code,
+    USE_CASES_BY_NAME["CS01b"].message_code,
 }
 
 HALF_HOURLY_PROFILE = SampledLog(0, HALF_HOUR, timedelta(days=396), 1800)  # GCS17, 13 months
@@ -813,6 +946,50 @@ class PendingPaymentMode:
         ]
 
 
+@dataclass(frozen=True)
+class PendingTariff:
+    """A future-dated GCS01a the GSME holds until ``when`` (ZCL UTC time): the GBZ payload
+    it published and who sent it (for the outcome alerts)."""
+
+    payload: bytes
+    when: int
+    originator: bytes
+    originator_counter: int
+
+    def to_state(self) -> list[Any]:
+        return [self.payload, self.when, bytes(self.originator), self.originator_counter]
+
+
+# GCS01a: the ZCL commands a tariff is published with (cluster, command id; server to client)
+TARIFF_COMMANDS = frozenset(
+    {(CALENDAR, command) for command in range(PUBLISH_CALENDAR, PUBLISH_SPECIAL_DAYS + 1)}
+    | {(PRICE, command) for command in (0x04, 0x05, 0x06)}
+)
+TARIFF_CANCEL_TIMES = frozenset({TARIFF_CANCEL_TIME, CALENDAR_CANCEL_TIME})
+GCS01A = USE_CASES_BY_NAME["GCS01a"]
+CS01B = USE_CASES_BY_NAME["CS01b"]
+GCS06 = USE_CASES_BY_NAME["GCS06"]
+# ZSE Consumer Top Up Response result types
+TOP_UP_ACCEPTED, TOP_UP_REJECTED_INVALID, TOP_UP_REJECTED_DUPLICATE = 0x00, 0x01, 0x02
+CONSUMER_TOP_UP_RESPONSE = 0x03  # prepayment cluster, server to client
+TOP_UP_NOT_APPLIED = -1  # the value and credit a rejected top-up reports (the RTDS ERROR)
+UTRN_DIGITS = 20
+# The GBCS UTRN carries its value under a MAC keyed with the Supplier's prepayment KA key,
+# which this model does not hold (GBCS 14.3.4-5): it takes a UTRN as well-formed when it is 20
+# digits and at least 2**66 - the 20-digit numbers below are the 66-bit STS token range (our
+# reading; the RTDS SUCCESS UTRNs pass, the ERROR one does not) - and values each new one at
+# the meter's ``top_up_value``.
+UTRN_FLOOR = 1 << 66
+RTDS_TOP_UP_VALUE = 1_250_000  # what the RTDS GSME credits for its UTRN
+EMERGENCY_CREDIT_REMAINING = 0x0002  # prepayment cluster attribute
+ZCL_FAILURE_STATUS = 0x01
+
+
+def well_formed_utrn(utrn: bytes) -> bool:
+    """Whether ``utrn`` reads as a GBCS UTRN (see :data:`UTRN_FLOOR`)."""
+    return len(utrn) == UTRN_DIGITS and utrn.isdigit() and int(utrn) >= UTRN_FLOOR
+
+
 class Gsme(GasRegisterReads, JoiningDevice):
     """A GSME: attribute reads, its live consumption register and half-hourly profile, its
     HAN joins (CS03B here, CS07 in ``emulators.han``), the supplier's display message; valve state,
@@ -850,6 +1027,13 @@ class Gsme(GasRegisterReads, JoiningDevice):
         # configuration and cut-off value it sets and when
         self.pending_payment_mode: PendingPaymentMode | None = None
         self.clock_offset = timedelta(0)  # the GSME's clock less the true time (GCS28 sets it)
+        # the GCS01a tariff in force (its GBZ payload), and each one's start on the true clock
+        self.tariff: bytes | None = None
+        self.tariff_history: list[tuple[datetime, bytes]] = []
+        self.pending_tariff: PendingTariff | None = None  # a future-dated GCS01a held
+        self.applied_utrns: list[bytes] = []  # top-ups accepted by CS01b, oldest first
+        self.top_up_value = RTDS_TOP_UP_VALUE  # what a new UTRN credits
+        self.emergency_credit_active = False  # GCS06 switched it on
 
     def device_time(self, now: datetime) -> datetime:
         return now + self.clock_offset
@@ -878,6 +1062,14 @@ class Gsme(GasRegisterReads, JoiningDevice):
             state["cut_off"] = self.cut_off_value
         if self.pending_payment_mode is not None:
             state["pending_payment_mode"] = self.pending_payment_mode.to_state()
+        if self.tariff_history:
+            state["tariffs"] = [[_microseconds(at), p] for at, p in self.tariff_history]
+        if self.pending_tariff is not None:
+            state["pending_tariff"] = self.pending_tariff.to_state()
+        if self.applied_utrns or self.emergency_credit_active:
+            state["utrns"] = list(self.applied_utrns)
+            state["credit"] = self.credit_remaining
+            state["emergency_credit"] = self.emergency_credit_active
         for log_id, entries in self.logs.items():
             if entries:
                 state[f"log{log_id}"] = [[e.at, e.event_id, e.data] for e in entries]
@@ -909,6 +1101,20 @@ class Gsme(GasRegisterReads, JoiningDevice):
             ]
         pending = state.get("pending_payment_mode")
         self.pending_payment_mode = None if pending is None else PendingPaymentMode(*pending)
+        self.tariff, self.tariff_history = None, []
+        self.registers = replace(self.registers, calendars=())
+        for at, payload in state.get("tariffs", ()):
+            self._apply_tariff(bytes(payload), _from_microseconds(at))
+        held = state.get("pending_tariff")
+        self.pending_tariff = (
+            None
+            if held is None
+            else PendingTariff(bytes(held[0]), int(held[1]), bytes(held[2]), int(held[3]))
+        )
+        self.applied_utrns = [bytes(u) for u in state.get("utrns", ())]
+        if "credit" in state:
+            self._set_credit(int(state["credit"]))
+        self.emergency_credit_active = bool(state.get("emergency_credit", False))
 
     # -- the payment mode -----------------------------------------------------------------------
 
@@ -918,28 +1124,54 @@ class Gsme(GasRegisterReads, JoiningDevice):
         return int(self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)][1])
 
     def next_due(self) -> datetime | None:
-        if self.pending_payment_mode is None:
+        """When the earliest held future-dated change (payment mode, tariff) falls due."""
+        held = [p.when for p in (self.pending_payment_mode, self.pending_tariff) if p is not None]
+        if not held:
             return None
         # held by the GSME's clock: due when that clock reaches it
-        return GBCS_EPOCH + timedelta(seconds=self.pending_payment_mode.when) - self.clock_offset
+        return GBCS_EPOCH + timedelta(seconds=min(held)) - self.clock_offset
 
     def run_due(self, now: datetime) -> None:
-        """Carry out a held payment mode change whose time has come, raising its 0x8F66
-        future-dated outcome alert (signed, for the party that sent it, as the RTDS one)."""
+        """Carry out the held payment mode change and tariff whose time has come, each raising
+        its 0x8F66 future-dated outcome alerts (signed, for the party that sent it, as the
+        RTDS ones): one for the payment mode, one per tariff component with a start time."""
+        device_seconds = _utc_seconds(self.device_time(now))
         pending = self.pending_payment_mode
-        if pending is None or _utc_seconds(self.device_time(now)) < pending.when:
-            return
-        self.pending_payment_mode = None
-        self._set_payment_mode(pending.configuration, pending.cut_off)
-        outcome = FutureDatedOutcome(
-            pending.message_code,
-            pending.originator_counter,
-            PREPAYMENT,
-            FRAME_CLUSTER_SPECIFIC,
-            CHANGE_PAYMENT_MODE,
-        )
-        alert = GbzPayload(1, (), GbzAlert(ALERT_FUTURE_DATED_EXECUTED, pending.when, outcome))
-        recipient = bytes(pending.originator)
+        if pending is not None and device_seconds >= pending.when:
+            self.pending_payment_mode = None
+            self._set_payment_mode(pending.configuration, pending.cut_off)
+            outcome = FutureDatedOutcome(
+                pending.message_code,
+                pending.originator_counter,
+                PREPAYMENT,
+                FRAME_CLUSTER_SPECIFIC,
+                CHANGE_PAYMENT_MODE,
+            )
+            self._future_dated_executed(outcome, pending.when, bytes(pending.originator), now)
+        tariff = self.pending_tariff
+        if tariff is not None and device_seconds >= tariff.when:
+            self.pending_tariff = None
+            # in force from its start time (on the GSME's clock), on the true clock
+            started = GBCS_EPOCH + timedelta(seconds=tariff.when) - self.clock_offset
+            self._apply_tariff(tariff.payload, min(started, now))
+            for component in decode_gbz(tariff.payload).components:
+                if "start_time" not in component.payload.values:
+                    continue  # the profiles and seasons start with the calendar
+                outcome = FutureDatedOutcome(
+                    GCS01A.message_code,
+                    tariff.originator_counter,
+                    component.cluster,
+                    component.header.frame_control,
+                    component.header.command,
+                )
+                self._future_dated_executed(outcome, tariff.when, bytes(tariff.originator), now)
+
+    def _future_dated_executed(
+        self, outcome: FutureDatedOutcome, when: int, recipient: bytes, now: datetime
+    ) -> None:
+        """Raise the GBZ 0x8F66 alert for ``outcome``, executed at ``when`` (ZCL UTC time),
+        signed for ``recipient``, and log it."""
+        alert = GbzPayload(1, (), GbzAlert(ALERT_FUTURE_DATED_EXECUTED, when, outcome))
         frame = build_alert(
             device_title=self.eui,
             recipient_title=recipient,
@@ -952,6 +1184,165 @@ class Gsme(GasRegisterReads, JoiningDevice):
         self.logs[GENERAL_EVENT_LOG].append(
             GbzLogEntry(_utc_seconds(self.device_time(now)), ALERT_FUTURE_DATED_EXECUTED)
         )
+
+    # -- the tariff (GCS01a) --------------------------------------------------------------------
+
+    def _apply_tariff(self, payload: bytes, at: datetime) -> None:
+        """Put the tariff a GCS01a published (its GBZ payload) in force from ``at``: the TOU
+        registers follow its calendar from then on (a block tariff keeps them on tier 1)."""
+        components = decode_gbz(payload).components
+        block = any(c.payload.values.get("tariff_type_charging_scheme", 0) for c in components)
+        calendar = None if block else TouCalendar.from_components(components)
+        self.tariff = payload
+        self.tariff_history.append((at, payload))
+        self.registers = self.registers.with_calendar(at, calendar)
+
+    def _update_tariff(
+        self, command: GeneralCiphering, remote_party: RemoteParty, now: datetime
+    ) -> bytes:
+        """GCS01a: the Publish Calendar, Day/Week Profile, Seasons, Special Days, Tariff
+        Information, Block Thresholds and Price Matrix of one tariff, in force now (start
+        time 0), held until their start time (a later one replaces it), or cancelling the
+        held one (the RTDS CANCELLATION's 0xFFFFFFFE/0xFFFFFFFF); each component answered
+        with a Default Response, signed, with the device's date-time. Start times that
+        differ, or one already past, are refused (``invalid field`` for every component)."""
+        components = self._components(command)
+        if any(
+            (c.cluster, c.header.command) not in TARIFF_COMMANDS
+            or not c.header.server_to_client
+            or c.payload.layout is None
+            for c in components
+        ) or not any(
+            c.cluster == CALENDAR and c.header.command == PUBLISH_CALENDAR for c in components
+        ):
+            raise GbcsError("expected the ZCL commands of a GCS01a tariff")
+        starts = {
+            int(c.payload.values["start_time"])
+            for c in components
+            if "start_time" in c.payload.values
+        }
+        cancel = bool(starts) and starts <= TARIFF_CANCEL_TIMES
+        start = next(iter(starts)) if len(starts) == 1 else None
+        payload = command.general_signing.payload
+        status = ZCL_SUCCESS
+        if cancel:
+            self.pending_tariff = None
+        elif start is None or (start != IMMEDIATE and start <= _utc_seconds(self.device_time(now))):
+            self.refusals += 1
+            status = ZCL_INVALID_FIELD
+        else:
+            TouCalendar.from_components(components)  # a calendar naming what it lacks: refused
+            if start == IMMEDIATE:
+                self._apply_tariff(payload, now)
+            else:
+                header = command.general_signing
+                self.pending_tariff = PendingTariff(
+                    payload, start, header.originator_title, header.originator_counter
+                )
+        answers = tuple(
+            self._default_response(c, i, len(components), status) for i, c in enumerate(components)
+        )
+        return self._respond(command, remote_party, GbzPayload(len(answers), answers), now)
+
+    # -- prepayment (CS01b, GCS06) --------------------------------------------------------------
+
+    @property
+    def credit_remaining(self) -> int:
+        """The prepayment credit (GCS60a reads it), in the meter's currency units."""
+        return int(self.attributes[(PREPAYMENT, PREPAYMENT_CREDIT_REMAINING)][1])
+
+    def _set_credit(self, credit: int) -> None:
+        self.attributes[(PREPAYMENT, PREPAYMENT_CREDIT_REMAINING)] = (INT32, credit)
+
+    def _top_up(self, command: GeneralCiphering, remote_party: RemoteParty, now: datetime) -> bytes:
+        """CS01b: a ZCL Consumer Top Up carrying a UTRN. A new, well-formed one
+        (:func:`well_formed_utrn`) adds :attr:`top_up_value` to the credit; a malformed one is
+        rejected ``invalid``, one already applied ``duplicate``, leaving the credit (value and
+        credit reported as -1, as the RTDS ERROR response). Answered MAC'd with the Consumer
+        Top Up Response and the device's date-time."""
+        (component,) = self._components(command)
+        if component.cluster != PREPAYMENT or component.payload.layout != "consumer-top-up":
+            raise GbcsError("expected a ZCL Consumer Top Up command")
+        values = component.payload.values
+        code = values["top_up_code"]
+        utrn = code if isinstance(code, bytes) else str(code).encode("latin-1")
+        value = credit = TOP_UP_NOT_APPLIED
+        if not well_formed_utrn(utrn):
+            result = TOP_UP_REJECTED_INVALID
+        elif utrn in self.applied_utrns:
+            result = TOP_UP_REJECTED_DUPLICATE
+        else:
+            result, value = TOP_UP_ACCEPTED, self.top_up_value
+            self.applied_utrns.append(utrn)
+            self._set_credit(self.credit_remaining + value)
+            credit = self.credit_remaining
+        if result != TOP_UP_ACCEPTED:
+            self.refusals += 1
+        answer = self._answer(
+            component,
+            0,
+            1,
+            CONSUMER_TOP_UP_RESPONSE,
+            ZclPayload(
+                "consumer-top-up-response",
+                {
+                    "result_type": result,
+                    "top_up_value": value,
+                    "source_of_top_up": values["originating_device"],
+                    "credit_remaining": credit,
+                },
+            ),
+            cluster_specific=True,
+        )
+        return self._respond(command, remote_party, GbzPayload(1, (answer,)), now)
+
+    def _activate_emergency_credit(
+        self, command: GeneralCiphering, remote_party: RemoteParty
+    ) -> bytes:
+        """GCS06: Select Available Emergency Credit. Emergency credit is available to a meter
+        in prepayment mode whose credit has fallen to the emergency credit threshold; once
+        selected it stays active (success again, as GBCS asks). Otherwise the Default
+        Response says FAILURE (0x01). Answered signed, without a date-time (the RTDS)."""
+        (component,) = self._components(command)
+        if (
+            component.cluster != PREPAYMENT
+            or component.payload.layout != "select-available-emergency-credit"
+        ):
+            raise GbcsError("expected a ZCL Select Available Emergency Credit command")
+        available = bool(self.payment_configuration & PREPAYMENT_ENABLED) and (
+            self.credit_remaining
+            <= int(PAYMENT_MODE_RESPONSE_SETTINGS["emergency_credit_threshold"])
+        )
+        if available and not self.emergency_credit_active:
+            self.emergency_credit_active = True
+            limit = int(PAYMENT_MODE_RESPONSE_SETTINGS["emergency_credit_limit"])
+            self.attributes[(PREPAYMENT, EMERGENCY_CREDIT_REMAINING)] = (INT32, limit)
+        status = ZCL_SUCCESS if self.emergency_credit_active else ZCL_FAILURE_STATUS
+        if status != ZCL_SUCCESS:
+            self.refusals += 1
+        answer = self._default_response(component, 0, 1, status)
+        return self._respond(command, remote_party, GbzPayload(1, (answer,)))
+
+    @on(GCS01A)
+    def update_tariff(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """GCS01a (1.1.1, critical): the import tariff, now or future-dated."""
+        return self._update_tariff(command, remote_party, now)
+
+    @on(CS01B)
+    def top_up(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, now: datetime, **_: Any
+    ) -> bytes:
+        """CS01b (2.2): apply a UTRN to the prepayment credit."""
+        return self._top_up(command, remote_party, now)
+
+    @on(GCS06)
+    def activate_emergency_credit(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """GCS06 (2.5, critical): switch on emergency credit where it is available."""
+        return self._activate_emergency_credit(command, remote_party)
 
     def _set_payment_mode(self, configuration: int, cut_off: int) -> None:
         self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)] = (BITMAP16, configuration)

@@ -12,6 +12,7 @@ GPF use cases) lists its ZCL commands, encoded by :mod:`dccsim.gbcs.zigbee`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -885,6 +886,285 @@ LAYOUTS: dict[str, DlmsCommandLayout] = {
 }
 
 
+# -- ESME prepayment: ECS07 (2.3) debt, ECS08a (2.1) configuration, ECS09 (2.5) emergency
+# credit, ECS26a (4.13) their read. Charges 0-0:19.20.1/2.255 are the time debt registers,
+# 0-0:19.20.3.255 the payment-based debt register; 0-0:19.10.1.255 the emergency credit.
+TIME_DEBT_CHARGES = (_CHARGE[1], _CHARGE[2])
+PAYMENT_DEBT_CHARGE = _CHARGE[3]
+UNIT_CHARGE_PASSIVE, CHARGE_PERIOD, CHARGE_PROPORTION = 6, 8, 13  # charge attributes
+ACTIVATE_PASSIVE_UNIT_CHARGE, UPDATE_TOTAL_AMOUNT_REMAINING = 2, 4  # charge methods
+CREDIT_CLASS = 112
+EMERGENCY_CREDIT = PREPAYMENT_CREDITS[1]  # 0-0:19.10.1.255
+INVOKE_CREDIT = 3  # credit method
+PRESET_CREDIT_AMOUNT, CREDIT_AVAILABLE_THRESHOLD = 9, 10  # credit attributes
+LOW_CREDIT_THRESHOLD_ATTRIBUTE, MAX_PROVISION, MAX_PROVISION_PERIOD = 16, 18, 19  # account
+DEBT_RECOVERY_PERIODS = {"HOURLY": 3600, "DAILY": 86400}  # a debt recovery rate's period (s)
+# the object a time debt's unit charge prices: none (an amount per period, not per unit)
+NO_COMMODITY = dlms.structure(dlms.long_unsigned(0), dlms.octet_string(bytes(6)), dlms.integer(0))
+MAX_DOUBLE_LONG = (1 << 31) - 1
+
+
+def debt_recovery_rate(price_scale: int, rate: int) -> Data:
+    """A time debt register's unit charge: ``rate`` (times 10^``price_scale``) per period."""
+    return _unit_charge(
+        0,
+        price_scale,
+        NO_COMMODITY,
+        dlms.array(dlms.structure(dlms.octet_string(b""), _long(rate))),
+    )
+
+
+def _int_parameter(context: CommandContext, name: str, low: int, high: int) -> int:
+    value = context.parameter(name, int)
+    assert isinstance(value, int)
+    if not low <= value <= high:
+        raise GbcsError(f"command parameter {name!r} out of range: {value}")
+    return value
+
+
+def _ecs07_data(context: CommandContext) -> tuple[Data, ...]:
+    """Manage debt: for time debt registers 1 and 2 their recovery rate
+    (``debt_recovery_rate_<n>`` times 10^``debt_recovery_price_scale_<n>`` per
+    ``debt_recovery_period_<n>`` seconds) and an adjustment (``time_debt_register_<n>``), the
+    payment-based debt's share of each payment (``debt_recovery_per_payment``, in hundredths
+    of a percent) and adjustment (``payment_debt_register``); amounts in the meter's
+    currency units."""
+    rates, periods, adjustments = [], [], []
+    for n in (1, 2):
+        price_scale = _int_parameter(context, f"debt_recovery_price_scale_{n}", -128, 127)
+        rate = _int_parameter(context, f"debt_recovery_rate_{n}", -(1 << 15), (1 << 15) - 1)
+        rates.append(debt_recovery_rate(price_scale, rate))
+        period = _int_parameter(context, f"debt_recovery_period_{n}", 1, (1 << 32) - 1)
+        periods.append(dlms.double_long_unsigned(period))
+        amount = _int_parameter(context, f"time_debt_register_{n}", -(1 << 31), MAX_DOUBLE_LONG)
+        adjustments.append(dlms.double_long(amount))
+    proportion = _int_parameter(context, "debt_recovery_per_payment", 0, 10_000)
+    payment = _int_parameter(context, "payment_debt_register", -(1 << 31), MAX_DOUBLE_LONG)
+    return (
+        *rates,
+        dlms.long_unsigned(proportion),
+        *periods,
+        dlms.integer(0),  # activate the passive unit charges: their parameter is unused
+        dlms.integer(0),
+        dlms.double_long(payment),
+        *adjustments,
+    )
+
+
+_ECS07_SPECS = (
+    *(
+        RequestSpec(AccessKind.SET, CHARGE_CLASS, charge, UNIT_CHARGE_PASSIVE)
+        for charge in TIME_DEBT_CHARGES
+    ),
+    RequestSpec(AccessKind.SET, CHARGE_CLASS, PAYMENT_DEBT_CHARGE, CHARGE_PROPORTION),
+    *(RequestSpec(AccessKind.SET, CHARGE_CLASS, c, CHARGE_PERIOD) for c in TIME_DEBT_CHARGES),
+    *(
+        RequestSpec(AccessKind.ACTION, CHARGE_CLASS, charge, ACTIVATE_PASSIVE_UNIT_CHARGE)
+        for charge in TIME_DEBT_CHARGES
+    ),
+    *(
+        RequestSpec(AccessKind.ACTION, CHARGE_CLASS, charge, UPDATE_TOTAL_AMOUNT_REMAINING)
+        for charge in (PAYMENT_DEBT_CHARGE, *TIME_DEBT_CHARGES)
+    ),
+)
+
+# ECS08a's GBCS registers (class 9000: attribute 4 the value, 6 its activation date-time)
+MAX_METER_BALANCE = bytes.fromhex("00005E2C0214")  # 0-0:94.44.2.20
+MAX_CREDIT_THRESHOLD = bytes.fromhex("00005E2C020A")  # 0-0:94.44.2.10
+DEBT_RECOVERY_RATE_CAP = bytes.fromhex("00005E2C800C")  # 0-0:94.44.128.12
+DEBT_RECOVERY_RATE_CAP_PERIOD = bytes.fromhex("00005E2C800D")  # 0-0:94.44.128.13
+LOW_CREDIT_THRESHOLD = bytes.fromhex("00005E2C8009")  # 0-0:94.44.128.9
+EMERGENCY_CREDIT_LIMIT = bytes.fromhex("00005E2C8002")  # 0-0:94.44.128.2
+EMERGENCY_CREDIT_THRESHOLD = bytes.fromhex("00005E2C8003")  # 0-0:94.44.128.3
+NON_DISABLEMENT_SPECIAL_DAYS = bytes.fromhex("00005E2C801F")  # 0-0:94.44.128.31 (activation)
+NON_DISABLEMENT_CALENDAR = bytes.fromhex("00005E2C801C")  # 0-0:94.44.128.28 (activation)
+SPECIAL_DAYS_NON_DISABLEMENT_PASSIVE = bytes.fromhex("00010B0002FF")  # 0-1:11.0.2.255
+SPECIAL_DAYS_NON_DISABLEMENT = bytes.fromhex("00000B0002FF")  # 0-0:11.0.2.255 (in force)
+SCHEDULE_CLASS = 10
+NON_DISABLEMENT_SCHEDULE_PASSIVE = bytes.fromhex("00010C0001FF")  # 0-1:12.0.1.255
+NON_DISABLEMENT_SCHEDULE = bytes.fromhex("00000C0001FF")  # 0-0:12.0.1.255 (in force)
+ENTRIES = 2  # special days table / schedule attribute
+DEBT_RECOVERY_CAP_PERIOD_SECONDS = 604800  # the rate cap applies per week
+# a non-disablement schedule entry runs the disconnect script table's START or STOP script
+NON_DISABLEMENT_SCRIPTS = {"START": 32, "STOP": 33}
+SCHEDULE_ANY_TIME = 0xFFFF  # validity window: the entry runs whenever it was missed
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class NonDisablementEntry:
+    """One non-disablement schedule entry: START or STOP (``script``) at ``switch_time``
+    (h, m, s) on the ``weekdays`` (0 Monday .. 6 Sunday) and the ``special_days`` (indexes
+    1.. of the non-disablement special days) between ``start`` and ``end``."""
+
+    script: str
+    switch_time: tuple[int, int, int]
+    start: TariffDate
+    end: TariffDate
+    weekdays: tuple[int, ...] = ()
+    special_days: tuple[int, ...] = ()
+
+
+def _bits(count: int, set_bits: tuple[int, ...]) -> Data:
+    """A bit-string of ``count`` bits, bit i (most significant first) set for i in
+    ``set_bits``."""
+    value = 0
+    for bit in set_bits:
+        if not 0 <= bit < count:
+            raise GbcsError(f"bit {bit} outside a {count}-bit string")
+        value |= 1 << (8 * ((count + 7) // 8) - 1 - bit)
+    return dlms.bit_string(count, value.to_bytes((count + 7) // 8, "big"))
+
+
+def non_disablement_calendar(
+    special_days: tuple[TariffDate, ...], entries: tuple[NonDisablementEntry, ...]
+) -> tuple[Data, Data]:
+    """The non-disablement special days table entries and schedule entries ECS08a writes
+    (and ECS26a reads)."""
+    days = dlms.array(
+        *(
+            dlms.structure(dlms.long_unsigned(n), dlms.octet_string(d.encode()), dlms.unsigned(n))
+            for n, d in enumerate(special_days, 1)
+        )
+    )
+    schedule = []
+    for n, entry in enumerate(entries, 1):
+        script = NON_DISABLEMENT_SCRIPTS.get(entry.script)
+        if script is None:
+            raise GbcsError(f"non-disablement script {entry.script!r} is neither START nor STOP")
+        schedule.append(
+            dlms.structure(
+                dlms.long_unsigned(n),
+                dlms.boolean(True),
+                dlms.octet_string(DISCONNECT_SCRIPT_TABLE),
+                dlms.long_unsigned(script),
+                dlms.octet_string(bytes([*entry.switch_time, 0])),
+                dlms.long_unsigned(SCHEDULE_ANY_TIME),
+                _bits(len(WEEKDAYS), entry.weekdays),
+                _bits(len(special_days), tuple(d - 1 for d in entry.special_days)),
+                dlms.octet_string(entry.start.encode()),
+                dlms.octet_string(entry.end.encode()),
+            )
+        )
+    return days, dlms.array(*schedule)
+
+
+# ECS08a's registers with an activation date-time, in the order the command sets them
+_ECS08A_REGISTERS = (
+    MAX_METER_BALANCE,
+    MAX_CREDIT_THRESHOLD,
+    DEBT_RECOVERY_RATE_CAP,
+    DEBT_RECOVERY_RATE_CAP_PERIOD,
+    LOW_CREDIT_THRESHOLD,
+    EMERGENCY_CREDIT_LIMIT,
+    EMERGENCY_CREDIT_THRESHOLD,
+)
+
+
+def _register(instance: bytes, attribute: int) -> RequestSpec:
+    return RequestSpec(AccessKind.SET, DISABLEMENT_THRESHOLD_CLASS, instance, attribute)
+
+
+ECS08A_SPECS = (
+    RequestSpec(AccessKind.SET, SPECIAL_DAYS_CLASS, SPECIAL_DAYS_NON_DISABLEMENT_PASSIVE, ENTRIES),
+    _register(MAX_METER_BALANCE, THRESHOLD_VALUE),
+    _register(MAX_CREDIT_THRESHOLD, THRESHOLD_VALUE),
+    RequestSpec(AccessKind.SET, SCHEDULE_CLASS, NON_DISABLEMENT_SCHEDULE_PASSIVE, ENTRIES),
+    _register(DEBT_RECOVERY_RATE_CAP, THRESHOLD_VALUE),
+    _register(DEBT_RECOVERY_RATE_CAP_PERIOD, THRESHOLD_VALUE),
+    _register(LOW_CREDIT_THRESHOLD, THRESHOLD_VALUE),
+    _register(EMERGENCY_CREDIT_LIMIT, THRESHOLD_VALUE),
+    _register(NON_DISABLEMENT_SPECIAL_DAYS, THRESHOLD_ACTIVATION_TIME),
+    _register(EMERGENCY_CREDIT_THRESHOLD, THRESHOLD_VALUE),
+    *(_register(r, THRESHOLD_ACTIVATION_TIME) for r in _ECS08A_REGISTERS),
+    _register(NON_DISABLEMENT_CALENDAR, THRESHOLD_ACTIVATION_TIME),
+)
+
+
+def _ecs08a_data(context: CommandContext) -> tuple[Data, ...]:
+    """Update the prepayment configuration: ``max_meter_balance``, ``max_credit_threshold``,
+    ``debt_recovery_rate_cap`` (per week), ``low_credit_threshold``,
+    ``emergency_credit_limit``, ``emergency_credit_threshold`` (currency units), the
+    non-disablement calendar (``non_disablement_special_days``, TariffDates, and
+    ``non_disablement_schedule``, NonDisablementEntry) and when (``execution_date_time``
+    as ECS02)."""
+    value = functools.partial(_int_parameter, context, low=-(1 << 31), high=MAX_DOUBLE_LONG)
+    special_days = context.parameters.get("non_disablement_special_days", ())
+    entries = context.parameters.get("non_disablement_schedule", ())
+    if not isinstance(special_days, tuple | list) or not all(
+        isinstance(d, TariffDate) for d in special_days
+    ):
+        raise GbcsError("command parameter 'non_disablement_special_days' is not dates")
+    if not isinstance(entries, tuple | list) or not all(
+        isinstance(e, NonDisablementEntry) for e in entries
+    ):
+        raise GbcsError("command parameter 'non_disablement_schedule' is not schedule entries")
+    days, schedule = non_disablement_calendar(tuple(special_days), tuple(entries))
+    activation = dlms.octet_string(_activation_time(context))
+    return (
+        days,
+        dlms.double_long(value("max_meter_balance")),
+        dlms.double_long(value("max_credit_threshold")),
+        schedule,
+        dlms.long_unsigned(_int_parameter(context, "debt_recovery_rate_cap", 0, 0xFFFF)),
+        dlms.double_long(DEBT_RECOVERY_CAP_PERIOD_SECONDS),
+        dlms.double_long(value("low_credit_threshold")),
+        dlms.double_long(value("emergency_credit_limit")),
+        activation,
+        dlms.double_long(value("emergency_credit_threshold")),
+        *(activation for _ in _ECS08A_REGISTERS),
+        activation,
+    )
+
+
+def _get(class_id: int, instance: bytes, attribute: int) -> RequestSpec:
+    return RequestSpec(AccessKind.GET, class_id, instance, attribute)
+
+
+# ECS26a reads the prepayment configuration in force, in the RTDS command's order (it asks
+# each time debt register's unit charge twice: once for the rate, once for its scale)
+ECS26A_SPECS = (
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[0], UNIT_CHARGE_ACTIVE),
+    _get(SPECIAL_DAYS_CLASS, SPECIAL_DAYS_NON_DISABLEMENT, ENTRIES),
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[0], CHARGE_PERIOD),
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[0], UNIT_CHARGE_ACTIVE),
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[1], UNIT_CHARGE_ACTIVE),
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[1], CHARGE_PERIOD),
+    _get(CHARGE_CLASS, TIME_DEBT_CHARGES[1], UNIT_CHARGE_ACTIVE),
+    _get(CHARGE_CLASS, PAYMENT_DEBT_CHARGE, CHARGE_PROPORTION),
+    _get(DISABLEMENT_THRESHOLD_CLASS, MAX_CREDIT_THRESHOLD, VALUE),
+    _get(REGISTER_MONITOR_CLASS, bytes.fromhex("0000100001FF"), THRESHOLDS),
+    _get(DISABLEMENT_THRESHOLD_CLASS, MAX_METER_BALANCE, VALUE),
+    _get(ACCOUNT_CLASS, ACCOUNT_ACTIVE, LOW_CREDIT_THRESHOLD_ATTRIBUTE),
+    _get(ACCOUNT_CLASS, ACCOUNT_ACTIVE, MAX_PROVISION),
+    _get(ACCOUNT_CLASS, ACCOUNT_ACTIVE, MAX_PROVISION_PERIOD),
+    _get(CREDIT_CLASS, EMERGENCY_CREDIT, PRESET_CREDIT_AMOUNT),
+    _get(CREDIT_CLASS, EMERGENCY_CREDIT, CREDIT_AVAILABLE_THRESHOLD),
+    _get(SCHEDULE_CLASS, NON_DISABLEMENT_SCHEDULE, ENTRIES),
+    _get(ACCOUNT_CLASS, ACCOUNT_ACTIVE, CREDIT_REFERENCE_LIST),
+)
+
+LAYOUTS |= {
+    layout.use_case.name: layout
+    for layout in (
+        DlmsCommandLayout(USE_CASES_BY_NAME["ECS07"], _ECS07_SPECS, _ecs07_data),
+        DlmsCommandLayout(USE_CASES_BY_NAME["ECS08a"], ECS08A_SPECS, _ecs08a_data),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS09"],
+            (RequestSpec(AccessKind.ACTION, CREDIT_CLASS, EMERGENCY_CREDIT, INVOKE_CREDIT),),
+            _fixed(dlms.integer(0)),
+        ),
+        DlmsCommandLayout(
+            USE_CASES_BY_NAME["ECS26a"], ECS26A_SPECS, lambda _c: (dlms.null(),) * len(ECS26A_SPECS)
+        ),
+        # the prepayment daily read log 0-0:98.1.8.255, through data protection 0-0:43.2.6.255
+        _protected_range_read(
+            "ECS21b", bytes.fromhex("00002B0206FF"), bytes.fromhex("0000620108FF")
+        ),
+    )
+}
+
+
 @dataclass(frozen=True)
 class Asn1CommandLayout:
     """One use case's DER command: the schema :mod:`dccsim.gbcs.der` holds for its message
@@ -1237,10 +1517,17 @@ class GbzCommandLayout:
     commands do (GCS60a's second component is sequence 1)."""
 
     use_case: UseCase
-    components: tuple[ZclCommandSpec, ...]
+    components: tuple[ZclCommandSpec, ...] = ()
+    # components that depend on the Service Request (GCS01a: one per day and week profile)
+    build: Callable[[CommandContext], tuple[ZclCommandSpec, ...]] | None = None
+
+    def specs(self, context: CommandContext) -> tuple[ZclCommandSpec, ...]:
+        """The components of this use case's command for ``context``."""
+        return self.components if self.build is None else self.build(context)
 
     def encode(self, context: CommandContext) -> bytes:
-        last = len(self.components) - 1
+        specs = self.specs(context)
+        last = len(specs) - 1
         components = tuple(
             zigbee.GbzComponent(
                 zigbee.CONTROL_LAST if index == last else 0,
@@ -1248,7 +1535,7 @@ class GbzCommandLayout:
                 zigbee.ZclHeader(spec.frame_control, index, spec.command),
                 spec.payload(context),
             )
-            for index, spec in enumerate(self.components)
+            for index, spec in enumerate(specs)
         )
         return zigbee.GbzPayload(len(components), components).encode()
 
@@ -1520,6 +1807,312 @@ GBZ_LAYOUTS: dict[str, GbzCommandLayout] = {
         GbzCommandLayout(USE_CASES_BY_NAME["GCS03"], (change_payment_mode(prepayment=True),)),
     )
 }
+
+
+# -- GCS01a, CS01b, GCS06: the GSME's tariff, top-up and emergency credit ------------------------
+
+PUBLISH_CALENDAR, PUBLISH_DAY_PROFILE, PUBLISH_WEEK_PROFILE = 0x00, 0x01, 0x02
+PUBLISH_SEASONS, PUBLISH_SPECIAL_DAYS = 0x03, 0x04  # calendar cluster, server to client
+PUBLISH_TARIFF_INFORMATION, PUBLISH_PRICE_MATRIX, PUBLISH_BLOCK_THRESHOLDS = 0x04, 0x05, 0x06
+FRAME_SERVER_COMMAND = FRAME_CLUSTER_COMMAND | zigbee.FRAME_SERVER_TO_CLIENT
+# What every RTDS GCS01a command carries and a DUIS gas tariff does not say: a delivered
+# calendar (type 0) without a name, tariff id 1, prices per kWh (unit 0) in GBP (ISO 4217 826)
+# with five decimal places (trailing digit 0x50), block thresholds in kWh/1000, no TOU tier for
+# a block tariff's days, no tier-block mode (0xFF)
+DELIVERED_CALENDAR = 0x00
+PRIMARY_TARIFF_ID = 1
+TARIFF_TYPE_TOU, TARIFF_TYPE_BLOCK = 0x00, 0x10  # tariff type/charging scheme
+UNIT_KWH = 0x00
+CURRENCY_GBP = 826
+PRICE_TRAILING_DIGITS = 0x50
+TIER_BLOCK_MODE_UNUSED = 0xFF
+BLOCK_THRESHOLD_MULTIPLIER, BLOCK_THRESHOLD_DIVISOR = 1, 1000
+BLOCK_PRICING_TIER = 0  # a day profile entry's price tier on a block tariff
+PRICE_MATRIX_TOU, PRICE_MATRIX_BLOCK = 0x01, 0x00  # Publish Price Matrix sub-payload control
+THRESHOLDS_FOR_ALL_TIERS = 0x01  # Publish Block Thresholds sub-payload control
+# A cancellation's start time (ExecutionDateTime in year 3000): the RTDS CANCELLATION command
+# carries 0xFFFFFFFF in Publish Tariff Information and 0xFFFFFFFE in every other start time
+TARIFF_CANCEL_TIME = 0xFFFFFFFF
+CALENDAR_CANCEL_TIME = 0xFFFFFFFE
+
+
+def zcl_date(date: TariffDate) -> int:
+    """A ZCL Date (year - 1900, month, day of month, day of week; 0xFF where not specified),
+    as :mod:`dccsim.gbcs.zigbee` reads the 4 bytes: one little-endian integer."""
+    year = UNSPECIFIED if date.year is None else date.year - 1900
+    fields = (year, date.month, date.day, date.weekday)
+    return int.from_bytes(bytes(UNSPECIFIED if v is None else v for v in fields), "little")
+
+
+@dataclass(frozen=True)
+class GasTariff:
+    """A GSME's import tariff as GCS01a publishes it: the switching table (day profiles with
+    their TOU tier, 0 on a block tariff; weeks of 7 day ids, Monday first; seasons), special
+    days, the standing charge, and either TOU prices (``tou_prices[n-1]`` tier n's) or block
+    prices (``block_prices[n-1]`` block n's) above ``thresholds``."""
+
+    days: tuple[tuple[int, int], ...]  # day id, TOU tier
+    weeks: tuple[tuple[int, tuple[int, ...]], ...]  # week id, the 7 day ids
+    seasons: tuple[tuple[TariffDate, int], ...]  # start date, week id
+    special_days: tuple[tuple[TariffDate, int], ...]  # date, day id
+    standing_charge: int
+    tou_prices: tuple[int, ...] = ()
+    block_prices: tuple[int, ...] = ()
+    thresholds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if bool(self.tou_prices) == bool(self.block_prices):
+            raise ValueError("a gas tariff has TOU prices or block prices, not both or neither")
+        if self.block_prices and len(self.block_prices) != len(self.thresholds) + 1:
+            raise ValueError("a block tariff has one price more than its thresholds")
+        if any(len(days) != 7 for _, days in self.weeks):
+            raise ValueError("a week profile names 7 days")
+
+    @property
+    def block(self) -> bool:
+        return bool(self.block_prices)
+
+
+def _gas_tariff(context: CommandContext) -> GasTariff:
+    tariff = context.parameter("gas_tariff", GasTariff)
+    assert isinstance(tariff, GasTariff)
+    return tariff
+
+
+def _tariff_start(context: CommandContext, cancel: int) -> int:
+    start = zcl_execution_time(context)
+    return cancel if start == ZCL_CANCEL_TIME else start
+
+
+def _calendar_ids(context: CommandContext) -> dict[str, zigbee.ZclValue]:
+    # the RTDS commands' Issuer Calendar ID is their Issuer Event ID: the time of issue
+    event = issuer_event_id(context)
+    return {
+        "provider_id": PROVIDER_ID_UNUSED,
+        "issuer_event_id": event,
+        "issuer_calendar_id": event,
+    }
+
+
+def _price_ids(context: CommandContext) -> dict[str, zigbee.ZclValue]:
+    return {
+        "provider_id": PROVIDER_ID_UNUSED,
+        "issuer_event_id": issuer_event_id(context),
+        "start_time": _tariff_start(context, CALENDAR_CANCEL_TIME),
+        "issuer_tariff_id": PRIMARY_TARIFF_ID,
+        "command_index": 0,
+        "total_number_of_commands": 1,
+    }
+
+
+def _server_command(
+    cluster: int, command: int, payload: Callable[[CommandContext], zigbee.ZclPayload]
+) -> ZclCommandSpec:
+    return ZclCommandSpec(cluster, FRAME_SERVER_COMMAND, command, payload)
+
+
+def _publish_calendar(context: CommandContext) -> zigbee.ZclPayload:
+    tariff = _gas_tariff(context)
+    return zigbee.ZclPayload(
+        "publish-calendar",
+        {
+            **_calendar_ids(context),
+            "start_time": _tariff_start(context, CALENDAR_CANCEL_TIME),
+            "calendar_type": DELIVERED_CALENDAR,
+            "calendar_time_reference": 0,
+            "calendar_name": b"",
+            "number_of_seasons": len(tariff.seasons),
+            "number_of_week_profiles": len(tariff.weeks),
+            "number_of_day_profiles": len(tariff.days),
+        },
+    )
+
+
+def _publish_day_profile(index: int) -> Callable[[CommandContext], zigbee.ZclPayload]:
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        day_id, tier = _gas_tariff(context).days[index]
+        return zigbee.ZclPayload(
+            "publish-day-profile",
+            {
+                **_calendar_ids(context),
+                "day_id": day_id,
+                "total_number_of_schedule_entries": 1,  # a gas day has one tier all day
+                "command_index": 0,
+                "total_number_of_commands": 1,
+                "calendar_type": DELIVERED_CALENDAR,
+            },
+            ({"start_time": 0, "price_tier": tier},),
+        )
+
+    return payload
+
+
+def _publish_week_profile(index: int) -> Callable[[CommandContext], zigbee.ZclPayload]:
+    def payload(context: CommandContext) -> zigbee.ZclPayload:
+        week_id, days = _gas_tariff(context).weeks[index]
+        values: dict[str, zigbee.ZclValue] = {**_calendar_ids(context), "week_id": week_id}
+        for weekday, day_id in zip(zigbee.WEEKDAYS, days, strict=True):
+            values[f"day_id_ref_{weekday}"] = day_id
+        return zigbee.ZclPayload("publish-week-profile", values)
+
+    return payload
+
+
+def _publish_seasons(context: CommandContext) -> zigbee.ZclPayload:
+    return zigbee.ZclPayload(
+        "publish-seasons",
+        {**_calendar_ids(context), "command_index": 0, "total_number_of_commands": 1},
+        tuple(
+            {"season_start_date": zcl_date(start), "week_id_ref": week}
+            for start, week in _gas_tariff(context).seasons
+        ),
+    )
+
+
+def _publish_special_days(context: CommandContext) -> zigbee.ZclPayload:
+    special_days = _gas_tariff(context).special_days
+    return zigbee.ZclPayload(
+        "publish-special-days",
+        {
+            **_calendar_ids(context),
+            "start_time": _tariff_start(context, CALENDAR_CANCEL_TIME),
+            "calendar_type": DELIVERED_CALENDAR,
+            "total_number_of_special_days": len(special_days),
+            "command_index": 0,
+            "total_number_of_commands": 1,
+        },
+        tuple({"special_day_date": zcl_date(d), "day_id_ref": day} for d, day in special_days),
+    )
+
+
+def _publish_tariff_information(context: CommandContext) -> zigbee.ZclPayload:
+    tariff = _gas_tariff(context)
+    return zigbee.ZclPayload(
+        "publish-tariff-information",
+        {
+            "provider_id": PROVIDER_ID_UNUSED,
+            "issuer_event_id": issuer_event_id(context),
+            "issuer_tariff_id": PRIMARY_TARIFF_ID,
+            "start_time": _tariff_start(context, TARIFF_CANCEL_TIME),
+            "tariff_type_charging_scheme": TARIFF_TYPE_BLOCK if tariff.block else TARIFF_TYPE_TOU,
+            "tariff_label": b"",
+            "number_of_price_tiers_in_use": len(tariff.tou_prices),
+            "number_of_block_thresholds_in_use": len(tariff.thresholds) if tariff.block else 0,
+            "unit_of_measure": UNIT_KWH,
+            "currency": CURRENCY_GBP,
+            "price_trailing_digit": PRICE_TRAILING_DIGITS,
+            "standing_charge": tariff.standing_charge,
+            "tier_block_mode": TIER_BLOCK_MODE_UNUSED,
+            "block_threshold_multiplier": BLOCK_THRESHOLD_MULTIPLIER,
+            "block_threshold_divisor": BLOCK_THRESHOLD_DIVISOR,
+        },
+    )
+
+
+def _publish_block_thresholds(context: CommandContext) -> zigbee.ZclPayload:
+    thresholds = _gas_tariff(context).thresholds
+    return zigbee.ZclPayload(
+        "publish-block-thresholds",
+        {
+            **_price_ids(context),
+            "sub_payload_control": THRESHOLDS_FOR_ALL_TIERS,
+            "tier_number_of_block_thresholds": len(thresholds),  # tier 0 (high nibble): all
+        },
+        tuple({"block_threshold": t} for t in thresholds),
+    )
+
+
+def _publish_price_matrix(context: CommandContext) -> zigbee.ZclPayload:
+    tariff = _gas_tariff(context)
+    if tariff.block:  # tier 0 (high nibble), block n - 1 (low nibble)
+        control, entries = PRICE_MATRIX_BLOCK, enumerate(tariff.block_prices)
+    else:
+        control, entries = PRICE_MATRIX_TOU, enumerate(tariff.tou_prices, start=1)
+    return zigbee.ZclPayload(
+        "publish-price-matrix",
+        {**_price_ids(context), "sub_payload_control": control},
+        tuple({"tier_block_id": n, "price": price} for n, price in entries),
+    )
+
+
+def gas_tariff_components(context: CommandContext) -> tuple[ZclCommandSpec, ...]:
+    """GCS01a's ZCL commands for the ``gas_tariff`` parameter, in the RTDS commands' order:
+    the calendar, each day and week profile, the seasons, the special days, the tariff
+    information, the block thresholds (a block tariff only) and the price matrix; each start
+    time is the ``execution_date_time`` (see :func:`zcl_execution_time`)."""
+    tariff = _gas_tariff(context)
+    calendar = zigbee.CALENDAR
+    return (
+        _server_command(calendar, PUBLISH_CALENDAR, _publish_calendar),
+        *(
+            _server_command(calendar, PUBLISH_DAY_PROFILE, _publish_day_profile(i))
+            for i in range(len(tariff.days))
+        ),
+        *(
+            _server_command(calendar, PUBLISH_WEEK_PROFILE, _publish_week_profile(i))
+            for i in range(len(tariff.weeks))
+        ),
+        _server_command(calendar, PUBLISH_SEASONS, _publish_seasons),
+        _server_command(calendar, PUBLISH_SPECIAL_DAYS, _publish_special_days),
+        _server_command(zigbee.PRICE, PUBLISH_TARIFF_INFORMATION, _publish_tariff_information),
+        *(
+            (_server_command(zigbee.PRICE, PUBLISH_BLOCK_THRESHOLDS, _publish_block_thresholds),)
+            if tariff.block
+            else ()
+        ),
+        _server_command(zigbee.PRICE, PUBLISH_PRICE_MATRIX, _publish_price_matrix),
+    )
+
+
+CONSUMER_TOP_UP = 0x04  # prepayment cluster, client to server (CS01b)
+SELECT_AVAILABLE_EMERGENCY_CREDIT = 0x00  # prepayment cluster, client to server (GCS06)
+ORIGINATING_DEVICE_ESI = 0x00  # the RTDS CS01b/GCS06: sent from the energy service interface
+
+
+def _consumer_top_up(context: CommandContext) -> zigbee.ZclPayload:
+    """CS01b: the UTRN, its 20 ASCII digits as the ZCL top-up code (as the RTDS command)."""
+    utrn = context.parameter("utrn", str)
+    assert isinstance(utrn, str)
+    return zigbee.ZclPayload(
+        "consumer-top-up",
+        {"originating_device": ORIGINATING_DEVICE_ESI, "top_up_code": utrn.encode("ascii")},
+    )
+
+
+GBZ_LAYOUTS.update(
+    {
+        layout.use_case.name: layout
+        for layout in (
+            GbzCommandLayout(USE_CASES_BY_NAME["GCS01a"], build=gas_tariff_components),
+            GbzCommandLayout(
+                USE_CASES_BY_NAME["CS01b"],
+                (
+                    ZclCommandSpec(
+                        zigbee.PREPAYMENT, FRAME_CLUSTER_COMMAND, CONSUMER_TOP_UP, _consumer_top_up
+                    ),
+                ),
+            ),
+            GbzCommandLayout(
+                USE_CASES_BY_NAME["GCS06"],
+                (
+                    ZclCommandSpec(
+                        zigbee.PREPAYMENT,
+                        FRAME_CLUSTER_COMMAND,
+                        SELECT_AVAILABLE_EMERGENCY_CREDIT,
+                        # issued "now" (0) from the ESI, as the RTDS command
+                        lambda _c: zigbee.ZclPayload(
+                            "select-available-emergency-credit",
+                            {
+                                "command_issue_date_time": IMMEDIATE_ZCL_TIME,
+                                "originating_device": ORIGINATING_DEVICE_ESI,
+                            },
+                        ),
+                    ),
+                ),
+            ),
+        )
+    }
+)
 
 
 def command_payload(use_case: str, context: CommandContext) -> bytes:

@@ -262,6 +262,26 @@ USE_CASES += (
     _uc("CS03B", "Method B Join", 0x000E, _A, ("8.7.2",)),
     _uc("CS03C", "Method C Join", 0x00AF, _A, ("8.7.1", "8.7.2")),
 )
+# ESME prepayment: debt, prepayment configuration, emergency credit and their read
+USE_CASES += (
+    _uc("ECS07", "Manage Debt on the ESME", 0x001E, _D, ("2.3",), critical=True),
+    _uc("ECS08a", "Update Prepayment Configuration on ESME", 0x00DE, _D, ("2.1",), critical=True),
+    _uc("ECS09", "Activate Emergency Credit Remotely on ESME", 0x0020, _D, ("2.5",), critical=True),
+    _uc("ECS26a", "Read ESME Configuration Data Prepayment", 0x003B, _D, ("4.13",)),
+    _uc(
+        "ECS21b",
+        "Read Electricity (Prepayment) Daily Read Log",
+        0x0034,
+        _D,
+        ("4.14",),
+        encrypted_response=True,
+    ),
+)
+# GSME tariff and emergency credit (message codes as the RTDS GCS01a and GCS06 vectors)
+USE_CASES += (
+    _uc("GCS01a", "Set Tariff and Price on GSME", 0x006B, _Z, ("1.1.1",), critical=True),
+    _uc("GCS06", "Activate Emergency Credit Remotely on GSME", 0x0070, _Z, ("2.5",), critical=True),
+)
 
 USE_CASES_BY_CODE: dict[int, UseCase] = {uc.message_code: uc for uc in USE_CASES}
 USE_CASES_BY_NAME: dict[str, UseCase] = {uc.name: uc for uc in USE_CASES}

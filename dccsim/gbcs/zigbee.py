@@ -77,6 +77,7 @@ U8, U16, U24, U32, INT32, ENUM8, BITMAP8, BITMAP16, BITMAP32, UTC = (
     0xE2,
 )
 U48 = 0x25
+DATE = 0xE1  # a ZCL Date: year - 1900, month, day of month, day of week (0xFF: any)
 ZclValue = int | bytes | str
 
 
@@ -161,8 +162,107 @@ PROFILE_WIDE_LAYOUTS: dict[int, ZclLayout] = {
 
 _EVENT = (_f("log_id", ENUM8), _f("event_id", U16), _f("event_time", UTC))
 
+_CALENDAR_IDS = (_f("provider_id", U32), _f("issuer_event_id", U32), _f("issuer_calendar_id", U32))
+_PRICE_IDS = (
+    _f("provider_id", U32),
+    _f("issuer_event_id", U32),
+    _f("start_time", UTC),
+    _f("issuer_tariff_id", U32),
+    _f("command_index", U8),
+    _f("total_number_of_commands", U8),
+)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
 # Cluster-specific commands: (cluster, server-to-client, command id) -> layout (ZSE 1.2 / GBCS)
 ZCL_LAYOUTS: dict[tuple[int, bool, int], ZclLayout] = {
+    # GCS01a's tariff: the calendar cluster's Publish Calendar, Day Profile, Week Profile,
+    # Seasons and Special Days, the price cluster's Publish Tariff Information, Block
+    # Thresholds and Price Matrix (ZSE 1.2, server to client; the RTDS GCS01a commands)
+    (CALENDAR, True, 0x00): ZclLayout(
+        "publish-calendar",
+        (
+            *_CALENDAR_IDS,
+            _f("start_time", UTC),
+            _f("calendar_type", ENUM8),
+            _f("calendar_time_reference", ENUM8),
+            _f("calendar_name", OCTET_STRING),
+            _f("number_of_seasons", U8),
+            _f("number_of_week_profiles", U8),
+            _f("number_of_day_profiles", U8),
+        ),
+    ),
+    (CALENDAR, True, 0x01): ZclLayout(
+        "publish-day-profile",
+        (
+            *_CALENDAR_IDS,
+            _f("day_id", U8),
+            _f("total_number_of_schedule_entries", U8),
+            _f("command_index", U8),
+            _f("total_number_of_commands", U8),
+            _f("calendar_type", ENUM8),
+        ),
+        record=(_f("start_time", U16), _f("price_tier", U8)),
+    ),
+    (CALENDAR, True, 0x02): ZclLayout(
+        "publish-week-profile",
+        (
+            *_CALENDAR_IDS,
+            _f("week_id", U8),
+            *(_f(f"day_id_ref_{day}", U8) for day in WEEKDAYS),
+        ),
+    ),
+    (CALENDAR, True, 0x03): ZclLayout(
+        "publish-seasons",
+        (*_CALENDAR_IDS, _f("command_index", U8), _f("total_number_of_commands", U8)),
+        record=(_f("season_start_date", DATE), _f("week_id_ref", U8)),
+    ),
+    (CALENDAR, True, 0x04): ZclLayout(
+        "publish-special-days",
+        (
+            *_CALENDAR_IDS,
+            _f("start_time", UTC),
+            _f("calendar_type", ENUM8),
+            _f("total_number_of_special_days", U8),
+            _f("command_index", U8),
+            _f("total_number_of_commands", U8),
+        ),
+        record=(_f("special_day_date", DATE), _f("day_id_ref", U8)),
+    ),
+    (PRICE, True, 0x04): ZclLayout(
+        "publish-tariff-information",
+        (
+            _f("provider_id", U32),
+            _f("issuer_event_id", U32),
+            _f("issuer_tariff_id", U32),
+            _f("start_time", UTC),
+            _f("tariff_type_charging_scheme", BITMAP8),
+            _f("tariff_label", OCTET_STRING),
+            _f("number_of_price_tiers_in_use", U8),
+            _f("number_of_block_thresholds_in_use", U8),
+            _f("unit_of_measure", ENUM8),
+            _f("currency", U16),
+            _f("price_trailing_digit", BITMAP8),
+            _f("standing_charge", U32),
+            _f("tier_block_mode", ENUM8),
+            _f("block_threshold_multiplier", U24),
+            _f("block_threshold_divisor", U24),
+        ),
+    ),
+    (PRICE, True, 0x05): ZclLayout(
+        "publish-price-matrix",
+        (*_PRICE_IDS, _f("sub_payload_control", BITMAP8)),
+        record=(_f("tier_block_id", U8), _f("price", U32)),
+    ),
+    # one tier's thresholds, as a gas tariff has (a second tier's byte would land in ``rest``)
+    (PRICE, True, 0x06): ZclLayout(
+        "publish-block-thresholds",
+        (
+            *_PRICE_IDS,
+            _f("sub_payload_control", BITMAP8),
+            _f("tier_number_of_block_thresholds", BITMAP8),
+        ),
+        record=(_f("block_threshold", U48),),
+    ),
     (PREPAYMENT, False, 0x00): ZclLayout(
         "select-available-emergency-credit",
         (_f("command_issue_date_time", UTC), _f("originating_device", ENUM8)),

@@ -29,9 +29,13 @@ from dccsim.duis.requestid import parse_eui
 from dccsim.gbcs import critical
 from dccsim.gbcs.commands import (
     BLOCK_SCRIPT_OFFSET,
+    DEBT_RECOVERY_PERIODS,
     KRP_REPLACEMENTS,
+    WEEKDAYS,
     CommandContext,
     DayProfile,
+    GasTariff,
+    NonDisablementEntry,
     Tariff,
     TariffDate,
     command_payload,
@@ -771,6 +775,228 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
         select=lambda body: GAS_PAYMENT_MODES[_payment_mode_use_case(body)],
     ),
 )
+
+# -- ESME prepayment: 2.1 Update Prepay Configuration (ECS08a), 2.3 Update Debt (ECS07),
+# 2.5 Activate Emergency Credit (ECS09), 4.13 Read Prepayment Configuration (ECS26a)
+
+
+def _debt_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateDebt to an ESME: the adjustments of TimeDebtRegister1/2 and PaymentDebtRegister,
+    DebtRecoveryPerPayment, and each ElecDebtRecovery1/2's rate, price scale and period."""
+    if _optional(body, "GasDebtRecovery1"):
+        raise ServiceRequestBodyError("an ESME takes ElecDebtRecovery, not GasDebtRecovery")
+    parameters: dict[str, object] = {
+        "time_debt_register_1": _int(body, "TimeDebtRegister1"),
+        "time_debt_register_2": _int(body, "TimeDebtRegister2"),
+        "payment_debt_register": _int(body, "PaymentDebtRegister"),
+        "debt_recovery_per_payment": _int(body, "DebtRecoveryPerPayment"),
+    }
+    for n in (1, 2):
+        recovery = f"ElecDebtRecovery{n}"
+        period = _child_text(body, f"{recovery}/DebtRecoveryRatePeriod")
+        if period not in DEBT_RECOVERY_PERIODS:
+            raise ServiceRequestBodyError(f"bad {recovery}/DebtRecoveryRatePeriod {period}")
+        parameters |= {
+            f"debt_recovery_rate_{n}": _int(body, f"{recovery}/DebtRecoveryRate"),
+            f"debt_recovery_price_scale_{n}": _int(body, f"{recovery}/DebtRecoveryRatePriceScale"),
+            f"debt_recovery_period_{n}": DEBT_RECOVERY_PERIODS[period],
+        }
+    return parameters
+
+
+def _schedule_date(text: str, path: str) -> TariffDate:
+    """A non-disablement schedule xs:date; year 65535 is "every year" (not specified)."""
+    try:
+        year, month, day = (int(part) for part in text.rstrip("Z").split("+")[0].split("-"))
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad {path} {text!r}: {exc}") from exc
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        raise ServiceRequestBodyError(f"bad {path} {text!r}")
+    return TariffDate(None if year == 0xFFFF else year, month, day)
+
+
+_PREPAY = "UpdatePrepayConfigElectricity"
+_CALENDAR = f"{_PREPAY}/ElectricityNonDisablementCalendar"
+
+
+def _non_disablement_entry(entry: etree._Element) -> NonDisablementEntry:
+    weekdays = []
+    for day in _children(entry, "DaysOfWeekApplicability/DayOfWeekApplicability"):
+        name = _child_text(day, "DayOfWeekID")
+        if name not in WEEKDAYS:
+            raise ServiceRequestBodyError(f"bad DayOfWeekID {name}")
+        weekdays.append(WEEKDAYS.index(name))
+    special = [
+        _int(day, "SpecialDayID")
+        for day in _children(entry, "SpecialDaysApplicability/SpecialDayApplicability")
+    ]
+    times = "ScheduleDatesAndTime"
+    return NonDisablementEntry(
+        script=_child_text(entry, "NonDisablementScript"),
+        switch_time=_start_time(_child_text(entry, f"{times}/SwitchTime")),
+        start=_schedule_date(_child_text(entry, f"{times}/StartDate"), "StartDate"),
+        end=_schedule_date(_child_text(entry, f"{times}/EndDate"), "EndDate"),
+        weekdays=tuple(sorted(weekdays)),
+        special_days=tuple(sorted(special)),
+    )
+
+
+def _prepay_configuration_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdatePrepayConfiguration to an ESME: the debt recovery rate cap, emergency credit
+    limit and threshold, low credit threshold, max meter balance, max credit threshold, the
+    non-disablement calendar (special days, schedule), and the optional ExecutionDateTime."""
+    if not _optional(body, _PREPAY):
+        raise ServiceRequestBodyError(f"an ESME takes {_PREPAY}")
+    special_days = tuple(
+        _tariff_date(day, "Date")
+        for day in _indexed(
+            _children(body, f"{_CALENDAR}/ElectricitySpecialDays/SpecialDay"), "SpecialDay"
+        )
+    )
+    entries = _children(body, f"{_CALENDAR}/ElectricityNonDisablementSchedule")
+    parameters: dict[str, object] = {
+        name: _int(body, f"{_PREPAY}/{element}")
+        for name, element in (
+            ("debt_recovery_rate_cap", "DebtRecoveryRateCap"),
+            ("emergency_credit_limit", "EmergencyCreditLimit"),
+            ("emergency_credit_threshold", "EmergencyCreditThreshold"),
+            ("low_credit_threshold", "LowCreditThreshold"),
+            ("max_meter_balance", "MaxMeterBalance"),
+            ("max_credit_threshold", "MaxCreditThreshold"),
+        )
+    }
+    return {
+        **parameters,
+        "non_disablement_special_days": special_days,
+        "non_disablement_schedule": tuple(_non_disablement_entry(e) for e in entries),
+        **_execution_date_time(body),
+    }
+
+
+PREPAYMENT_TRANSFORMATIONS: tuple[Transformation, ...] = (
+    Transformation(
+        "2.1", "ESME", "ECS08a", "UpdatePrepayConfiguration", _prepay_configuration_parameters
+    ),
+    Transformation("2.3", "ESME", "ECS07", "UpdateDebt", _debt_parameters),
+    Transformation("2.5", "ESME", "ECS09", "ActivateEmergencyCredit"),
+    Transformation("4.13", "ESME", "ECS26a", "ReadPrepaymentConfiguration"),
+    # the known remote party's read (the URP variant, for another User, is not built yet)
+    Transformation("4.14", "ESME", "ECS21b", "ReadPrepaymentDailyReadLog", _log_period_parameters),
+)
+TRANSFORMATIONS += PREPAYMENT_TRANSFORMATIONS
+
+# -- Gas tariff, top-up and emergency credit: 1.1.1, 2.2 and 2.5 to a GSME -----------------------
+
+_GAS = "GasTariffElements"
+_GAS_PRICES = "PriceElements/GasPriceElements"
+# a gas Date's fields: the DUIS element and its Specified... child
+_GAS_DATE_FIELDS = (
+    ("GasYearWithWildcards", "SpecifiedYear"),
+    ("GasMonthWithWildcards", "SpecifiedMonth"),
+    ("GasDayOfMonthWithWildcards", "SpecifiedDayOfMonth"),
+    ("GasDayOfWeekWithWildcards", "SpecifiedDayOfWeek"),
+)
+
+
+def _gas_date(element: etree._Element | None, path: str) -> TariffDate:
+    """A DUIS gas Date (each of its fields Specified... or NonSpecified...)."""
+    date = element
+    for local in path.split("/"):
+        date = None if date is None else date.find(f"{{{SR_NS}}}{local}")
+    if date is None:
+        raise ServiceRequestBodyError(f"DUIS body has no {path}")
+    values: list[int | None] = []
+    for name, specified in _GAS_DATE_FIELDS:
+        if _optional(date, f"{name}/{specified}"):
+            values.append(_int(date, f"{name}/{specified}"))
+        elif _optional(date, name):
+            values.append(None)  # NonSpecified...: any
+        else:
+            raise ServiceRequestBodyError(f"{path} has no {name}")
+    return TariffDate(*values)
+
+
+def _gas_tariff_parameters(body: etree._Element | None) -> dict[str, object]:
+    """UpdateImportTariffPrimaryElement to a GSME: its GasTariffElements (switching table,
+    special days, threshold matrix) and GasPriceElements as a :class:`GasTariff`, and the
+    optional ExecutionDateTime. A TOU tariff's ThresholdMatrix is a placeholder the schema
+    needs (the RTDS command carries no thresholds); a block tariff's thresholds are the
+    ThresholdMatrix's, as the RTDS command's (it carries all three where the request's
+    NumberOfThresholds says 2). The GSME prices in GBP only."""
+    currency = _child_text(body, f"{_GAS_PRICES}/CurrencyUnits")
+    if currency != "GBP":
+        raise ServiceRequestBodyError(f"CurrencyUnits {currency}: the GSME prices in GBP")
+    table = f"{_GAS}/SwitchingTable"
+    days = []
+    for day in _children(body, f"{table}/DayProfiles/DayProfile"):
+        tier = _int(day, "TOUTariffAction") if _optional(day, "TOUTariffAction") else 0
+        days.append((_int(day, "DayName"), tier))
+    weeks = []
+    for week in _children(body, f"{table}/WeekProfiles/WeekProfile"):
+        refs = _indexed(_children(week, "ReferencedDayName"), "ReferencedDayName")
+        weeks.append((_int(week, "WeekName"), tuple(_number(r) for r in refs)))
+    seasons = tuple(
+        (_gas_date(season, "SeasonStartDate"), _int(season, "ReferencedWeekName"))
+        for season in _children(body, f"{table}/Seasons/Season")
+    )
+    special_days = tuple(
+        (_gas_date(day, "Date"), _int(day, "ReferencedDayName"))
+        for day in _children(body, f"{_GAS}/SpecialDays/SpecialDay")
+    )
+    block = _optional(body, f"{_GAS_PRICES}/BlockTariff")
+    if block == _optional(body, f"{_GAS_PRICES}/TOUTariff"):
+        raise ServiceRequestBodyError("the gas prices are one of BlockTariff and TOUTariff")
+    prices = tuple(
+        _number(p)
+        for p in _indexed(
+            _children(body, f"{_GAS_PRICES}/BlockTariff/BlockPrice")
+            if block
+            else _children(body, f"{_GAS_PRICES}/TOUTariff/TOUPrice"),
+            "BlockPrice" if block else "TOUPrice",
+        )
+    )
+    thresholds = (
+        tuple(
+            _number(t)
+            for t in _indexed(
+                _children(body, f"{_GAS}/ThresholdMatrix/BlockThreshold"), "BlockThreshold"
+            )
+        )
+        if block
+        else ()
+    )
+    if block and any(day_tier for _, day_tier in days):
+        raise ServiceRequestBodyError("a block tariff's day profiles are BlockTariff")
+    if not block and any(not 1 <= day_tier <= len(prices) for _, day_tier in days):
+        raise ServiceRequestBodyError("a TOUTariffAction names a tier without a TOUPrice")
+    try:
+        tariff = GasTariff(
+            days=tuple(days),
+            weeks=tuple(weeks),
+            seasons=seasons,
+            special_days=special_days,
+            standing_charge=_int(body, f"{_GAS_PRICES}/StandingCharge"),
+            tou_prices=() if block else prices,
+            block_prices=prices if block else (),
+            thresholds=thresholds,
+        )
+    except ValueError as exc:
+        raise ServiceRequestBodyError(f"bad gas tariff: {exc}") from exc
+    return {"gas_tariff": tariff, **_execution_date_time(body)}
+
+
+GAS_PREPAYMENT_TRANSFORMATIONS: tuple[Transformation, ...] = (
+    Transformation(
+        "1.1.1",
+        "GSME",
+        "GCS01a",
+        "UpdateImportTariffPrimaryElement",
+        _issued(_gas_tariff_parameters),
+    ),
+    Transformation("2.2", "GSME", "CS01b", "TopUpDevice", _top_up_parameters),
+    Transformation("2.5", "GSME", "GCS06", "ActivateEmergencyCredit"),
+)
+TRANSFORMATIONS += GAS_PREPAYMENT_TRANSFORMATIONS
 
 # Transformations the DCC signs itself (6.23: the Transitional CoS Party, whose DS key
 # `dccsim pki init` issues, dccsim/pki/cos.py): :func:`build_cos_command`, not build_command.

@@ -14,7 +14,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from dccsim.duis.xml import parse_service_request
-from dccsim.gbcs.commands import ASN1_LAYOUTS, GBZ_LAYOUTS, CommandContext, command_payload
+from dccsim.gbcs.commands import (
+    ASN1_LAYOUTS,
+    GBZ_LAYOUTS,
+    CommandContext,
+    GasTariff,
+    TariffDate,
+    command_payload,
+)
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import PayloadKind
@@ -264,13 +271,23 @@ def test_every_gbz_layout_is_a_zigbee_use_case_and_decodes_to_its_layouts() -> N
             "issued_at": RTDS_ISSUED_AT,
             "disablement_threshold": 0,
             "supplier_message": "Reset",
+            "utrn": "73950067887105178605",
+            "gas_tariff": GasTariff(
+                days=((1, 1),),
+                weeks=((1, (1,) * 7),),
+                seasons=((TariffDate(None, 1, 1), 1),),
+                special_days=(),
+                standing_charge=100,
+                tou_prices=(9600,),
+            ),
         },
     )
     for name, layout in GBZ_LAYOUTS.items():
         assert layout.use_case.payload_kind is PayloadKind.ZIGBEE, name
         gbz = decode_gbz(command_payload(name, context))
-        assert gbz.component_count == len(layout.components)
-        assert [c.header.sequence for c in gbz.components] == list(range(len(layout.components)))
+        specs = layout.specs(context)
+        assert gbz.component_count == len(specs)
+        assert [c.header.sequence for c in gbz.components] == list(range(len(specs)))
         assert all(c.payload.layout is not None and not c.payload.rest for c in gbz.components)
 
 

@@ -20,11 +20,12 @@ from dccsim.gbcs.crypto import (
 )
 from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME
-from dccsim.gbcs.zigbee import decode_gbz, decode_zcl_payload
+from dccsim.gbcs.zigbee import INT32, PREPAYMENT, decode_gbz, decode_zcl_payload
 from emulators.device import RemoteParty
 from emulators.gpf import Gpf
 from emulators.gsme import (
     DEFAULT_RESPONSE,
+    PREPAYMENT_CREDIT_REMAINING,
     ZCL_UNSUPPORTED_CLUSTER_COMMAND,
     GasLoadProfile,
     GasRegisters,
@@ -89,7 +90,28 @@ def _body(transformation: Transformation) -> etree._Element:
         f"<sr:CurrentDateTime>{NOW:%Y-%m-%dT%H:%M:%SZ}</sr:CurrentDateTime>"
         "<sr:TolerancePeriod>600</sr:TolerancePeriod>"
     )
+    day = "<sr:{0}WithWildcards><sr:NonSpecified{0}/></sr:{0}WithWildcards>"
+    date = "".join(day.format(f"Gas{f}") for f in ("Year", "Month", "DayOfMonth", "DayOfWeek"))
+    week = "".join(
+        f'<sr:ReferencedDayName index="{n}">1</sr:ReferencedDayName>' for n in range(1, 8)
+    )
+    gas_tariff = (
+        "<sr:GasTariffElements><sr:SwitchingTable><sr:DayProfiles><sr:DayProfile>"
+        "<sr:DayName>1</sr:DayName><sr:TOUTariffAction>1</sr:TOUTariffAction>"
+        "</sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile>"
+        f"<sr:WeekName>1</sr:WeekName>{week}</sr:WeekProfile></sr:WeekProfiles>"
+        f"<sr:Seasons><sr:Season><sr:SeasonStartDate>{date}</sr:SeasonStartDate>"
+        "<sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons>"
+        "</sr:SwitchingTable><sr:SpecialDays/><sr:ThresholdMatrix>"
+        '<sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:ThresholdMatrix>'
+        "</sr:GasTariffElements><sr:PriceElements><sr:GasPriceElements>"
+        "<sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:StandingCharge>100</sr:StandingCharge>"
+        '<sr:TOUTariff><sr:TOUPrice index="1">9600</sr:TOUPrice></sr:TOUTariff>'
+        "</sr:GasPriceElements></sr:PriceElements>"
+    )
     inner = {
+        "1.1.1": gas_tariff,
+        "2.2": "<sr:UTRN>73950067887105178605</sr:UTRN>",
         "4.8.1": period,
         "4.17": period,
         "4.6.1": period,
@@ -141,7 +163,11 @@ def test_gas_row_is_answered_by_the_device_model(transformation: Transformation)
             body=body,
             other_info_extras=extras,
         )
-    response = decode_message(_model(transformation.device_type, keys).handle(command))
+    model = _model(transformation.device_type, keys)
+    if isinstance(model, Gsme) and transformation.use_case == "GCS06":
+        # emergency credit is on offer only once the credit has run low
+        model.attributes[(PREPAYMENT, PREPAYMENT_CREDIT_REMAINING)] = (INT32, 0)
+    response = decode_message(model.handle(command))
     if transformation.critical:
         assert isinstance(response, GeneralSigning)
         assert verify_frame_signature(response, keys.device_ds.public_key())

@@ -12,12 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dccsim.gbcs.cli import FolderKeys
 from dccsim.gbcs.crypto import content_context, decrypt_content, verify_mac
 from dccsim.gbcs.frames import (
+    CRA_COMMAND,
     GeneralCiphering,
     GeneralSigning,
     decode_message,
     parse_hex_or_base64,
 )
-from dccsim.gbcs.usecases import USE_CASES_BY_NAME, UseCase, build_command
+from dccsim.gbcs.usecases import USE_CASES_BY_NAME, PayloadKind, UseCase, build_command
 from dccsim.gbcs.zigbee import METERING, ZclHeader, decode_gbz, decode_zcl_payload
 from emulators.device import (
     ALERT_FAILED_AUTHENTICATION_OTHER,
@@ -43,7 +44,16 @@ from emulators.han import CS07
 GSME_EUI = bytes.fromhex("00DB1234567890A1")
 SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 # CS07 is defined by the HAN model, not the shared table
-ALL_USE_CASES = {"GCS13c": GCS13C, "GCS60a": GCS60A, "CS07": CS07}
+# GCS21b as the RTDS vector carries it (a use case no model here handles)
+GCS21B = UseCase(
+    "GCS21b",
+    "Read GSME Prepayment Configuration",
+    0x00B5,
+    CRA_COMMAND,
+    PayloadKind.ZIGBEE,
+    ("4.13",),
+)
+ALL_USE_CASES = {"GCS13c": GCS13C, "GCS60a": GCS60A, "CS07": CS07, "GCS21b": GCS21B}
 
 
 class Keys:
@@ -336,10 +346,10 @@ def test_profile_data_not_yet_recorded_is_not_found_as_the_rtds(
 def test_a_gbz_use_case_without_a_handler_gets_a_zcl_default_response(
     reference_dir: Path, gsme: Gsme, keys: Keys
 ) -> None:
-    # CS01b (2.2, a GSME top-up): the model cannot value a UTRN, so it has no handler
-    command = _rtds_payload(reference_dir, "2.2_CS01b/CS01b_2.2_SUCCESS_COMMAND_GBCS.HEX")
-    components = decode_gbz(_exchange(gsme, keys, "CS01b", command)).components
-    assert len(components) == 1 and components[-1].control == 1
+    # GCS21b (4.13, the prepayment configuration read): the model has no handler for it
+    command = _rtds_payload(reference_dir, "4.13_GCS21b/GCS21b_4.13_SUCCESS_COMMAND_GBCS.HEX")
+    components = decode_gbz(_exchange(gsme, keys, "GCS21b", command)).components
+    assert len(components) == len(decode_gbz(command).components) and components[-1].control == 1
     assert {(c.header.command, c.payload.values["status"]) for c in components} == {
         (0x0B, ZCL_UNSUPPORTED_CLUSTER_COMMAND)
     }
