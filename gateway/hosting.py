@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import time
 import zlib
 from array import array
 from bisect import bisect_left
@@ -64,6 +65,8 @@ __all__ = ["DeviceModels", "DeviceRecord", "EstateIndex", "HubLocks", "ReplayCac
 
 # Registers are derived from the clock since this instant, so they agree across restarts.
 REGISTER_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# A remote party whose certificates the key store lacks is looked up again after this long.
+PARTY_MISS_S = 5.0
 DEVICE_TYPES: tuple[DeviceType, ...] = tuple(DeviceType)
 _TYPE_CODE = {t: i for i, t in enumerate(DEVICE_TYPES)}
 ALERT_NO_EMULATOR = 0x8F1E  # integrity check failed: the device cannot process the command
@@ -375,8 +378,8 @@ class DeviceModels:
         self._anchors: dict[tuple[bytes, KeyUsage, int], TrustAnchor | None] = {}
         self.memory: DeviceMemory = memory if memory is not None else VolatileDeviceMemory()
         self._acb_ka: ec.EllipticCurvePublicKey | None = None
-        self._party_ka: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
-        self._party_ds_keys: dict[bytes, ec.EllipticCurvePublicKey | None] = {}
+        self._party_ka: dict[bytes, ec.EllipticCurvePublicKey | float] = {}
+        self._party_ds_keys: dict[bytes, ec.EllipticCurvePublicKey | float] = {}
         self.built = 0
         self.evicted = 0
 
@@ -399,23 +402,35 @@ class DeviceModels:
         return self._acb_ka
 
     def _party(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
-        if eui not in self._party_ka:
-            try:
-                self._party_ka[eui] = self._public_ka(eui)
-            except KeyStoreError:
-                self._party_ka[eui] = None
-        return self._party_ka[eui]
+        """The remote party's KA public key from the key store, or None while it has none.
+        Keys are kept once read; a miss only for PARTY_MISS_S, so a User onboarded after the
+        gateway started (its certificates stored later) is trusted once they are there."""
+        return self._party_key(self._party_ka, eui, KeyUsage.KA)
 
     def _party_ds(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
-        if eui not in self._party_ds_keys:
-            key: ec.EllipticCurvePublicKey | None = None
-            try:
-                public = self.keystore.certificate(eui, KeyUsage.DS).public_key()
-                key = public if isinstance(public, ec.EllipticCurvePublicKey) else None
-            except KeyStoreError:
-                key = None
-            self._party_ds_keys[eui] = key
-        return self._party_ds_keys[eui]
+        return self._party_key(self._party_ds_keys, eui, KeyUsage.DS)
+
+    def _party_key(
+        self,
+        cache: dict[bytes, ec.EllipticCurvePublicKey | float],
+        eui: bytes,
+        usage: KeyUsage,
+    ) -> ec.EllipticCurvePublicKey | None:
+        held = cache.get(eui)
+        if isinstance(held, ec.EllipticCurvePublicKey):
+            return held
+        now = time.monotonic()
+        if held is not None and now - held < PARTY_MISS_S:
+            return None
+        try:
+            public = self.keystore.certificate(eui, usage).public_key()
+        except KeyStoreError:
+            public = None
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            cache[eui] = public
+            return public
+        cache[eui] = now  # when it was missed
+        return None
 
     def _private(self, eui: bytes, usage: KeyUsage) -> ec.EllipticCurvePrivateKey:
         key = self.keystore.private_key(eui, usage)

@@ -15,6 +15,7 @@ A-XDR layouts (DLMS Green Book, as GBCS uses them)::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -544,7 +545,16 @@ DlmsApdu = AccessRequest | AccessResponse | DataNotification
 
 
 def decode_apdu(payload: bytes) -> DlmsApdu:
-    """Decode a GBCS DLMS payload (``D9``, ``DA`` or ``0F``) to its last byte."""
+    """Decode a GBCS DLMS payload (``D9``, ``DA`` or ``0F``) to its last byte.
+
+    The last few hundred payloads' decodings are kept (they are immutable): a device decodes
+    its command to act on it, and the response builder decodes it again for its parameters."""
+    if type(payload) is bytes:
+        return _decode_apdu_cached(payload)
+    return _decode_apdu(bytes(payload))
+
+
+def _decode_apdu(payload: bytes) -> DlmsApdu:
     reader = OctetReader(payload)
     tag = reader.byte("DLMS APDU tag")
     apdu: DlmsApdu
@@ -598,3 +608,6 @@ def encode_date_time(when: datetime) -> bytes:
             bytes([CLOCK_STATUS_UNSPECIFIED]),
         )
     )
+
+
+_decode_apdu_cached = functools.lru_cache(maxsize=256)(_decode_apdu)
