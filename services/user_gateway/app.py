@@ -12,6 +12,7 @@ Responses to each User's Receive Response Service from a persistent outbox.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import ssl
 import time
@@ -122,26 +123,32 @@ class ResponseSigner:
         return to_bytes(xmldsig.sign(root, private_key=self.key, certificate=self.certificate))
 
 
-def _peer_certificate(request: web.Request) -> x509.Certificate | None:
+def _peer_certificate_der(request: web.Request) -> bytes | None:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
+    return der or None
+
+
+@functools.lru_cache(maxsize=1024)
+def _tls_identity(der: bytes) -> tuple[str, bytes | None]:
+    # A User System sends many requests with one certificate: parse it once.
+    return participant_identity(x509.load_der_x509_certificate(der))
 
 
 def _identify(request: web.Request) -> Participant:
     register = request.app[PARTICIPANTS]
     settings = request.app[SETTINGS]
-    cert = _peer_certificate(request)
-    if cert is None:
+    der = _peer_certificate_der(request)
+    if der is None:
         if settings.insecure_http:
             user_id = request.headers.get("X-DCCSIM-User", "")
             participant = register.get(user_id)
             if participant is not None:
                 return participant
         raise DuisError("E1", "no DCCKI client certificate presented")
-    user_id, _eui = participant_identity(cert)
+    user_id, _eui = _tls_identity(der)
     participant = register.get(user_id)
     if participant is None:
         raise DuisError("E1", f"TLS identity {user_id!r} is not a registered User")
