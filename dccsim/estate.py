@@ -12,14 +12,14 @@ gateway, which reads no bus, notices the replaced file itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dccsim.duis.requestid import format_eui as format_eui  # re-exported: the estate's EUIs
+from dccsim.filelock import exclusive, write_atomically
 from dccsim.smi import DeviceStatus, DeviceType
 
 REGIONS = ("North", "Central", "South")
@@ -137,17 +137,16 @@ def _to_json(p: Premises) -> dict[str, Any]:
 
 
 def save(home: Path, estate: list[Premises]) -> None:
-    path = estate_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".estate-")
+    """Replace estate.json (atomically, synced). A read-modify-write holds ``locked(home)``."""
     # dumps, not dump: only the one-shot encoder is the C one (a third of the time for 100,000
-    # premises); synced before the rename, so a crash leaves the old file or the whole new one
+    # premises)
     text = json.dumps({"version": 1, "premises": [_to_json(p) for p in estate]})
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomically(estate_path(home), text, prefix=".estate-")
+
+
+def locked(home: Path) -> contextlib.AbstractContextManager[None]:
+    """The estate file's writer lock: ``with estate.locked(home): load, change, save``."""
+    return exclusive(home / ".estate.lock")
 
 
 def load(home: Path) -> list[Premises]:

@@ -13,15 +13,15 @@ form (the register's original one, still read) keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dccsim.duis.catalogue import UserRole
+from dccsim.filelock import exclusive, write_atomically
 
 
 @dataclass(frozen=True)
@@ -98,27 +98,40 @@ def save(home: Path, participants: dict[str, Participant]) -> None:
         }
         for p in participants.values()
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".registry-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True), prefix=".registry-")
+
+
+def locked(home: Path) -> contextlib.AbstractContextManager[None]:
+    """The register's writer lock: ``with participants.locked(home): load, change, save``
+    (upsert, remove and set_response_urls take it themselves)."""
+    return exclusive(registry_path(home).with_name(".registry.lock"))
 
 
 def upsert(home: Path, participant: Participant) -> None:
     """Add or replace one participant (its URLs become exactly ``participant``'s)."""
-    current = load(home)
-    current[participant.user_id] = participant
-    save(home, current)
+    with locked(home):
+        current = load(home)
+        current[participant.user_id] = participant
+        save(home, current)
+
+
+def remove(home: Path, user_id: str) -> None:
+    """Take ``user_id`` out of the register (nothing when it is not there)."""
+    with locked(home):
+        current = load(home)
+        if current.pop(user_id, None) is not None:
+            save(home, current)
 
 
 def set_response_urls(home: Path, user_id: str, urls: Sequence[str]) -> Participant:
     """Register ``urls`` (in delivery order) as the User's Receive Response Service URLs and
     return the updated participant. KeyError when the User is not registered."""
-    current = load(home)
-    held = current[user_id]
-    updated = Participant.with_urls(held.user_id, held.eui, held.roles, urls)
-    current[user_id] = updated
-    save(home, current)
+    with locked(home):
+        current = load(home)
+        held = current[user_id]
+        updated = Participant.with_urls(held.user_id, held.eui, held.roles, urls)
+        current[user_id] = updated
+        save(home, current)
     return updated
 
 

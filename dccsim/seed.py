@@ -101,12 +101,13 @@ def seed_demo(
     ]
     bundle = bundles[0]
     euis = [supplier_eui(i) for i in range(suppliers)]
-    current = estate.load(home)
-    if premises is not None:
-        wanted = estate.demo_estate(premises, supplier_euis=euis, gas=True)
-        if current != wanted:
-            current = wanted
-            estate.save(home, current)
+    with estate.locked(home):
+        current = estate.load(home)
+        if premises is not None:
+            wanted = estate.demo_estate(premises, supplier_euis=euis, gas=True)
+            if current != wanted:
+                current = wanted
+                estate.save(home, current)
     devices = [parse_eui(d.eui) for p in current for d in p.devices]
     issue_devices(home, devices)
     return SeedResult(layout, bundle, len(current), len(devices))

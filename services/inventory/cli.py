@@ -95,7 +95,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
         code = asyncio.run(_seed(args, settings))
         if not args.no_estate_file:
             started = time.perf_counter()
-            estate.save(settings.home, premises)
+            with estate.locked(settings.home):
+                estate.save(settings.home, premises)
             elapsed = time.perf_counter() - started
             print(f"estate file: {estate.estate_path(settings.home)} ({elapsed:.1f} s)")
     except BaseException:

@@ -195,10 +195,11 @@ def _issue_and_allocate(
         participants.set_response_urls(home, record.user_id, record.response_urls)
     added: list[str] = []
     if premises:
-        current = estate.load(home)
-        new = allocate_premises(current, record.eui, record.roles, premises)
-        issue_devices(home, [parse_eui(d.eui) for p in new for d in p.devices])
-        estate.save(home, current + new)
+        with estate.locked(home):  # another onboarding numbers its premises after these
+            current = estate.load(home)
+            new = allocate_premises(current, record.eui, record.roles, premises)
+            issue_devices(home, [parse_eui(d.eui) for p in new for d in p.devices])
+            estate.save(home, current + new)
         added = [p.premises_id for p in new]
     return bundle, added
 
@@ -404,9 +405,7 @@ class Onboarding:
             return record
         await self._adopt(record)
         if wanted is ParticipantStatus.SUSPENDED:
-            current = participants.load(self.home)
-            current.pop(user_id, None)
-            participants.save(self.home, current)
+            participants.remove(self.home, user_id)
         else:
             participants.upsert(self.home, record.registered())
         await self._set_status(record, wanted, reason or wanted.value)
