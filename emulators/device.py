@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dccsim.gbcs.alerts import build_alert
 from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
 from dccsim.gbcs.dlms import AccessRequest, decode_apdu, encode_date_time, null
 from dccsim.gbcs.errors import GbcsError
@@ -77,6 +78,9 @@ class RemoteParty:
     ka_public_key: ec.EllipticCurvePublicKey
     ds_public_key: ec.EllipticCurvePublicKey | None = None
 
+
+# a held future-dated command's originator, counter and use case (for its outcome alert)
+FutureDated = tuple[bytes, int, str]
 
 Handler = Callable[..., bytes]
 _H = TypeVar("_H", bound=Handler)
@@ -138,6 +142,46 @@ class GbcsDevice:
         self.scripted_faults: dict[int, int] = {}
         self.raised_alerts: list[RaisedAlert] = []  # raised, not yet taken by the host
         self.alert_counter = 0  # the originator counter of the last alert raised
+        # who sent each held future-dated command, by what it changes ("activation", ...)
+        self.future_dated: dict[str, FutureDated] = {}
+
+    def device_time(self, now: datetime) -> datetime:
+        """The device's clock when the injected clock reads ``now`` (a model whose clock the
+        DCC can set keeps an offset and overrides this)."""
+        return now
+
+    def _raise_alert(
+        self,
+        alert_code: int,
+        recipient: bytes,
+        counter: int,
+        message_code: int,
+        payload: bytes,
+        *,
+        now: datetime,
+    ) -> None:
+        """Raise an alert of the device's own at ``now`` (e.g. a future-dated outcome):
+        General Signing signed with the device's DS key, to ``recipient``, as the RTDS outcome
+        alerts are. A model that logs what it raises extends this."""
+        frame = build_alert(
+            device_title=self.eui,
+            recipient_title=recipient,
+            counter=counter,
+            message_code=message_code,
+            payload=payload,
+            device_ds_private=self.ds_private_key,
+        )
+        self.raised_alerts.append(RaisedAlert(alert_code, frame, recipient))
+
+    def future_dated_state(self) -> list[list[Any]]:
+        """``future_dated`` as msgpack-able rows [what, originator, counter, use case]."""
+        return [[kind, *held] for kind, held in sorted(self.future_dated.items())]
+
+    def restore_future_dated_state(self, rows: list[list[Any]]) -> None:
+        self.future_dated = {
+            str(kind): (bytes(originator), int(counter), str(use_case))
+            for kind, originator, counter, use_case in rows
+        }
 
     def next_alert_counter(self, now: datetime) -> int:
         """A new alert's originator counter: strictly above the last one and never below the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,29 +11,20 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim.gbcs import der, dlms
+from dccsim.gbcs import dlms
 from dccsim.gbcs.alerts import (
     ALERT_FUTURE_DATED_EXECUTED,
     ALERT_FUTURE_DATED_FAILED,
-    MESSAGE_CODE_FUTURE_DATED_CS02B,
-    MESSAGE_CODE_FUTURE_DATED_CS02G,
-    MESSAGE_CODE_FUTURE_DATED_CS06,
     MESSAGE_CODE_FUTURE_DATED_DLMS,
     DlmsFutureDatedTarget,
-    build_alert,
     future_dated_notification,
 )
 from dccsim.gbcs.commands import (
     ACCOUNT_STATUS_ACTIVE,
     ACCOUNT_STATUS_NEW,
     ACTIVATE_PASSIVE_UNIT_CHARGE,
-    ASN1_CANCELLATION_TIME,
-    ASN1_LAYOUTS,
     BLOCK_RATES,
     BLOCK_SCRIPT_OFFSET,
     BLOCKS,
@@ -49,22 +39,14 @@ from dccsim.gbcs.commands import (
     EMERGENCY_CREDIT_THRESHOLD,
     ENTRIES,
     IMMEDIATE_DATE_TIME,
-    KEY_USAGE_DIGITAL_SIGNATURE,
-    KEY_USAGE_KEY_AGREEMENT,
-    KRP_BY_USE_CASE,
     LAYOUTS,
     LOW_CREDIT_THRESHOLD,
     MAX_CREDIT_THRESHOLD,
     MAX_METER_BALANCE,
     NON_DISABLEMENT_SCHEDULE_PASSIVE,
-    OTHER_SEQ_NUMBER_CHANGES,
     PREPAYMENT_CREDITS,
     PREPAYMENT_MODE,
-    REPLACEMENT_OUTCOME,
-    REPLACEMENTS,
-    SEQ_NUMBER_CHANGES,
     SPECIAL_DAYS_NON_DISABLEMENT_PASSIVE,
-    SPECIALIST_FLOOR_SEQ_NUMBERS,
     THRESHOLD_ACTIVATION_TIME,
     THRESHOLD_VALUE,
     TIME_DEBT_CHARGES,
@@ -75,10 +57,8 @@ from dccsim.gbcs.commands import (
     DayProfile,
     Tariff,
     TariffDate,
-    asn1_time,
     credit_mode_references,
     debt_recovery_rate,
-    parse_asn1_time,
     tariff_items,
     tariff_thresholds,
 )
@@ -91,30 +71,47 @@ from dccsim.gbcs.dlms import (
     encode_date_time,
 )
 from dccsim.gbcs.errors import GbcsError
-from dccsim.gbcs.frames import GeneralCiphering, decode_message
+from dccsim.gbcs.frames import GeneralCiphering
 from dccsim.gbcs.usecases import (
     ACTION_OTHER_REASON,
     ACTION_SUCCESS,
     ECS17B,
-    USE_CASES_BY_CODE,
     USE_CASES_BY_NAME,
     ImportRegisters,
     build_access_response,
     build_ecs17b_response,
     build_protected_read_response,
     build_signed_access_response,
-    build_signed_response,
+)
+
+# the outcome codes below (``X as X``) are re-exported: callers of the ESME name them from here
+from emulators.credentials import (
+    STATUS_BAD_CERTIFICATE as STATUS_BAD_CERTIFICATE,
+)
+from emulators.credentials import (
+    STATUS_NO_TRUST_ANCHOR as STATUS_NO_TRUST_ANCHOR,
+)
+from emulators.credentials import (
+    STATUS_SUCCESS as STATUS_SUCCESS,
+)
+from emulators.credentials import (
+    LoadControllerCredentials,
+    TrustAnchor,
 )
 from emulators.device import (
-    ALERT_SOURCE_NOT_AUTHORISED,
     DeviceFault,
-    DeviceRefusal,
     GbcsDevice,
-    RaisedAlert,
     RemoteParty,
     on,
 )
-from emulators.han import MeterJoins
+from emulators.firmware import (
+    ACTIVATION_FAILURE as ACTIVATION_FAILURE,
+)
+from emulators.firmware import (
+    ACTIVATION_SUCCESS as ACTIVATION_SUCCESS,
+)
+from emulators.firmware import FirmwareImages
+from emulators.han import MeterJoins, MethodAMeterJoins
 
 EVENT_LOG = bytes.fromhex("0000636200FF")  # 0-0:99.98.0.255
 SECURITY_LOG = bytes.fromhex("0000636201FF")  # 0-0:99.98.1.255
@@ -243,10 +240,6 @@ class LoadProfile:
         )
 
 
-# CS06 results: the image was activated, or not (no image with that hash was received)
-ACTIVATION_SUCCESS, ACTIVATION_FAILURE = 0, 1
-FUTURE_DATED_ACKNOWLEDGEMENT = b"\x05\x00"  # the DER NULL a future-dated CS06 is answered with
-
 # What the future-dated outcome alerts (0x8F66/0x8F67) of a held DLMS command name: the COSEM
 # (class, instance, member) of each part it changed, one alert each, in the order the RTDS
 # ESME raises them (reference/gbcs/rtds 1.1.1_ECS01a, 1.6_ECS02, 1.6_ECS03 alert vectors).
@@ -269,15 +262,6 @@ FUTURE_DATED_TARGETS: dict[str, tuple[tuple[int, bytes, int], ...]] = {
         if s.member_id == THRESHOLD_ACTIVATION_TIME
     ),
 }
-# the DER future-dated outcome alerts' message codes, by the command's use case
-DER_FUTURE_DATED_ALERTS = {
-    "CS06": MESSAGE_CODE_FUTURE_DATED_CS06,
-    "CS02bSupplierBySupplier": MESSAGE_CODE_FUTURE_DATED_CS02B,
-    "CS02bNOByNO": MESSAGE_CODE_FUTURE_DATED_CS02B,
-    "CS02bSupplierByTransCoS": MESSAGE_CODE_FUTURE_DATED_CS02B,
-    "CS02gLoadControllerBySupplier": MESSAGE_CODE_FUTURE_DATED_CS02G,
-}
-
 # DLMS data-access-result for a set naming an object this meter does not have
 OBJECT_UNDEFINED = 4
 # the charges (0-0:19.20.x.255) an ESME has: standing charge, the element charges, debts;
@@ -357,7 +341,13 @@ class PrepaymentConfiguration:
     schedule: bytes = _EMPTY_ARRAY
 
     def to_state(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._state
+
+    @functools.cached_property
+    def _state(self) -> dict[str, Any]:
+        # Built once (the record is frozen; callers only read it): a host asks for a meter's
+        # non-volatile state after every command, and dataclasses.asdict deep-copies.
+        return {name: getattr(self, name) for name in _PREPAYMENT_CONFIGURATION_FIELDS}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> PrepaymentConfiguration:
@@ -404,8 +394,15 @@ class Prepayment:
         )
 
     def to_state(self) -> dict[str, Any]:
-        state = dataclasses.asdict(self)
-        state["time_debts"] = [dataclasses.asdict(d) for d in self.time_debts]
+        return self._state
+
+    @functools.cached_property
+    def _state(self) -> dict[str, Any]:
+        # Built once, as PrepaymentConfiguration's (the daily history holds many of these).
+        state = {name: getattr(self, name) for name in _PREPAYMENT_FIELDS}
+        state["time_debts"] = [
+            {name: getattr(d, name) for name in _TIME_DEBT_FIELDS} for d in self.time_debts
+        ]
         state["configuration"] = self.configuration.to_state()
         return state
 
@@ -427,6 +424,13 @@ class Prepayment:
     def debt(self) -> int:
         """The debt the meter holds: both time debt registers and the payment-based one."""
         return sum(d.remaining for d in self.time_debts) + self.payment_debt
+
+
+_TIME_DEBT_FIELDS = tuple(f.name for f in dataclasses.fields(TimeDebt))
+_PREPAYMENT_CONFIGURATION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(PrepaymentConfiguration)
+)
+_PREPAYMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Prepayment))
 
 
 def _debt_recovery_rate(value: Data) -> tuple[int, int]:
@@ -465,120 +469,6 @@ def _prepayment_configuration(values: Mapping[tuple[bytes, int], Data]) -> Prepa
     )
 
 
-# CS02b/CS02g replacement outcome status codes (GBCS StatusCode)
-STATUS_SUCCESS, STATUS_BAD_CERTIFICATE, STATUS_NO_TRUST_ANCHOR = 0, 5, 10
-STATUS_TRUST_ANCHOR_NOT_FOUND = 25
-X500_UNIQUE_IDENTIFIER = x509.ObjectIdentifier("2.5.4.45")  # the subject's EUI-64
-CellKey = tuple[int, bytes, int]  # remote party role, key usage (BIT STRING content), cell usage
-COMMAND_ACCEPTED = b"\x30\x02\x05\x00"  # a future-dated CS02b's answer: SEQUENCE { NULL }
-
-
-@dataclass(frozen=True)
-class TrustAnchor:
-    """One trust anchor cell of the meter: whose key (the subject's EUI-64, the certificate's
-    subject key identifier) it holds for a remote party role and key usage."""
-
-    role: int
-    key_usage: bytes  # DER BIT STRING content: KEY_USAGE_DIGITAL_SIGNATURE or KEY_AGREEMENT
-    subject_id: bytes
-    subject_key_id: bytes
-    public_key: ec.EllipticCurvePublicKey
-    cell_usage: int = 0  # 0 management, 1 prepayment top-up
-
-    @property
-    def cell(self) -> CellKey:
-        return (self.role, self.key_usage, self.cell_usage)
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "key_usage": self.key_usage,
-            "subject_id": self.subject_id,
-            "subject_key_id": self.subject_key_id,
-            "public_key": self.public_key_der,
-            "cell_usage": self.cell_usage,
-        }
-
-    @functools.cached_property
-    def public_key_der(self) -> bytes:
-        """The key as DER SubjectPublicKeyInfo (kept: anchors are shared by many meters)."""
-        return self.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> TrustAnchor:
-        key = _anchor_key(bytes(state["public_key"]))
-        return cls(
-            int(state["role"]),
-            bytes(state["key_usage"]),
-            bytes(state["subject_id"]),
-            bytes(state["subject_key_id"]),
-            key,
-            int(state["cell_usage"]),
-        )
-
-    @classmethod
-    def from_certificate(
-        cls, role: int, cell_usage: int, certificate: x509.Certificate
-    ) -> TrustAnchor:
-        """The cell ``certificate`` fills; :class:`ValueError` when it is not a GBCS
-        remote party certificate (EC key, subject EUI-64, subject key identifier, key usage)."""
-        key = certificate.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ValueError("not an EC key")
-        ids = certificate.subject.get_attributes_for_oid(X500_UNIQUE_IDENTIFIER)
-        raw = ids[0].value if ids else b""
-        subject = raw[1:] if isinstance(raw, bytes) and raw[:1] == b"\x00" else b""
-        if len(subject) != 8:
-            raise ValueError("no EUI-64 x500UniqueIdentifier in the subject")
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-        if usage.digital_signature and not usage.key_agreement:
-            key_usage = KEY_USAGE_DIGITAL_SIGNATURE
-        elif usage.key_agreement and not usage.digital_signature:
-            key_usage = KEY_USAGE_KEY_AGREEMENT
-        else:
-            raise ValueError("key usage is neither digital signature nor key agreement")
-        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        return cls(role, key_usage, subject, ski.digest, key, cell_usage)
-
-
-@functools.lru_cache(maxsize=4096)
-def _anchor_key(der_key: bytes) -> ec.EllipticCurvePublicKey:
-    """A trust anchor's key from its DER (cached: restored meters share their parties' keys)."""
-    key = serialization.load_der_public_key(der_key)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("trust anchor key is not EC")
-    return key
-
-
-# The RTDS ESME writes the lengths of the response, its report and the outcomes in the
-# three-octet form (82 xx xx) even when one octet would do: paths of those elements
-REPORT_LONG_LENGTHS = frozenset({(), (1,), (1, 3)})
-
-
-def _long_form(
-    element: der.Tlv, paths: frozenset[tuple[int, ...]], at: tuple[int, ...] = ()
-) -> der.Tlv:
-    """``element`` with the elements at ``paths`` (child indexes from the root) written with
-    two length octets after ``82``."""
-    children = tuple(_long_form(c, paths, (*at, i)) for i, c in enumerate(element.children))
-    return der.Tlv(element.tag, element.content, children, 2 if at in paths else 0)
-
-
-def _signed_by(certificate: x509.Certificate, issuer_key: ec.EllipticCurvePublicKey) -> bool:
-    try:
-        issuer_key.verify(
-            certificate.signature,
-            certificate.tbs_certificate_bytes,
-            ec.ECDSA(hashes.SHA256()),
-        )
-    except InvalidSignature:
-        return False
-    return True
-
-
-# ECS24's currency register (0-0:94.44.1.7): value and unit as the RTDS ESME reports them
 CURRENCY_GBP = 1
 CURRENCY_UNIT = 254
 ECS01A_TARIFF_ITEMS = 15  # the data items of ECS01a that hold the tariff (then activation)
@@ -736,12 +626,11 @@ class SupplyState(IntEnum):
     ARMED = 2  # ready_for_reconnection: the consumer closes it
 
 
-FutureDated = tuple[bytes, int, str]  # a held command's originator, counter and use case
-
-
-class Esme(MeterJoins, GbcsDevice):
+class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDevice):
     """An ESME: import registers derived from the injected clock and its load profile; its
-    HAN joins (CS03A1, CS03B, CS03C, CS07) from ``emulators.han``."""
+    HAN joins (CS03A1, CS03B, CS03C, CS07) from ``emulators.han``, its trust anchor cells
+    (CS02b, CS02g) from ``emulators.credentials`` and its firmware (CS06) from
+    ``emulators.firmware``, the code the GSME shares."""
 
     def __init__(
         self,
@@ -790,23 +679,15 @@ class Esme(MeterJoins, GbcsDevice):
         # held future-dated changes ("account", "tariff", "prepayment_configuration") the
         # estate has scripted to fail when they fall due (a meter unable to execute them)
         self.failing_future_dated: set[str] = set()
-        # firmware images received over the air (SHA-256 -> the version each holds), and a
-        # future-dated CS06's (image hash, execution date-time)
-        self.received_images: dict[bytes, bytes] = {}
-        self.pending_activation: tuple[bytes, datetime] | None = None
         self.import_mpxn = b""  # the MPAN(s) ECS39a set, ASCII (primary, then secondary)
         self.privacy_pin_protected = True  # until ECS14 disables the PIN
         # ECS34's instantaneous power thresholds (W): low/medium, medium/high
         self.power_thresholds = DEFAULT_POWER_THRESHOLDS
         self.tariff = DEFAULT_TARIFF  # the tariff in force (ECS24 reads it)
         self.pending_tariff: tuple[Tariff, datetime] | None = None  # a future-dated ECS01a
-        self.trust_anchors: dict[CellKey, TrustAnchor] = {a.cell: a for a in trust_anchors}
-        self.root_public_key = root_public_key
-        # a future-dated credentials update: (its command, the execution date-time)
-        self.pending_credentials: tuple[GeneralCiphering, datetime] | None = None
-        # who held the other future-dated changes, for their outcome alerts: "account",
-        # "tariff", "activation" -> (originator EUI-64, originator counter, use case)
-        self.future_dated: dict[str, FutureDated] = {}
+        self.hold_trust_anchors(trust_anchors, root_public_key)
+        # ``future_dated`` (GbcsDevice) holds who sent the held changes, for their outcome
+        # alerts: "account", "tariff", "prepayment_configuration", "activation"
         # logs ECS35a/b/e read (log instance id -> entries); tests and the estate append
         self.logs: dict[bytes, list[LogEntry]] = {
             EVENT_LOG: [],
@@ -859,18 +740,12 @@ class Esme(MeterJoins, GbcsDevice):
         if self.pending_account is not None:
             account, at = self.pending_account
             pending = {"account": account.to_state(), "at": at.isoformat()}
-        activation = None
-        if self.pending_activation is not None:
-            image_hash, when = self.pending_activation
-            activation = {"hash": image_hash, "at": when.isoformat()}
         return {
             "supply": int(self.supply),
             "clock_offset_us": self.clock_offset // timedelta(microseconds=1),
             "account": self.account.to_state(),
             "pending_account": pending,
-            "firmware_version": self.firmware_version,
-            "received_images": dict(self.received_images),
-            "pending_activation": activation,
+            **self.firmware_state(),
             "import_mpxn": self.import_mpxn,
             "privacy_pin_protected": self.privacy_pin_protected,
             "power_thresholds": list(self.power_thresholds),
@@ -881,14 +756,8 @@ class Esme(MeterJoins, GbcsDevice):
                 "tariff": _tariff_state(self.pending_tariff[0]),
                 "at": self.pending_tariff[1].isoformat(),
             },
-            "trust_anchors": [a.to_state() for a in self.trust_anchors.values()],
-            "pending_credentials": None
-            if self.pending_credentials is None
-            else {
-                "command": self.pending_credentials[0].encode(),
-                "at": self.pending_credentials[1].isoformat(),
-            },
-            "future_dated": [[kind, *held] for kind, held in sorted(self.future_dated.items())],
+            **self.credentials_state(),
+            "future_dated": self.future_dated_state(),
             "prepayment": self.prepayment.to_state(),
             "prepayment_history": [
                 [at.isoformat(), value.to_state()] for at, value in self.prepayment_history
@@ -923,17 +792,7 @@ class Esme(MeterJoins, GbcsDevice):
                 if pending is None
                 else (Account.from_state(pending["account"]), datetime.fromisoformat(pending["at"]))
             )
-        if "firmware_version" in state:
-            self.firmware_version = bytes(state["firmware_version"])
-        if "received_images" in state:
-            self.received_images = {bytes(h): bytes(v) for h, v in state["received_images"].items()}
-        if "pending_activation" in state:
-            activation = state["pending_activation"]
-            self.pending_activation = (
-                None
-                if activation is None
-                else (bytes(activation["hash"]), datetime.fromisoformat(activation["at"]))
-            )
+        self.restore_firmware_state(state)
         if "import_mpxn" in state:
             self.import_mpxn = bytes(state["import_mpxn"])
         if "privacy_pin_protected" in state:
@@ -953,23 +812,9 @@ class Esme(MeterJoins, GbcsDevice):
                     datetime.fromisoformat(pending_tariff["at"]),
                 )
             )
-        if "trust_anchors" in state:
-            held_before = {a.subject_id for a in self.trust_anchors.values()}
-            anchors = (TrustAnchor.from_state(a) for a in state["trust_anchors"])
-            self.trust_anchors = {a.cell: a for a in anchors}
-            self._trust_the_cells(held_before)
-        if "pending_credentials" in state:
-            pending = state["pending_credentials"]
-            self.pending_credentials = None
-            if pending is not None:
-                command = decode_message(bytes(pending["command"]))
-                if isinstance(command, GeneralCiphering):
-                    self.pending_credentials = (command, datetime.fromisoformat(pending["at"]))
+        self.restore_credentials_state(state)
         if "future_dated" in state:
-            self.future_dated = {
-                str(kind): (bytes(originator), int(counter), str(use_case))
-                for kind, originator, counter, use_case in state["future_dated"]
-            }
+            self.restore_future_dated_state(state["future_dated"])
         if "utrns" in state:
             self.applied_utrns = [bytes(u) for u in state["utrns"]]
         if "prepayment" in state:
@@ -994,22 +839,6 @@ class Esme(MeterJoins, GbcsDevice):
         if "supplier_message" in state:
             message = state["supplier_message"]
             self.supplier_message = None if message is None else bytes(message)
-
-    def _trust_the_cells(self, held_before: set[bytes]) -> None:
-        """The remote parties the restored cells name: each role whose DS and KA cells hold
-        one subject's keys makes that subject trusted with them, and a party that held cells
-        before (``held_before``, as the meter was built) but holds none now is no longer
-        trusted (its cells were replaced); parties that never held a cell stay as they are."""
-        holders = {a.subject_id for a in self.trust_anchors.values()}
-        for eui in held_before - holders:
-            self.remote_parties.pop(eui, None)
-        for role in {a.role for a in self.trust_anchors.values()}:
-            ds = self.trust_anchors.get((role, KEY_USAGE_DIGITAL_SIGNATURE, 0))
-            ka = self.trust_anchors.get((role, KEY_USAGE_KEY_AGREEMENT, 0))
-            if ds is not None and ka is not None and ds.subject_id == ka.subject_id:
-                self.remote_parties[ds.subject_id] = RemoteParty(
-                    ds.subject_id, ka.public_key, ds.public_key
-                )
 
     def handle(self, command_bytes: bytes) -> bytes:
         """As :meth:`GbcsDevice.handle`, once the future-dated changes now due are made."""
@@ -1038,11 +867,7 @@ class Esme(MeterJoins, GbcsDevice):
         0x8F67 when it failed) for the remote party that sent it."""
         self.activate_due(now)
         device_now = self.device_time(now)
-        if self.pending_activation is not None:
-            image_hash, when = self.pending_activation
-            if device_now >= when:
-                self.pending_activation = None
-                self._firmware_outcome(self.activate_firmware(image_hash), when, now)
+        self.run_due_firmware(now)
         if self.pending_tariff is not None and device_now >= self.pending_tariff[1]:
             tariff, when = self.pending_tariff
             self.pending_tariff = None
@@ -1058,26 +883,7 @@ class Esme(MeterJoins, GbcsDevice):
             if executed:
                 self.prepayment = dataclasses.replace(self.prepayment, configuration=configuration)
             self._dlms_outcomes("prepayment_configuration", when, now, executed=executed)
-        if self.pending_credentials is not None:
-            command, when = self.pending_credentials
-            if device_now >= when:
-                self.pending_credentials = None
-                self._credentials_outcome(command, when, now)
-
-    def _raise_alert(
-        self, alert_code: int, recipient: bytes, counter: int, message_code: int, payload: bytes
-    ) -> None:
-        """Raise a future-dated outcome alert: General Signing signed with the device's DS
-        key, to ``recipient`` (as the RTDS outcome alerts are)."""
-        frame = build_alert(
-            device_title=self.eui,
-            recipient_title=recipient,
-            counter=counter,
-            message_code=message_code,
-            payload=payload,
-            device_ds_private=self.ds_private_key,
-        )
-        self.raised_alerts.append(RaisedAlert(alert_code, frame, recipient))
+        self.run_due_credentials(now)
 
     def script_future_dated_failure(self, kind: str) -> None:
         """Make the held DLMS change ``kind`` ("account", "tariff" or
@@ -1117,84 +923,8 @@ class Esme(MeterJoins, GbcsDevice):
                 counter,
                 MESSAGE_CODE_FUTURE_DATED_DLMS,
                 payload,
+                now=now,
             )
-
-    def _firmware_outcome(self, activated: bool, when: datetime, now: datetime) -> None:
-        """The CS06 outcome alert: the result and the version now running."""
-        held = self.future_dated.pop("activation", None)
-        if held is None:
-            return
-        recipient, command_counter, _ = held
-        code = ALERT_FUTURE_DATED_EXECUTED if activated else ALERT_FUTURE_DATED_FAILED
-        outcome = der.encode_with(
-            der.ASN1_SCHEMAS[(USE_CASES_BY_NAME["CS06"].message_code, 2)],
-            {
-                "result": ACTIVATION_SUCCESS if activated else ACTIVATION_FAILURE,
-                "firmware_version": self.firmware_version,
-            },
-        )
-        counter = self.next_alert_counter(now)
-        payload = der.encode_with(
-            der.ASN1_SCHEMAS[(MESSAGE_CODE_FUTURE_DATED_CS06, 3)],
-            {
-                "alert_code": code,
-                "execution_date_time": asn1_time(when),
-                "originator_counter": command_counter,
-                "outcome": outcome,
-            },
-        )
-        self._raise_alert(code, recipient, counter, MESSAGE_CODE_FUTURE_DATED_CS06, payload)
-
-    def _credentials_outcome(
-        self, command: GeneralCiphering, when: datetime, now: datetime
-    ) -> None:
-        """Carry out a held credentials update and raise its outcome alert with the report:
-        0x8F66 when every cell was replaced, 0x8F67 when one was not or the update was refused
-        (its originator no longer holds the authorising cell)."""
-        header = command.general_signing
-        use_case = USE_CASES_BY_CODE[header.message_code].name
-        replacement = KRP_BY_USE_CASE[use_case]
-        try:
-            report = self._replace_credentials(command, now)
-            results = [
-                der.decode_with(REPLACEMENT_OUTCOME, r) for r in report["replacement_results"]
-            ]
-            done = all(isinstance(r, Mapping) and r["status"] == STATUS_SUCCESS for r in results)
-        except (DeviceRefusal, GbcsError, ValueError):
-            report = {
-                "originator_counter": header.originator_counter,
-                "authorising_remote_party_role": replacement.mode,
-                "seq_numbers": der.encode_with(SEQ_NUMBER_CHANGES, []),
-                "replacement_results": [],
-            }
-            done = False
-        code = ALERT_FUTURE_DATED_EXECUTED if done else ALERT_FUTURE_DATED_FAILED
-        message_code = DER_FUTURE_DATED_ALERTS[use_case]
-        payload = der.encode_with(
-            der.ASN1_SCHEMAS[(message_code, 3)],
-            {
-                "alert_code": code,
-                "execution_date_time": asn1_time(when),
-                "credentials_replacement_report": report,
-            },
-        )
-        counter = self.next_alert_counter(now)
-        self._raise_alert(code, header.originator_title, counter, message_code, payload)
-
-    def receive_image(self, image: bytes, version: bytes) -> bytes:
-        """An image distributed to the meter (over the air, 11.1), kept until activated;
-        returns its SHA-256, the hash CS06 names it by."""
-        image_hash = hashlib.sha256(image).digest()
-        self.received_images[image_hash] = version
-        return image_hash
-
-    def activate_firmware(self, image_hash: bytes) -> bool:
-        """Run the received image with SHA-256 ``image_hash``; False if there is none."""
-        version = self.received_images.get(image_hash)
-        if version is None:
-            return False
-        self.firmware_version = version
-        return True
 
     def activate_due(self, now: datetime) -> bool:
         """Make a pending account the one in force once the device clock reaches its
@@ -1576,230 +1306,6 @@ class Esme(MeterJoins, GbcsDevice):
             dlms.enum(self.account.payment_mode), dlms.enum(ACCOUNT_STATUS_ACTIVE)
         )
         return self._maced(command, remote_party, mode)
-
-    @on(USE_CASES_BY_NAME["CS06"])
-    def activate_firmware_command(
-        self, *, command: GeneralCiphering, now: datetime, **_: Any
-    ) -> bytes:
-        """CS06 (11.3): activate the received image with the command's hash now (answer: the
-        result and the running version), at its execution date-time, or (9999-12-31) cancel a
-        pending activation (answer: a DER NULL). The counter inside the payload must be the
-        command's."""
-        header = command.general_signing
-        fields = der.decode_with(ASN1_LAYOUTS["CS06"].schema, header.payload)
-        assert isinstance(fields, Mapping)
-        if fields["originator_counter"] != header.originator_counter:
-            raise GbcsError("CS06 payload counter is not the command's")
-        image_hash = fields["manufacturer_image_hash"]
-        when = fields.get("execution_date_time")
-        date_time = encode_date_time(self.device_time(now))
-        if when is None:
-            result = (
-                ACTIVATION_SUCCESS if self.activate_firmware(image_hash) else ACTIVATION_FAILURE
-            )
-            payload = der.encode_with(
-                der.ASN1_SCHEMAS[(header.message_code, 2)],
-                {"result": result, "firmware_version": self.firmware_version},
-            )
-        else:
-            if when == ASN1_CANCELLATION_TIME:
-                self.pending_activation = None
-                self.future_dated.pop("activation", None)
-            else:
-                self.pending_activation = (image_hash, parse_asn1_time(str(when)))
-                self.future_dated["activation"] = (
-                    header.originator_title,
-                    header.originator_counter,
-                    "CS06",
-                )
-            payload = FUTURE_DATED_ACKNOWLEDGEMENT
-        return build_signed_response(
-            command=command,
-            payload=payload,
-            date_time=date_time,
-            device_ds_private=self.ds_private_key,
-        )
-
-    @on(*(USE_CASES_BY_NAME[name] for name in KRP_BY_USE_CASE))
-    def update_security_credentials(
-        self, *, command: GeneralCiphering, now: datetime, **_: Any
-    ) -> bytes:
-        """CS02b / CS02g (6.15.1): replace the remote party's trust anchor cells with the
-        command's certificates, now (answer: the outcome of each replacement and the new
-        seq numbers) or at its execution date-time (answer: command accepted); 9999-12-31
-        cancels a pending one. Refused (no response) when the command's authorising cell is
-        not the originator's or the counter inside is not the command's."""
-        header = command.general_signing
-        fields = self._credentials_fields(command)
-        when = fields.get("execution_date_time")
-        if when is None:
-            payload = der.encode_with(
-                der.ASN1_SCHEMAS[(header.message_code, 2)],
-                {
-                    "future_dated_or_null": None,
-                    "credentials_replacement_report": self._replace_credentials(command, now),
-                },
-            )
-            payload = _long_form(der.Tlv.decode(payload), REPORT_LONG_LENGTHS).encode()
-        else:
-            if when == ASN1_CANCELLATION_TIME:
-                self.pending_credentials = None
-            else:
-                self.pending_credentials = (command, parse_asn1_time(str(when)))
-            payload = COMMAND_ACCEPTED
-        return build_signed_response(
-            command=command,
-            payload=payload,
-            date_time=encode_date_time(self.device_time(now)),
-            device_ds_private=self.ds_private_key,
-        )
-
-    def _credentials_fields(self, command: GeneralCiphering) -> Mapping[str, Any]:
-        header = command.general_signing
-        use_case = USE_CASES_BY_CODE[header.message_code]
-        fields = der.decode_with(ASN1_LAYOUTS[use_case.name].schema, header.payload)
-        assert isinstance(fields, Mapping)
-        control = fields["authorising_remote_party_control"]
-        replacement = KRP_BY_USE_CASE[use_case.name]
-        if control["authorising_remote_party_role"] != replacement.mode:
-            raise GbcsError(f"{use_case.name} carries another credentials replacement mode")
-        if control.get("originator_counter") != header.originator_counter:
-            raise GbcsError("credentials update counter is not the command's")
-        cell = control.get("ta_cell_identifier") or {}
-        authorising = self.trust_anchors.get(
-            (replacement.authorising_role, KEY_USAGE_DIGITAL_SIGNATURE, 0)
-        )
-        if (
-            cell.get("remote_party_role") != replacement.authorising_role
-            or cell.get("key_usage") != KEY_USAGE_DIGITAL_SIGNATURE
-            or authorising is None
-            or authorising.subject_id != header.originator_title
-        ):
-            raise self._refuse(
-                ALERT_SOURCE_NOT_AUTHORISED, "originator does not hold the authorising cell"
-            )
-        return fields
-
-    def _replace_credentials(self, command: GeneralCiphering, now: datetime) -> dict[str, Any]:
-        """Carry out a credentials update; its execution outcome (the report)."""
-        header = command.general_signing
-        fields = self._credentials_fields(command)
-        control = fields["authorising_remote_party_control"]
-        replacement = KRP_BY_USE_CASE[USE_CASES_BY_CODE[header.message_code].name]
-        path = [
-            x509.load_der_x509_certificate(c) for c in fields["certification_path_certificates"]
-        ]
-        time_checks = control.get("authorising_ta_cell_identifier", 0) == 0
-        replacements = der.decode_with(REPLACEMENTS, fields["replacements"])
-        assert isinstance(replacements, list)
-        outcomes = []
-        replaced: set[bytes] = set()  # subjects whose cells were replaced
-        for item in replacements:
-            cell = item["trust_anchor_cell"]
-            key = (cell["remote_party_role"], cell["key_usage"], cell.get("cell_usage", 0))
-            existing = self.trust_anchors.get(key)
-            status, new = self._check_replacement(item["certificate"], key, path, time_checks, now)
-            if existing is None:
-                status, new = STATUS_TRUST_ANCHOR_NOT_FOUND, None
-            if new is not None:
-                assert existing is not None
-                replaced.add(existing.subject_id)
-                self.trust_anchors[key] = new
-            kept = new or existing
-            outcomes.append(
-                {
-                    "trust_anchor_cell": cell,
-                    "status": status,
-                    "existing_subject_unique_id": existing.subject_id if existing else b"",
-                    "existing_subject_key_id": existing.subject_key_id if existing else b"",
-                    "replacing_subject_unique_id": kept.subject_id if kept else b"",
-                    "replacing_subject_key_id": kept.subject_key_id if kept else b"",
-                }
-            )
-        changes = self._seq_number_changes(control, replacement.target_role)
-        self._refresh_remote_parties(replacement.target_role, changes, replaced)
-        return {
-            "originator_counter": header.originator_counter,
-            "authorising_remote_party_role": replacement.mode,
-            "seq_numbers": der.encode_with(SEQ_NUMBER_CHANGES, changes),
-            "replacement_results": [der.encode_with(REPLACEMENT_OUTCOME, o) for o in outcomes],
-        }
-
-    def _check_replacement(
-        self,
-        certificate_der: bytes,
-        cell: CellKey,
-        path: list[x509.Certificate],
-        time_checks: bool,
-        now: datetime,
-    ) -> tuple[int, TrustAnchor | None]:
-        """Certification path validation of one replacement certificate: issued by a path
-        certificate that the Root cell signed, valid now (unless the time checks are
-        disapplied), for the cell's key usage. (status, the new cell or None)."""
-        if self.root_public_key is None:
-            return STATUS_NO_TRUST_ANCHOR, None
-        try:
-            certificate = x509.load_der_x509_certificate(certificate_der)
-            anchor = TrustAnchor.from_certificate(cell[0], cell[2], certificate)
-        except ValueError:
-            return STATUS_BAD_CERTIFICATE, None
-        issuers = [c for c in path if c.subject == certificate.issuer]
-        chain_ok = any(
-            isinstance(key := issuer.public_key(), ec.EllipticCurvePublicKey)
-            and _signed_by(certificate, key)
-            and _signed_by(issuer, self.root_public_key)
-            for issuer in issuers
-        )
-        device_now = self.device_time(now)
-        in_time = not time_checks or all(
-            c.not_valid_before_utc <= device_now <= c.not_valid_after_utc
-            for c in (certificate, *issuers)
-        )
-        if not chain_ok or not in_time or anchor.key_usage != cell[1]:
-            return STATUS_BAD_CERTIFICATE, None
-        return STATUS_SUCCESS, anchor
-
-    def _seq_number_changes(
-        self, control: Mapping[str, Any], target_role: int
-    ) -> list[dict[str, Any]]:
-        changes: list[dict[str, Any]] = []
-        if "floor_seq_number" in control:
-            change: dict[str, Any] = {
-                "remote_party_role": target_role,
-                "floor_seq_number": control["floor_seq_number"],
-            }
-            if "new_remote_party_seq_numbers" in control:
-                specialist = der.decode_with(
-                    SPECIALIST_FLOOR_SEQ_NUMBERS, control["new_remote_party_seq_numbers"]
-                )
-                change["specialist_floor_seq_numbers"] = specialist
-            changes.append(change)
-        if "new_seq_numbers" in control:
-            other = der.decode_with(OTHER_SEQ_NUMBER_CHANGES, control["new_seq_numbers"])
-            assert isinstance(other, list)
-            changes.extend(dict(c) for c in other)
-        return changes
-
-    def _refresh_remote_parties(
-        self, role: int, changes: list[dict[str, Any]], replaced: set[bytes]
-    ) -> None:
-        """The remote party now in ``role``'s cells is the one the meter trusts for that
-        role (its DS and KA keys), in place of a ``replaced`` one that holds no cell any more;
-        its counter floor is the update's floor seq number."""
-        ds = self.trust_anchors.get((role, KEY_USAGE_DIGITAL_SIGNATURE, 0))
-        ka = self.trust_anchors.get((role, KEY_USAGE_KEY_AGREEMENT, 0))
-        if ds is None or ka is None or ds.subject_id != ka.subject_id:
-            return
-        holders = {a.subject_id for a in self.trust_anchors.values()}
-        for eui in replaced - holders:
-            self.remote_parties.pop(eui, None)
-        self.remote_parties[ds.subject_id] = RemoteParty(
-            ds.subject_id, ka.public_key, ds.public_key
-        )
-        for change in changes:
-            if change["remote_party_role"] == role:
-                last = self.last_counters.get(ds.subject_id, 0)
-                self.last_counters[ds.subject_id] = max(last, int(change["floor_seq_number"]))
 
     @on(USE_CASES_BY_NAME["ECS15a"])
     def clear_event_log(

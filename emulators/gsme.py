@@ -34,6 +34,12 @@ Responses are GBZ payloads in General Ciphering, MAC'd by the device for the rem
   GBCS UTRN's value and MAC (under the Supplier's prepayment KA key) are not checked (see
   :data:`UTRN_FLOOR`). The credit is the prepayment cluster's credit remaining (GCS60a).
 
+- The GBCS "CS" use cases, DER rather than GBZ, are the ESME's code, shared: the joins CS03B
+  and CS03C (``emulators.han.MeterJoins``; a GSME takes no Method A CS03A1), the trust anchor
+  cells and CS02b (6.15.1, 6.23; ``emulators.credentials``) and the firmware images and CS06
+  (11.3; ``emulators.firmware``; the running version is the GCS38 attribute). Their held
+  future-dated work runs with the GSME's and its DER outcome alerts go in its event log too.
+
 Not modelled yet (answered ``unsupported cluster command``): billing data (GCS15d). Prices do
 not yet move the meter balance or the credit (no gas is charged).
 """
@@ -51,7 +57,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dccsim.gbcs.alerts import (
     ALERT_FUTURE_DATED_EXECUTED,
     MESSAGE_CODE_FUTURE_DATED_GBZ,
-    build_alert,
 )
 from dccsim.gbcs.commands import (
     CALENDAR_CANCEL_TIME,
@@ -65,7 +70,7 @@ from dccsim.gbcs.commands import (
     parse_asn1_time,
 )
 from dccsim.gbcs.crypto import content_context, encrypt_content
-from dccsim.gbcs.der import ASN1_SCHEMAS, decode_with, encode_with, integer
+from dccsim.gbcs.der import ASN1_SCHEMAS, decode_with, encode_with
 from dccsim.gbcs.dlms import encode_date_time
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering
@@ -103,15 +108,16 @@ from dccsim.gbcs.zigbee import (
     encode_zcl_payload,
     encode_zcl_value,
 )
+from emulators.credentials import TrustAnchor, TrustAnchorCells
 from emulators.device import (
     ALERT_SOURCE_NOT_AUTHORISED,
     DeviceRefusal,
     GbcsDevice,
-    RaisedAlert,
     RemoteParty,
     on,
 )
-from emulators.han import CS03B, JoiningDevice
+from emulators.firmware import FirmwareImages
+from emulators.han import JoiningDevice, MeterJoins
 
 U24, U48, ZCL_UTC = 0x22, 0x25, 0xE2  # ZCL data types the gas registers use
 ZCL_SUCCESS = 0x00
@@ -163,8 +169,9 @@ PAYMENT_CONTROL_CONFIGURATION = 0x0000  # prepayment cluster: the payment mode (
 
 # what a freshly installed RTDS-like GSME reports (values as the RTDS responses carry them);
 # the balances stay as installed but for top-ups: the model charges no gas against a tariff
+FIRMWARE_VERSION = 0x0206  # metering cluster attribute: the running firmware version
 DEFAULT_ATTRIBUTES: dict[tuple[int, int], tuple[int, ZclValue]] = {
-    (METERING, 0x0206): (OCTET_STRING, bytes.fromhex("0123ABCD")),  # firmware version (GCS38)
+    (METERING, FIRMWARE_VERSION): (OCTET_STRING, bytes.fromhex("0123ABCD")),  # GCS38 reads it
     (METERING, 0x0205): (U16, 100),  # read by GCS33 with the valve status
     (METERING, SUPPLY_STATUS): (ENUM8, SUPPLY_ON),  # the valve open
     (METERING, UNIT_OF_MEASURE): (ENUM8, UNIT_CUBIC_METRES),
@@ -990,10 +997,12 @@ def well_formed_utrn(utrn: bytes) -> bool:
     return len(utrn) == UTRN_DIGITS and utrn.isdigit() and int(utrn) >= UTRN_FLOOR
 
 
-class Gsme(GasRegisterReads, JoiningDevice):
+class Gsme(GasRegisterReads, MeterJoins, TrustAnchorCells, FirmwareImages):
     """A GSME: attribute reads, its live consumption register and half-hourly profile, its
-    HAN joins (CS03B here, CS07 in ``emulators.han``), the supplier's display message; valve state,
-    message and joins kept across power cycles."""
+    HAN joins (CS03B, CS03C and CS07 in ``emulators.han``), its trust anchor cells (CS02b,
+    ``emulators.credentials``) and firmware images (CS06, ``emulators.firmware``) — the
+    GBCS "CS" use cases, one implementation shared with the ESME — the supplier's display
+    message; valve state, message, joins, cells and firmware kept across power cycles."""
 
     def __init__(
         self,
@@ -1007,8 +1016,13 @@ class Gsme(GasRegisterReads, JoiningDevice):
         attributes: Mapping[tuple[int, int], tuple[int, ZclValue]] | None = None,
         load_profile: GasLoadProfile | None = None,
         epoch: datetime | None = None,
+        trust_anchors: tuple[TrustAnchor, ...] = (),
+        root_public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> None:
-        """``epoch`` is when the register held the profile's start value (default: now)."""
+        """``epoch`` is when the register held the profile's start value (default: now).
+        ``trust_anchors`` are the meter's remote party cells and ``root_public_key`` its Root
+        cell, as an ESME's: a credentials update (6.15.1, 6.23) replaces a cell when the new
+        certificate's path leads to the Root."""
         super().__init__(
             eui=eui,
             ka_private_key=ka_private_key,
@@ -1034,9 +1048,21 @@ class Gsme(GasRegisterReads, JoiningDevice):
         self.applied_utrns: list[bytes] = []  # top-ups accepted by CS01b, oldest first
         self.top_up_value = RTDS_TOP_UP_VALUE  # what a new UTRN credits
         self.emergency_credit_active = False  # GCS06 switched it on
+        self.hold_trust_anchors(trust_anchors, root_public_key)
 
     def device_time(self, now: datetime) -> datetime:
         return now + self.clock_offset
+
+    @property
+    def firmware_version(self) -> bytes:
+        """The running firmware version: the metering cluster attribute GCS38 reads (CS06
+        sets it)."""
+        held = self.attributes.get((METERING, FIRMWARE_VERSION))
+        return held[1] if held is not None and isinstance(held[1], bytes) else b""
+
+    @firmware_version.setter
+    def firmware_version(self, version: bytes) -> None:
+        self.attributes[(METERING, FIRMWARE_VERSION)] = (OCTET_STRING, version)
 
     def gas_registers(self) -> GasRegisters:
         return self.registers
@@ -1044,9 +1070,16 @@ class Gsme(GasRegisterReads, JoiningDevice):
     # -- non-volatile state ---------------------------------------------------------------------
 
     def nonvolatile_state(self) -> dict[str, Any]:
-        """The joins, the valve (supply status and when it was closed) and the supplier's
-        message; the register is derived from the clock and the valve closures."""
+        """The joins, the valve (supply status and when it was closed), the supplier's
+        message, the payment mode, the clock offset, the tariffs, the top-ups, the logs, the
+        trust anchor cells and a held credentials update, the firmware (running version,
+        received images, a pending activation and who sent it); the register is derived from
+        the clock and the valve closures."""
         state = JoiningDevice.nonvolatile_state(self)
+        state |= self.credentials_state()
+        state |= self.firmware_state()
+        if self.future_dated:
+            state["future_dated"] = self.future_dated_state()
         state["supply"] = int(self.attributes[(METERING, SUPPLY_STATUS)][1])
         if self.registers.closures:
             state["closures"] = [
@@ -1077,6 +1110,9 @@ class Gsme(GasRegisterReads, JoiningDevice):
 
     def restore_nonvolatile_state(self, state: Mapping[str, Any]) -> None:
         JoiningDevice.restore_nonvolatile_state(self, state)
+        self.restore_credentials_state(state)
+        self.restore_firmware_state(state)
+        self.restore_future_dated_state(state.get("future_dated", []))
         if "supply" in state:
             self.attributes[(METERING, SUPPLY_STATUS)] = (ENUM8, int(state["supply"]))
         closures = tuple(
@@ -1124,17 +1160,26 @@ class Gsme(GasRegisterReads, JoiningDevice):
         return int(self.attributes[(PREPAYMENT, PAYMENT_CONTROL_CONFIGURATION)][1])
 
     def next_due(self) -> datetime | None:
-        """When the earliest held future-dated change (payment mode, tariff) falls due."""
-        held = [p.when for p in (self.pending_payment_mode, self.pending_tariff) if p is not None]
+        """When the earliest held future-dated change (payment mode, tariff, credentials
+        update, firmware activation) falls due."""
+        held = [
+            GBCS_EPOCH + timedelta(seconds=p.when)
+            for p in (self.pending_payment_mode, self.pending_tariff)
+            if p is not None
+        ]
+        held += [at for at in (self.credentials_due(), self.firmware_due()) if at is not None]
         if not held:
             return None
         # held by the GSME's clock: due when that clock reaches it
-        return GBCS_EPOCH + timedelta(seconds=min(held)) - self.clock_offset
+        return min(held) - self.clock_offset
 
     def run_due(self, now: datetime) -> None:
         """Carry out the held payment mode change and tariff whose time has come, each raising
         its 0x8F66 future-dated outcome alerts (signed, for the party that sent it, as the
-        RTDS ones): one for the payment mode, one per tariff component with a start time."""
+        RTDS ones): one for the payment mode, one per tariff component with a start time;
+        then a held firmware activation and credentials update (DER outcome alerts)."""
+        self.run_due_firmware(now)
+        self.run_due_credentials(now)
         device_seconds = _utc_seconds(self.device_time(now))
         pending = self.pending_payment_mode
         if pending is not None and device_seconds >= pending.when:
@@ -1172,17 +1217,30 @@ class Gsme(GasRegisterReads, JoiningDevice):
         """Raise the GBZ 0x8F66 alert for ``outcome``, executed at ``when`` (ZCL UTC time),
         signed for ``recipient``, and log it."""
         alert = GbzPayload(1, (), GbzAlert(ALERT_FUTURE_DATED_EXECUTED, when, outcome))
-        frame = build_alert(
-            device_title=self.eui,
-            recipient_title=recipient,
-            counter=self.next_alert_counter(now),
-            message_code=MESSAGE_CODE_FUTURE_DATED_GBZ,
-            payload=alert.encode(),
-            device_ds_private=self.ds_private_key,
+        self._raise_alert(
+            ALERT_FUTURE_DATED_EXECUTED,
+            recipient,
+            self.next_alert_counter(now),
+            MESSAGE_CODE_FUTURE_DATED_GBZ,
+            alert.encode(),
+            now=now,
         )
-        self.raised_alerts.append(RaisedAlert(ALERT_FUTURE_DATED_EXECUTED, frame, recipient))
+
+    def _raise_alert(
+        self,
+        alert_code: int,
+        recipient: bytes,
+        counter: int,
+        message_code: int,
+        payload: bytes,
+        *,
+        now: datetime,
+    ) -> None:
+        """As every device raises one, and logged in the event log (the GSME's log of the
+        alerts it raised)."""
+        super()._raise_alert(alert_code, recipient, counter, message_code, payload, now=now)
         self.logs[GENERAL_EVENT_LOG].append(
-            GbzLogEntry(_utc_seconds(self.device_time(now)), ALERT_FUTURE_DATED_EXECUTED)
+            GbzLogEntry(_utc_seconds(self.device_time(now)), alert_code)
         )
 
     # -- the tariff (GCS01a) --------------------------------------------------------------------
@@ -1631,21 +1689,6 @@ class Gsme(GasRegisterReads, JoiningDevice):
     ) -> bytes:
         """GCS39 (7.3, critical): arm a closed valve for the consumer to open."""
         return self._change_supply(command, remote_party, now, SUPPLY_OFF_ARMED)
-
-    @on(CS03B)
-    def join_method_b(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
-    ) -> bytes:
-        """CS03B (8.7.2) Method B join: a device without SMKI credentials (an IHD) joins the
-        meter; INTEGER result, MAC'd (not signed, as the RTDS vector)."""
-        result = self._join_result(command.general_signing.payload)
-        return build_maced_response(
-            command=command,
-            payload=encode_with(integer("result"), result),
-            date_time=None,
-            device_ka_private=self.ka_private_key,
-            recipient_ka_public=remote_party.ka_public_key,
-        )
 
     @on(USE_CASES_BY_NAME["GCS07"])
     def display_message(

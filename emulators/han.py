@@ -3,11 +3,10 @@
 A GBCS device that holds SMKI credentials (a meter, a PPMID, an HCALCS) keeps a list of the
 other HAN devices it is joined with; the DCC changes and reads it with:
 
-- CS03B (8.7.2) Method B join, of a device without SMKI credentials (an IHD) to a meter: MAC'd,
-  answered MAC'd with an INTEGER result (the RTDS sends it to the GSME; ``emulators.gsme``, and
-  an ESME through :class:`MeterJoins`);
+- CS03B (8.7.2) Method B join, of a device without SMKI credentials (an IHD) or the GPF to a
+  meter: MAC'd, answered MAC'd with an INTEGER result (:class:`MeterJoins`, ESME and GSME);
 - CS03A1 (8.7.1) Method A join, the meter initiating with a Type 1 device (PPMID, HCALCS),
-  signed by the Supplier and answered signed (:class:`MeterJoins`);
+  signed by the Supplier and answered signed (:class:`MethodAMeterJoins`, the ESME);
 - CS03A2 / CS03C (8.7.1, 8.7.2) Method A / C join of a Type 1 device (PPMID, HCALCS): the other
   device's EUI-64, its GBCS device type and (Method A) its certificate; CS04AC (8.8.2) unjoin.
   These reach the device signed by their originator (the ACB, or a Supplier for the critical
@@ -227,12 +226,11 @@ METER_JOIN_METHODS: dict[int, frozenset[int]] = {
 
 
 class MeterJoins(JoiningDevice):
-    """The meter's side of the joins (an ESME's; the GSME answers its own CS03B):
+    """The joins every meter takes, ESME or GSME (GBCS's "CS" use cases, one implementation):
 
-    - CS03A1 (8.7.1, critical: the base checks the Supplier's signature) Method A, the meter
-      initiating with a Type 1 device, and CS03C (8.7.1) Method C, the Type 1 device's KA
-      certificate in the command; both answered signed with the meter's DS key;
-    - CS03B (8.7.2) Method B, a Type 2 device; answered MAC'd.
+    - CS03C (8.7.1) Method C, the Type 1 device's KA certificate in the command, answered
+      signed with the meter's DS key (the RTDS CS03CCritical vector, to a GSME);
+    - CS03B (8.7.2) Method B, a Type 2 device (IHD, CAD) or the GPF; answered MAC'd.
 
     The result is 0 and the device is in the join table, 2 for a device type the method does
     not join, 3 for a device joined already as another type, 11 for Method C without a
@@ -254,16 +252,21 @@ class MeterJoins(JoiningDevice):
             return JOIN_INVALID_OR_MISSING_CERTIFICATE
         return self._join_result(header.payload)
 
-    @on(CS03A1, CS03C)
-    def join_type1(
-        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
-    ) -> bytes:
-        """CS03A1 / CS03C: join a Type 1 device; INTEGER result, signed with the DS key."""
-        self._check_signed(command, remote_party)  # CS03A1's signature the base checked too
+    def _signed_join(self, command: GeneralCiphering, remote_party: RemoteParty) -> bytes:
+        """A Type 1 device join: its originator's signature checked; INTEGER result, signed
+        with the DS key."""
+        self._check_signed(command, remote_party)
         result = self._meter_join_result(command)
         return signed_response(
             command, der.encode_with(der.integer("result"), result), self.ds_private_key
         )
+
+    @on(CS03C)
+    def join_method_c(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS03C: join a Type 1 device by its certificate; INTEGER result, signed."""
+        return self._signed_join(command, remote_party)
 
     @on(CS03B)
     def join_type2(
@@ -278,3 +281,16 @@ class MeterJoins(JoiningDevice):
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
         )
+
+
+class MethodAMeterJoins(MeterJoins):
+    """A meter that also initiates Method A with a Type 1 device: the mains-powered ESME
+    (the battery-powered GSME takes Method C instead, as ``CRITICAL_JOINS`` routes 8.7.1)."""
+
+    @on(CS03A1)
+    def join_method_a(
+        self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
+    ) -> bytes:
+        """CS03A1 (critical: the base checked the Supplier's signature too): join a Type 1
+        device; INTEGER result, signed with the DS key."""
+        return self._signed_join(command, remote_party)

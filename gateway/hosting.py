@@ -52,8 +52,9 @@ from dccsim.pki.keystore import KeyStore, KeyStoreError
 from dccsim.pki.smki import KeyUsage, Role
 from dccsim.smi import DeviceType
 from emulators.chf import Chf
+from emulators.credentials import TrustAnchor
 from emulators.device import DeviceRefusal, GbcsDevice, RemoteParty
-from emulators.esme import Esme, LoadProfile, TrustAnchor
+from emulators.esme import Esme, LoadProfile
 from emulators.gpf import Gpf
 from emulators.gsme import GasLoadProfile, GasRegisters, Gsme
 from emulators.hcalcs import Hcalcs
@@ -455,11 +456,17 @@ class DeviceModels:
 
     def trust_anchors(self, record: DeviceRecord) -> tuple[TrustAnchor, ...]:
         """The cells an installed meter of ``record``'s premises holds: for each role, the
-        DS and KA certificates of the first registered User of ``TRUST_ANCHOR_ROLES``."""
+        DS and KA certificates of the first registered User of ``TRUST_ANCHOR_ROLES`` that
+        the meter trusts (a GSME: its Gas Supplier and Gas Transporter)."""
+        trusted = TRUSTED_ROLES.get(record.device_type)
         cells: dict[int, tuple[TrustAnchor, TrustAnchor]] = {}
         for registration, role in TRUST_ANCHOR_ROLES:
             user = record.registrations.get(registration)
-            if user is None or role in cells:
+            if (
+                user is None
+                or role in cells
+                or (trusted is not None and registration not in trusted)
+            ):
                 continue
             eui = _parse_eui_bytes(user)
             ds, ka = self._anchor(eui, KeyUsage.DS, role), self._anchor(eui, KeyUsage.KA, role)
@@ -569,14 +576,19 @@ class DeviceModels:
             )
             if record.device_type is DeviceType.GPF:
                 return Gpf(**common, mirror=gas)
-            return Gsme(**common, load_profile=gas.profile, epoch=gas.epoch)
+            self._trust_cos_party(parties)  # 6.23 to a GSME, as to an ESME
+            return Gsme(
+                **common,
+                load_profile=gas.profile,
+                epoch=gas.epoch,
+                trust_anchors=self.trust_anchors(record),
+                root_public_key=self.root_public_key,
+            )
         if record.device_type is DeviceType.PPMID:
             return Ppmid(**common)
         if record.device_type is DeviceType.HCALCS:
             return Hcalcs(**common)
-        cos_ds = self._party_ds(TRANSITIONAL_COS_EUI)
-        if cos_ds is not None:  # it holds no KA key: the meter answers it signed, not MAC'd
-            parties[TRANSITIONAL_COS_EUI] = RemoteParty(TRANSITIONAL_COS_EUI, cos_ds, cos_ds)
+        self._trust_cos_party(parties)
         return Esme(
             **common,
             load_profile=LoadProfile.from_seed(zlib.crc32(record.eui)),
@@ -584,6 +596,12 @@ class DeviceModels:
             trust_anchors=self.trust_anchors(record),
             root_public_key=self.root_public_key,
         )
+
+    def _trust_cos_party(self, parties: dict[bytes, RemoteParty]) -> None:
+        """A meter trusts the DCC's Transitional CoS Party (6.23), when the PKI has one."""
+        cos_ds = self._party_ds(TRANSITIONAL_COS_EUI)
+        if cos_ds is not None:  # it holds no KA key: the meter answers it signed, not MAC'd
+            parties[TRANSITIONAL_COS_EUI] = RemoteParty(TRANSITIONAL_COS_EUI, cos_ds, cos_ds)
 
 
 _PACKER = msgpack.Packer(use_bin_type=True)  # one packer: packb makes a new one each call

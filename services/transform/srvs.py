@@ -244,6 +244,27 @@ def _krp_use_case(body: etree._Element | None) -> str:
     return replacement.use_case
 
 
+# 6.15.1: the RemotePartyRoles whose cells each meter holds. The GSME has Supplier and Network
+# Operator (gas transporter) cells, as the ESME; only the ESME has a Load Controller's (CS02g).
+KRP_ROLES_BY_DEVICE_TYPE: dict[str, frozenset[str]] = {
+    "ESME": frozenset(KRP_REPLACEMENTS),
+    "GSME": frozenset({"Supplier", "NetworkOperator"}),
+}
+
+
+def _krp_use_case_of(device_type: str) -> Callable[[etree._Element | None], str]:
+    """6.15.1's use case by the body's RemotePartyRole, for a ``device_type`` meter."""
+    roles = KRP_ROLES_BY_DEVICE_TYPE[device_type]
+
+    def use_case(body: etree._Element | None) -> str:
+        role = _child_text(body, "RemotePartyRole")
+        if role in KRP_REPLACEMENTS and role not in roles:
+            raise ServiceRequestBodyError(f"a {device_type} holds no {role} credentials")
+        return _krp_use_case(body)
+
+    return use_case
+
+
 _CERTIFICATES = "ReplacementCertificates/SupplierOrNetworkOperatorCertificates"
 
 
@@ -657,14 +678,24 @@ TRANSFORMATIONS: tuple[Transformation, ...] = (
     Transformation(
         "6.20.1", "ESME", "ECS39a", "SetDeviceConfigurationImportMPxN", _import_mpxn_parameters
     ),
-    Transformation("11.3", "ESME", "CS06", "ActivateFirmware", _activate_firmware_parameters),
-    Transformation(
-        "6.15.1",
-        "ESME",
-        "CS02bSupplierBySupplier",
-        "UpdateSecurityCredentialsKRP",
-        _krp_parameters,
-        select=_krp_use_case,
+    # the GBCS "CS" use cases an ESME and a GSME share: 11.3 CS06, 6.15.1 CS02b (CS02g too,
+    # to an ESME); 6.23 below
+    *(
+        row
+        for device_type in ("ESME", "GSME")
+        for row in (
+            Transformation(
+                "11.3", device_type, "CS06", "ActivateFirmware", _activate_firmware_parameters
+            ),
+            Transformation(
+                "6.15.1",
+                device_type,
+                "CS02bSupplierBySupplier",
+                "UpdateSecurityCredentialsKRP",
+                _krp_parameters,
+                select=_krp_use_case_of(device_type),
+            ),
+        )
     ),
     Transformation("4.6.1", "ESME", "ECS21a", "RetrieveImportDailyReadLog", _log_period_parameters),
     Transformation(
@@ -1000,15 +1031,16 @@ TRANSFORMATIONS += GAS_PREPAYMENT_TRANSFORMATIONS
 
 # Transformations the DCC signs itself (6.23: the Transitional CoS Party, whose DS key
 # `dccsim pki init` issues, dccsim/pki/cos.py): :func:`build_cos_command`, not build_command.
-COS_TRANSFORMATIONS: tuple[Transformation, ...] = (
+COS_TRANSFORMATIONS: tuple[Transformation, ...] = tuple(
     Transformation(
         "6.23",
-        "ESME",
+        device_type,
         "CS02bSupplierByTransCoS",
         "UpdateSecurityCredentialsCoS",
         _cos_parameters,
         cos_signed=True,
-    ),
+    )
+    for device_type in ("ESME", "GSME")
 )
 
 TRANSFORMATIONS_BY_KEY: dict[tuple[str, str], Transformation] = {

@@ -92,3 +92,31 @@ def test_a_malformed_catalogue_is_refused() -> None:
         parse_catalogue(header + "8.2,X,IS,no,no,no,no,yes,ESME,X,no\n")
     with pytest.raises(CatalogueError):
         parse_catalogue("variant,name\n4.1.1,X\n")
+
+
+def test_every_transformation_targets_a_device_type_its_srv_allows() -> None:
+    """A Transformation the catalogue's device types exclude would be refused E11 before it
+    could run (6.11 to a GSME was)."""
+    from services.transform.srvs import TRANSFORMATIONS_BY_KEY
+
+    outside = sorted(
+        (srv, device_type)
+        for srv, device_type in TRANSFORMATIONS_BY_KEY
+        if (row := lookup(srv)) is None or device_type not in row.device_types
+    )
+    assert outside == []
+
+
+def test_synchronise_clock_targets_the_gsme_as_the_mmc_response_allows(
+    reference_dir: Path,
+) -> None:
+    """6.11's response schema has a Gas branch beside Electricity, and its roles include GS."""
+    xsd = etree.parse(str(reference_dir / "duis" / "xsd" / "MMC_Schema_V5.4.xsd"))
+    response = next(
+        e for e in xsd.iter(f"{_XS}complexType") if e.get("name") == "SynchroniseClockRsp"
+    )
+    branches = {e.get("name") for e in response.iter(f"{_XS}element")}
+    assert {"Electricity", "Gas"} <= branches
+    row = lookup("6.11")
+    assert row is not None
+    assert row.device_types == {"ESME", "GSME"} and UserRole("GS") in row.roles

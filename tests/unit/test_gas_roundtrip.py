@@ -1,7 +1,9 @@
 """Every gas row of the transformation table, built by transform and answered by the emulated
 GSME or GPF: the answer is the row's use case (not a ZCL Default Response refusing it), MAC'd
 for its recipient (signed by the device for a critical row, whose Pre-Command the User signs),
-and its content decrypts for the User. The joins (8.7.x) have tests of their own."""
+and its content decrypts for the User. The joins (8.7.x), the credentials update (6.15.1) and
+firmware activation (11.3), DER use cases the GSME shares with the ESME, have tests of their own
+(tests/unit/test_gsme_joins.py, test_gsme_credentials.py, test_gsme_firmware.py)."""
 
 from __future__ import annotations
 
@@ -47,8 +49,13 @@ SUPPLIER_EUI = bytes.fromhex("90B3D51F3001D000")
 ACB_EUI = bytes.fromhex("90B3D51F30000002")
 NOW = datetime(2026, 3, 1, 9, 17, tzinfo=UTC)
 GAS = GasRegisters(GasLoadProfile.from_seed(7), datetime(2026, 1, 1, tzinfo=UTC))
+SHARED_DER_ROWS = frozenset({"6.15.1", "11.3"})
 GAS_ROWS = [
-    t for t in TRANSFORMATIONS if t.device_type in ("GSME", "GPF") and t.join_use_cases is None
+    t
+    for t in TRANSFORMATIONS
+    if t.device_type in ("GSME", "GPF")
+    and t.join_use_cases is None
+    and t.srv not in SHARED_DER_ROWS
 ]
 
 

@@ -35,6 +35,7 @@ from services.transform.srvs import (
     AcbCounter,
     PreCommandRegister,
     ServiceRequestBodyError,
+    Transformation,
     build_command,
     build_cos_command,
     build_pre_command,
@@ -563,7 +564,8 @@ def test_update_security_credentials_cos_template_becomes_the_rtds_command(
     template = reference_dir / "duis" / "templates" / f"{prefix}_REQUEST_DUIS.XML"
     request = parse_service_request(template.read_bytes())
     assert request.command_variant == 1
-    (transformation,) = (t for t in COS_TRANSFORMATIONS if t.srv == "6.23")
+    transformation = lookup("6.23", "ESME")  # the RTDS vectors' device is the ESME
+    assert transformation is not None and transformation in COS_TRANSFORMATIONS
     assert not transformation.critical and request.body_name == transformation.body_element
     expected = decode_message(
         _vector(reference_dir, "6.23_CS02bSupplierByTransCoS", prefix, "COMMAND")
@@ -594,8 +596,8 @@ def test_update_security_credentials_cos_template_becomes_the_rtds_command(
     assert verify_mac(built, private_key=_acb(reference_dir), peer_public_key=device_ka)
 
 
-def test_a_cos_signed_srv_has_no_user_command() -> None:
-    (transformation,) = COS_TRANSFORMATIONS
+@pytest.mark.parametrize("transformation", COS_TRANSFORMATIONS)
+def test_a_cos_signed_srv_has_no_user_command(transformation: Transformation) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(GbcsError, match="CoS"):
         build_command(
