@@ -1,9 +1,10 @@
 """What a hosted device keeps in non-volatile memory: its anti-replay counters per remote party,
 its refusal count, the counter of its last alert and its model's other lasting state (the
 ``nonvolatile_state`` entries that differ from a freshly built model: an ESME's supply state,
-clock offset, tariff, account, firmware, trust anchors and held future-dated commands, a CHF's
-device log, a GSME's valve state, display message and HAN joins, a GPF's device log, a PPMID's
-or HCALCS's joins), kept by EUI-64 while its model is not in memory. Registers are not kept:
+clock offset, tariff, account, prepayment registers, firmware, trust anchors and held
+future-dated commands, a CHF's device log, a GSME's valve state, tariff, credit, payment mode,
+firmware, trust anchors, display message and HAN joins, a GPF's device log, a PPMID's or
+HCALCS's joins), kept by EUI-64 while its model is not in memory. Registers are not kept:
 every model derives them from its seeded load profile and the clock.
 
 Two stores with one interface:
