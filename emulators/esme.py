@@ -1025,14 +1025,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
         self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any
     ) -> bytes:
         """ECS45 (7.4): the load switch state, MAC'd (no date-time, as the RTDS response)."""
-        return build_access_response(
-            command=command,
-            data=(dlms.enum(int(self.supply)),),
-            results=(ACTION_SUCCESS,),
-            date_time=None,
-            device_ka_private=self.ka_private_key,
-            recipient_ka_public=remote_party.ka_public_key,
-        )
+        return self._maced(command, remote_party, dlms.enum(int(self.supply)))
 
     def _maced(
         self,
@@ -1041,10 +1034,20 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
         data: Data,
         date_time: datetime | None = None,
     ) -> bytes:
+        return self._read_response(command, remote_party, (data,), date_time)
+
+    def _read_response(
+        self,
+        command: GeneralCiphering,
+        remote_party: RemoteParty,
+        data: tuple[Data, ...],
+        date_time: datetime | None = None,
+    ) -> bytes:
+        """A read's MAC'd response: every attribute read successfully, in order."""
         return build_access_response(
             command=command,
-            data=(data,),
-            results=(ACTION_SUCCESS,),
+            data=data,
+            results=tuple(ACTION_SUCCESS for _ in data),
             date_time=None if date_time is None else encode_date_time(date_time),
             device_ka_private=self.ka_private_key,
             recipient_ka_public=remote_party.ka_public_key,
@@ -1409,14 +1412,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
             items["standing_charge"],
             items["prices"],
         )
-        return build_access_response(
-            command=command,
-            data=data,
-            results=tuple(ACTION_SUCCESS for _ in data),
-            date_time=None,
-            device_ka_private=self.ka_private_key,
-            recipient_ka_public=remote_party.ka_public_key,
-        )
+        return self._read_response(command, remote_party, data)
 
     @on(USE_CASES_BY_NAME["ECS14"])
     def disable_privacy_pin(
@@ -1744,14 +1740,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
             Data.decode(configuration.schedule),
             references,
         )
-        return build_access_response(
-            command=command,
-            data=data,
-            results=tuple(ACTION_SUCCESS for _ in data),
-            date_time=None,
-            device_ka_private=self.ka_private_key,
-            recipient_ka_public=remote_party.ka_public_key,
-        )
+        return self._read_response(command, remote_party, data)
 
     @on(USE_CASES_BY_NAME["ECS21b"])
     def read_prepayment_daily_read_log(
