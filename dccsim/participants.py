@@ -136,23 +136,28 @@ def set_response_urls(home: Path, user_id: str, urls: Sequence[str]) -> Particip
 
 
 class ParticipantRegister:
-    """A cached view of the register that reloads when the file changes."""
+    """A cached view of the register that reloads when the file changes.
+
+    The file is only ever replaced whole (``save`` renames a new one in), so a new inode, a
+    new size or a new nanosecond mtime means a new register: two saves within one coarse
+    mtime tick are still seen."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._by_id: dict[str, Participant] = {}
 
     def _refresh(self) -> None:
         path = registry_path(self.home)
         try:
-            mtime = path.stat().st_mtime
+            st = path.stat()
         except FileNotFoundError:
-            self._by_id, self._mtime = {}, None
+            self._by_id, self._stamp = {}, None
             return
-        if mtime != self._mtime:
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp != self._stamp:
             self._by_id = load(self.home)
-            self._mtime = mtime
+            self._stamp = stamp
 
     def get(self, user_id: str) -> Participant | None:
         self._refresh()

@@ -4,6 +4,7 @@ and still reads the single-URL form it used to write."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,16 @@ def test_set_response_urls_replaces_the_list_and_the_register_sees_it(tmp_path: 
 def test_set_response_urls_for_an_unknown_user_fails(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         participants.set_response_urls(tmp_path, "nobody", [FIRST])
+
+
+def test_the_register_sees_every_save_even_within_one_mtime_tick(tmp_path: Path) -> None:
+    participants.upsert(tmp_path, Participant("supplier", EUI, ROLES, FIRST))
+    register = ParticipantRegister(tmp_path)
+    path = participants.registry_path(tmp_path)
+    for url in (SECOND, THIRD):
+        before = path.stat()
+        participants.set_response_urls(tmp_path, "supplier", [url])
+        # a filesystem whose clock did not move between the two saves
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        seen = register.get("supplier")
+        assert seen is not None and seen.response_urls == (url,)
