@@ -257,18 +257,20 @@ class RulesFile:
 
     def __init__(self, home: Path) -> None:
         self.path = rules_path(home)
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._rules = DEFAULT_RULES
         self.problem: str | None = None
 
     def current(self) -> TestingRules:
+        # inode, size and ns mtime: an edit saved twice within one coarse mtime tick still counts
         try:
-            mtime: float | None = self.path.stat().st_mtime
+            st = self.path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
-            self._mtime = mtime
-            if mtime is None:
+            stamp = None
+        if stamp != self._stamp:
+            self._stamp = stamp
+            if stamp is None:
                 self._rules, self.problem = DEFAULT_RULES, None
             else:
                 try:

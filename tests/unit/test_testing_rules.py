@@ -158,3 +158,18 @@ def test_rules_json_shows_what_the_portal_shows(rules: TestingRules) -> None:
     assert (
         shown["opening_hours"]["description"] == "Mon, Tue, Wed, Thu, Fri 08:00-18:00 Europe/London"
     )
+
+
+def test_rules_file_sees_an_edit_saved_within_one_mtime_tick(tmp_path: Path) -> None:
+    path = rules_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(RULES)
+    os.utime(path, ns=(10**18, 10**18))
+    current = RulesFile(tmp_path)
+    assert current.current().version == 4
+    # an editor's save: a new file renamed in, with the same (coarse) mtime as the old one
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(RULES.replace("version = 4", "version = 5"))
+    os.utime(fresh, ns=(10**18, 10**18))
+    os.replace(fresh, path)
+    assert current.current().version == 5
