@@ -23,12 +23,10 @@ coordinator forming a network with no extended PAN ID configured uses).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import Any, Unpack
 
 from dccsim.duis.requestid import DCC_EUI
 from dccsim.gbcs import dlms
@@ -49,7 +47,7 @@ from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
     build_access_response,
 )
-from emulators.device import GbcsDevice, RaisedAlert, RemoteParty, on
+from emulators.device import DeviceKeys, GbcsDevice, RaisedAlert, RemoteParty, on
 
 ZIGBEE_NETWORK_CONTROL_CLASS = 104
 ZIGBEE_NETWORK_CONTROL = bytes.fromhex("00001E0300FF")  # 0-0:30.3.0.255
@@ -104,29 +102,14 @@ class Chf(GbcsDevice):
     """A CHF answering CCS01/CCS02 from its device log (EUI-64 -> entry, in join order)."""
 
     def __init__(
-        self,
-        *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
-        device_log_capacity: int = DEVICE_LOG_CAPACITY,
+        self, *, device_log_capacity: int = DEVICE_LOG_CAPACITY, **device: Unpack[DeviceKeys]
     ) -> None:
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-        )
+        super().__init__(**device)
         self.device_log_capacity = device_log_capacity
         self.device_log: dict[bytes, DeviceLogEntry] = {}
         self.joining_enabled = False
         self.join_timeout_s = 0
-        self.extended_pan_id = eui  # see the module docstring
+        self.extended_pan_id = self.eui  # see the module docstring
 
     # -- non-volatile state (what the gateway keeps across eviction and restart) ------------
 

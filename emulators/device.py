@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -77,6 +77,18 @@ class RemoteParty:
     eui: bytes
     ka_public_key: ec.EllipticCurvePublicKey
     ds_public_key: ec.EllipticCurvePublicKey | None = None
+
+
+class DeviceKeys(TypedDict):
+    """What every device model is built with: :class:`GbcsDevice`'s keyword arguments, which a
+    model's constructor takes as ``**device: Unpack[DeviceKeys]`` and passes on unchanged."""
+
+    eui: bytes
+    ka_private_key: ec.EllipticCurvePrivateKey
+    ds_private_key: ec.EllipticCurvePrivateKey
+    acb_ka_public: ec.EllipticCurvePublicKey
+    remote_parties: Mapping[bytes, RemoteParty]
+    clock: Callable[[], datetime]
 
 
 # a held future-dated command's originator, counter and use case (for its outcome alert)

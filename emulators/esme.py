@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any
+from typing import Any, Unpack
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -100,6 +100,7 @@ from emulators.credentials import (
 )
 from emulators.device import (
     DeviceFault,
+    DeviceKeys,
     GbcsDevice,
     RemoteParty,
     on,
@@ -635,31 +636,19 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
     def __init__(
         self,
         *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
         load_profile: LoadProfile | None = None,
         epoch: datetime | None = None,
         trust_anchors: tuple[TrustAnchor, ...] = (),
         root_public_key: ec.EllipticCurvePublicKey | None = None,
+        **device: Unpack[DeviceKeys],
     ) -> None:
         """``epoch`` is when the registers held the profile's start values (default: now).
         ``trust_anchors`` are the meter's remote party cells and ``root_public_key`` its Root
         cell: a credentials update (6.15.1) replaces a cell when the new certificate's path
         leads to the Root; without them it has no cell to replace."""
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-        )
+        super().__init__(**device)
         self.load_profile = load_profile or LoadProfile()
-        self.epoch = epoch if epoch is not None else clock()
+        self.epoch = epoch if epoch is not None else self.clock()
         self.supply = SupplyState.CONNECTED
         self.clock_offset = timedelta()  # device clock minus the injected clock (set by ECS70)
         self.firmware_version = DEFAULT_FIRMWARE_VERSION
@@ -994,6 +983,19 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
             device_ds_private=self.ds_private_key,
         )
 
+    def _signed_results(
+        self, command: GeneralCiphering, request: AccessRequest, results: list[int], now: datetime
+    ) -> bytes:
+        """A critical set's response (ECS01a, ECS02/ECS03, ECS08a): a null and ``results`` for
+        the request's specifications, signed, with the meter's date-time."""
+        return build_signed_access_response(
+            command=command,
+            data=tuple(dlms.null() for _ in request.specs),
+            results=tuple(results),
+            device_ds_private=self.ds_private_key,
+            date_time=encode_date_time(self.device_time(now)),
+        )
+
     @on(USE_CASES_BY_NAME["ECS42"])
     def enable_supply(
         self, *, command: GeneralCiphering, request: AccessRequest | None, **_: Any
@@ -1291,13 +1293,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
                     use_case.name,
                 )
                 self.activate_due(now)
-        return build_signed_access_response(
-            command=command,
-            data=tuple(dlms.null() for _ in request.specs),
-            results=tuple(results),
-            device_ds_private=self.ds_private_key,
-            date_time=encode_date_time(self.device_time(now)),
-        )
+        return self._signed_results(command, request, results, now)
 
     @on(USE_CASES_BY_NAME["ECS26j"])
     def read_payment_mode(
@@ -1384,13 +1380,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
                     "ECS01a",
                 )
                 self.run_due(now)
-        return build_signed_access_response(
-            command=command,
-            data=tuple(dlms.null() for _ in request.specs),
-            results=tuple(results),
-            device_ds_private=self.ds_private_key,
-            date_time=encode_date_time(self.device_time(now)),
-        )
+        return self._signed_results(command, request, results, now)
 
     @on(USE_CASES_BY_NAME["ECS24"])
     def read_tariff(
@@ -1604,13 +1594,7 @@ class Esme(MethodAMeterJoins, LoadControllerCredentials, FirmwareImages, GbcsDev
             self._hold_or_apply(
                 "prepayment_configuration", configuration, activation, command, "ECS08a", now
             )
-        return build_signed_access_response(
-            command=command,
-            data=tuple(dlms.null() for _ in request.specs),
-            results=tuple(results),
-            device_ds_private=self.ds_private_key,
-            date_time=encode_date_time(self.device_time(now)),
-        )
+        return self._signed_results(command, request, results, now)
 
     def _hold_or_apply(
         self,

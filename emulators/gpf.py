@@ -19,11 +19,9 @@ GBCS facts this model follows (PROTOCOL.md, the RTDS vectors in reference/gbcs/r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import Any, Unpack
 
 from dccsim.gbcs.der import ASN1_SCHEMAS, decode_with, encode_with
 from dccsim.gbcs.errors import GbcsError
@@ -37,7 +35,7 @@ from dccsim.gbcs.usecases import (
     build_maced_response,
 )
 from dccsim.gbcs.zigbee import ZclValue
-from emulators.device import RemoteParty, on
+from emulators.device import DeviceKeys, RemoteParty, on
 from emulators.gsme import (
     DAILY_CONSUMPTION,
     GBCS_EPOCH,
@@ -63,28 +61,15 @@ class Gpf(GasRegisterReads):
     def __init__(
         self,
         *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
         mirror: GasRegisters | None = None,
         attributes: Mapping[tuple[int, int], tuple[int, ZclValue]] | None = None,
         device_log_capacity: int = GPF_DEVICE_LOG_CAPACITY,
+        **device: Unpack[DeviceKeys],
     ) -> None:
         """``mirror`` is the register of the GSME this GPF proxies (default: a GSME with the
         default profile installed now)."""
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-            attributes=attributes,
-        )
-        self.mirror = mirror if mirror is not None else GasRegisters(GasLoadProfile(), clock())
+        super().__init__(attributes=attributes, **device)
+        self.mirror = mirror if mirror is not None else GasRegisters(GasLoadProfile(), self.clock())
         self.device_log_capacity = device_log_capacity
         self.device_log: dict[bytes, int] = {}
 

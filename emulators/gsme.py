@@ -47,10 +47,10 @@ not yet move the meter balance or the credit (no gas is charged).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -111,6 +111,7 @@ from dccsim.gbcs.zigbee import (
 from emulators.credentials import TrustAnchor, TrustAnchorCells
 from emulators.device import (
     ALERT_SOURCE_NOT_AUTHORISED,
+    DeviceKeys,
     DeviceRefusal,
     GbcsDevice,
     RemoteParty,
@@ -491,22 +492,10 @@ class GbzDevice(GbcsDevice):
     def __init__(
         self,
         *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
         attributes: Mapping[tuple[int, int], tuple[int, ZclValue]] | None = None,
+        **device: Unpack[DeviceKeys],
     ) -> None:
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-        )
+        super().__init__(**device)
         self.attributes = dict(DEFAULT_ATTRIBUTES if attributes is None else attributes)
         # its event and security logs, oldest first: the security log records each command
         # refused for its authentication, the event log the alerts the device raised
@@ -1007,33 +996,20 @@ class Gsme(GasRegisterReads, MeterJoins, TrustAnchorCells, FirmwareImages):
     def __init__(
         self,
         *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
         attributes: Mapping[tuple[int, int], tuple[int, ZclValue]] | None = None,
         load_profile: GasLoadProfile | None = None,
         epoch: datetime | None = None,
         trust_anchors: tuple[TrustAnchor, ...] = (),
         root_public_key: ec.EllipticCurvePublicKey | None = None,
+        **device: Unpack[DeviceKeys],
     ) -> None:
         """``epoch`` is when the register held the profile's start value (default: now).
         ``trust_anchors`` are the meter's remote party cells and ``root_public_key`` its Root
         cell, as an ESME's: a credentials update (6.15.1, 6.23) replaces a cell when the new
         certificate's path leads to the Root."""
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-            attributes=attributes,
-        )
+        super().__init__(attributes=attributes, **device)
         self.registers = GasRegisters(
-            load_profile or GasLoadProfile(), epoch if epoch is not None else clock()
+            load_profile or GasLoadProfile(), epoch if epoch is not None else self.clock()
         )
         self.supplier_message: str | None = None
         self.cut_off_value: int | None = None  # the prepayment disablement threshold

@@ -19,25 +19,24 @@ The join table is what the device keeps across a power cycle (``nonvolatile_stat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 from dccsim.gbcs import der
 from dccsim.gbcs.commands import JOIN_DEVICE_TYPES
-from dccsim.gbcs.crypto import sign_frame, verify_frame_signature
+from dccsim.gbcs.crypto import verify_frame_signature
 from dccsim.gbcs.errors import GbcsError
-from dccsim.gbcs.frames import CRA_COMMAND, CRA_RESPONSE, GeneralCiphering, GeneralSigning
+from dccsim.gbcs.frames import CRA_COMMAND, CRA_RESPONSE, GeneralCiphering
 from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
     PayloadKind,
     UseCase,
     build_maced_response,
+    build_signed_response,
 )
 from emulators.device import (
     ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
+    DeviceKeys,
     GbcsDevice,
     RemoteParty,
     on,
@@ -68,49 +67,11 @@ _UNJOIN_SCHEMA = der.ASN1_SCHEMAS[(CS04AC.message_code, CRA_COMMAND)]
 _JOIN_DETAILS_ENTRY = der.sequence("device", der.octets("device_id"), der.integer("device_type"))
 
 
-def signed_response(
-    command: GeneralCiphering, payload: bytes, ds_private: ec.EllipticCurvePrivateKey
-) -> bytes:
-    """A response frame signed with the device's DS key (not MAC'd): CRA 2, titles swapped,
-    the command's counter, message code and other-information extras."""
-    header = command.general_signing
-    frame = GeneralSigning(
-        cra_flag=CRA_RESPONSE,
-        originator_counter=header.originator_counter,
-        originator_title=header.recipient_title,
-        recipient_title=header.originator_title,
-        date_time=None,
-        message_code=header.message_code,
-        other_info_extras=header.other_info_extras,
-        payload=payload,
-        signature=None,
-        signature_field="unsigned",
-    )
-    return sign_frame(frame, ds_private).encode()
-
-
 class JoiningDevice(GbcsDevice):
     """A device with a join table (EUI-64 -> GBCS device type, in join order)."""
 
-    def __init__(
-        self,
-        *,
-        eui: bytes,
-        ka_private_key: ec.EllipticCurvePrivateKey,
-        ds_private_key: ec.EllipticCurvePrivateKey,
-        acb_ka_public: ec.EllipticCurvePublicKey,
-        remote_parties: Mapping[bytes, RemoteParty],
-        clock: Callable[[], datetime],
-        join_capacity: int = JOIN_CAPACITY,
-    ) -> None:
-        super().__init__(
-            eui=eui,
-            ka_private_key=ka_private_key,
-            ds_private_key=ds_private_key,
-            acb_ka_public=acb_ka_public,
-            remote_parties=remote_parties,
-            clock=clock,
-        )
+    def __init__(self, *, join_capacity: int = JOIN_CAPACITY, **device: Unpack[DeviceKeys]) -> None:
+        super().__init__(**device)
         self.join_capacity = join_capacity
         self.joined: dict[bytes, int] = {}
 
@@ -132,6 +93,16 @@ class JoiningDevice(GbcsDevice):
             self.joined[other] = kind
             return JOIN_SUCCESS
         return JOIN_FAILURE
+
+    def _signed_result(self, command: GeneralCiphering, result: int) -> bytes:
+        """A join or unjoin's INTEGER result, signed with the DS key (not MAC'd), as the RTDS
+        CS03A2 / CS04AC responses."""
+        return build_signed_response(
+            command=command,
+            payload=der.encode_with(der.integer("result"), result),
+            date_time=None,
+            device_ds_private=self.ds_private_key,
+        )
 
     def _check_signed(self, command: GeneralCiphering, remote_party: RemoteParty) -> None:
         """Join and unjoin must carry their originator's signature."""
@@ -182,9 +153,7 @@ class Type1Device(JoiningDevice):
         type); INTEGER result, signed."""
         self._check_signed(command, remote_party)
         result = self._join_result(command.general_signing.payload)
-        return signed_response(
-            command, der.encode_with(der.integer("result"), result), self.ds_private_key
-        )
+        return self._signed_result(command, result)
 
     @on(CS04AC)
     def unjoin(self, *, command: GeneralCiphering, remote_party: RemoteParty, **_: Any) -> bytes:
@@ -194,9 +163,7 @@ class Type1Device(JoiningDevice):
         if not isinstance(other, bytes):
             raise GbcsError("unjoin command does not carry an EUI-64")
         result = JOIN_SUCCESS if self.joined.pop(other, None) is not None else JOIN_FAILURE
-        return signed_response(
-            command, der.encode_with(der.integer("result"), result), self.ds_private_key
-        )
+        return self._signed_result(command, result)
 
     @on(CS08)
     def read_firmware_version(
@@ -257,9 +224,7 @@ class MeterJoins(JoiningDevice):
         with the DS key."""
         self._check_signed(command, remote_party)
         result = self._meter_join_result(command)
-        return signed_response(
-            command, der.encode_with(der.integer("result"), result), self.ds_private_key
-        )
+        return self._signed_result(command, result)
 
     @on(CS03C)
     def join_method_c(
