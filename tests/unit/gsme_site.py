@@ -6,6 +6,7 @@ signed by the Supplier) and check its answers' signatures and MACs."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -18,22 +19,26 @@ from dccsim.gbcs.frames import CRA_RESPONSE, GeneralCiphering, GeneralSigning, d
 from dccsim.pki.smki import CertificateAuthority, KeyUsage, Role, issue_organisation_certificate
 from emulators.credentials import TrustAnchor
 from emulators.device import RemoteParty
-from emulators.gsme import Gsme
+from emulators.gsme import GasLoadProfile, Gsme
 from services.transform.srvs import (
     build_command,
     build_pre_command,
     command_from_signed_pre_command,
     lookup,
 )
+from tests.unit.gbcs_site import SUPPLIER_EUI as SUPPLIER_EUI
+from tests.unit.gbcs_site import CriticalKeys
+from tests.unit.gbcs_site import fresh_key as fresh_key
 
 GSME_EUI = bytes.fromhex("00DB1234567890A1")  # the RTDS GSME
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 START = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # the RTDS responses' date-time
 NOT_AFTER = START + dt.timedelta(days=365 * 30)  # past the templates' 2030 execution times
+RTDS_ISSUED_AT = START  # the Issuer Event ID the RTDS gas commands carry
 
 
-def fresh_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def rtds_load() -> GasLoadProfile:
+    """The load profile of the RTDS-style GSME tests: 1,000,000 l, 150 l an hour."""
+    return GasLoadProfile(start_litres=1_000_000, mean_litres_per_hour=150.0)
 
 
 def der_of(certificate: x509.Certificate) -> bytes:
@@ -191,3 +196,70 @@ class GasSite:
             reply, private_key=self.supplier_ka, peer_public_key=self.device_ka.public_key()
         )
         return reply
+
+
+def keyed_gsme(
+    keys: CriticalKeys,
+    clock: Callable[[], dt.datetime],
+    *,
+    load_profile: GasLoadProfile | None = None,
+    epoch: dt.datetime | None = None,
+) -> Gsme:
+    """A GSME with ``keys``, trusting the Supplier, on ``clock``."""
+    party = RemoteParty(SUPPLIER_EUI, keys.supplier_ka.public_key(), keys.supplier_ds.public_key())
+    return Gsme(
+        eui=GSME_EUI,
+        ka_private_key=keys.device_ka,
+        ds_private_key=keys.device_ds,
+        acb_ka_public=keys.acb.public_key(),
+        remote_parties={SUPPLIER_EUI: party},
+        clock=clock,
+        load_profile=load_profile,
+        epoch=epoch,
+    )
+
+
+def signed_command(
+    keys: CriticalKeys,
+    srv: str,
+    counter: int,
+    body: etree._Element | None = None,
+    *,
+    issued_at: dt.datetime | None = RTDS_ISSUED_AT,
+) -> bytes:
+    """The transform's Pre-Command for the critical ``srv`` to the GSME (with the RTDS Issuer
+    Event ID unless ``issued_at`` is None), signed by the Supplier, wrapped by the ACB."""
+    transformation = lookup(srv, "GSME")
+    assert transformation is not None and transformation.critical
+    pre = build_pre_command(
+        transformation,
+        originator_title=SUPPLIER_EUI,
+        device_title=GSME_EUI,
+        counter=counter,
+        body=body,
+        extra_parameters=None if issued_at is None else {"issued_at": issued_at},
+    )
+    return sign_and_wrap(keys, pre)
+
+
+def sign_and_wrap(
+    keys: CriticalKeys, pre: bytes, signer: ec.EllipticCurvePrivateKey | None = None
+) -> bytes:
+    """``pre`` signed by ``signer`` (the Supplier's DS key by default), wrapped by the ACB."""
+    signer = signer or keys.supplier_ds
+    signed = pre + b"\x40" + ecdsa_sign_raw(signer, pre[1:])
+    return command_from_signed_pre_command(
+        signed,
+        pre_command=pre,
+        user_ds_public=signer.public_key(),
+        acb_ka_private=keys.acb,
+        device_ka_public=keys.device_ka.public_key(),
+    )
+
+
+def signed_reply(gsme: Gsme, keys: CriticalKeys, command: bytes) -> GeneralSigning:
+    """``gsme``'s answer to ``command``, checked to be signed by its DS key."""
+    reply = decode_message(gsme.handle(command))
+    assert isinstance(reply, GeneralSigning) and reply.signature_field == "signed"
+    assert verify_frame_signature(reply, keys.device_ds.public_key())
+    return reply

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import CommandContext, command_payload
 from dccsim.gbcs.crypto import verify_mac
@@ -21,10 +19,10 @@ from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
     build_command,
 )
-from dccsim.pki.files import parse_private_key
 from emulators.device import RemoteParty
 from emulators.esme import EVENT_LOG, LoadProfile, LogEntry
 from tests.unit.esme_site import ESME_EUI, START, SUPPLIER_EUI, Site
+from tests.unit.gbcs_site import rtds_esme_stand_in
 
 
 def send(site: Site, use_case: str, parameters: dict[str, object] | None = None) -> list[int]:
@@ -135,13 +133,7 @@ def test_response_reproduces_the_rtds_vector(
     """Static ECDH is symmetric: the remote party's KA key and the ESME's certificate stand
     in for the ESME's unpublished KA key pair; the handler gets the RTDS command. (The RTDS
     meter draws 10 W and its clock reads 2015-01-01.)"""
-    keystore = reference_dir / "gbcs" / "keystore"
-    supplier = parse_private_key((keystore / f"{party}-ka.key").read_bytes())
-    assert isinstance(supplier, ec.EllipticCurvePrivateKey)
-    device = x509.load_pem_x509_certificate(
-        (keystore / "00db1234567890a0-ka.pem").read_bytes()
-    ).public_key()
-    assert isinstance(device, ec.EllipticCurvePublicKey)
+    supplier, device = rtds_esme_stand_in(reference_dir, party)
     rtds = reference_dir / "gbcs" / "rtds" / folder
     command = decode_message(parse_hex_or_base64((rtds / f"{prefix}_COMMAND_GBCS.HEX").read_text()))
     assert isinstance(command, GeneralCiphering)

@@ -19,6 +19,7 @@ from dccsim.gbcs.usecases import USE_CASES_BY_NAME
 from emulators.device import DeviceRefusal
 from emulators.esme import ACTIVATION_FAILURE, ACTIVATION_SUCCESS, DEFAULT_FIRMWARE_VERSION
 from tests.unit.esme_site import ESME_EUI, START, SUPPLIER_EUI, Site, fresh_key
+from tests.unit.gbcs_site import CS06_ACTIVATIONS
 
 IMAGE = b"ESME firmware image 1.1" * 100
 NEW_VERSION = bytes.fromhex("01010000")
@@ -114,14 +115,7 @@ def test_activation_whose_payload_counter_is_not_the_commands_is_refused(site: S
 
 def test_pending_activation_survives_a_power_cycle(site: Site) -> None:
     activate(site, hashlib.sha256(IMAGE).digest(), START + timedelta(hours=1))
-    fresh = Site(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-        counter=site.counter,
-    )
+    fresh = site.with_same_keys()
     fresh.esme.restore_nonvolatile_state(site.esme.nonvolatile_state())
     fresh.now = START + timedelta(hours=2)
     assert running_version(fresh) == NEW_VERSION
@@ -129,25 +123,13 @@ def test_pending_activation_survives_a_power_cycle(site: Site) -> None:
 
 # -- responses against the RTDS vectors ----------------------------------------------------------
 
-RTDS_HASH = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
-
 
 def _vector(reference_dir: Path, prefix: str, kind: str) -> bytes:
     path = reference_dir / "gbcs" / "rtds" / "11.3_CS06" / f"{prefix}_{kind}_GBCS.HEX"
     return parse_hex_or_base64(path.read_text())
 
 
-@pytest.mark.parametrize(
-    ("prefix", "received", "running"),
-    [
-        # the RTDS meter activates the image it holds (version 0123ABCE) ...
-        ("CS06_11.3_IMMEDIATE_SUCCESS", {RTDS_HASH: bytes.fromhex("0123ABCE")}, None),
-        # ... or, holding none with that hash, keeps running 0123ABCF
-        ("CS06_11.3_IMMEDIATE_ERROR", {}, bytes.fromhex("0123ABCF")),
-        ("CS06_11.3_FUTURE_DATED_SUCCESS", {}, None),
-        ("CS06_11.3_CANCELLATION_SUCCESS", {}, None),
-    ],
-)
+@pytest.mark.parametrize(("prefix", "received", "running"), CS06_ACTIVATIONS)
 def test_activation_response_matches_the_rtds_vector_but_for_the_signature(
     reference_dir: Path, prefix: str, received: dict[bytes, bytes], running: bytes | None
 ) -> None:

@@ -107,13 +107,7 @@ def test_a_held_account_that_no_longer_fits_the_meter_fails() -> None:
     twin.critical(
         "ECS03", {**PREPAYMENT, "twin": True, "execution_date_time": AT}, signer=twin.supplier_ds
     )
-    single = Site(
-        acb_ka=twin.acb_ka,
-        device_ka=twin.device_ka,
-        device_ds=twin.device_ds,
-        supplier_ka=twin.supplier_ka,
-        supplier_ds=twin.supplier_ds,
-    )
+    single = twin.with_same_keys(counter=1000)  # and a single-element ESME
     single.esme.restore_nonvolatile_state(twin.esme.nonvolatile_state())
     single.now = AT
     mode = single.read("ECS26j")  # the meter runs what is due before answering
@@ -134,13 +128,7 @@ def test_a_scripted_failure_survives_a_power_cycle() -> None:
     site = Site()
     site.critical("ECS08a", {**CONFIGURATION, "execution_date_time": AT}, signer=site.supplier_ds)
     site.esme.script_future_dated_failure("prepayment_configuration")
-    fresh = Site(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-    )
+    fresh = site.with_same_keys(counter=1000)
     fresh.esme.restore_nonvolatile_state(site.esme.nonvolatile_state())
     fresh.esme.run_due(AT)
     assert [a.alert_code for a in fresh.esme.take_alerts()] == [0x8F67] * 9

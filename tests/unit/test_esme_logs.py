@@ -9,25 +9,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import CommandContext, command_payload
-from dccsim.gbcs.crypto import verify_mac
 from dccsim.gbcs.dlms import AccessResponse, CompactArray, Data, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import (
     USE_CASES_BY_NAME,
-    build_command,
     build_protected_read_response,
     read_protected_content,
 )
-from dccsim.pki.files import parse_private_key
 from emulators.device import RemoteParty
 from emulators.esme import GBCS_EPOCH, Esme, LoadProfile
+from tests.unit.gbcs_site import SUPPLIER_EUI, ReadKeys, mac_exchange, rtds_esme_stand_in
 
 ESME_EUI = bytes.fromhex("00DB1234567890A0")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 NOW = datetime(2015, 1, 1, 12, 10, tzinfo=UTC)
 EPOCH = datetime(2014, 1, 1, tzinfo=UTC)
 PROFILE = LoadProfile(start_import_wh=1_000_000, mean_power_w=600.0)  # 300 Wh a half hour
@@ -42,19 +38,12 @@ VECTORS = [
 ]
 
 
-class Keys:
-    def __init__(self) -> None:
-        self.acb = ec.generate_private_key(ec.SECP256R1())
-        self.device = ec.generate_private_key(ec.SECP256R1())
-        self.supplier = ec.generate_private_key(ec.SECP256R1())
-
-
 @pytest.fixture
-def keys() -> Keys:
-    return Keys()
+def keys() -> ReadKeys:
+    return ReadKeys()
 
 
-def _esme(keys: Keys, profile: LoadProfile = PROFILE) -> Esme:
+def _esme(keys: ReadKeys, profile: LoadProfile = PROFILE) -> Esme:
     return Esme(
         eui=ESME_EUI,
         ka_private_key=keys.device,
@@ -74,39 +63,15 @@ def _vector(reference_dir: Path, prefix: str, kind: str) -> GeneralCiphering:
     return message
 
 
-def _reference_supplier_ka(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
-    key = parse_private_key(
-        (reference_dir / "gbcs" / "keystore" / "90b3d51f30010000-ka.key").read_bytes()
-    )
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-def _reference_esme_ka(reference_dir: Path) -> ec.EllipticCurvePublicKey:
-    pem = (reference_dir / "gbcs" / "keystore" / "00db1234567890a0-ka.pem").read_bytes()
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _ask(esme: Esme, keys: Keys, use_case: str, payload: bytes, counter: int) -> GeneralCiphering:
-    command = build_command(
-        USE_CASES_BY_NAME[use_case],
-        originator_title=SUPPLIER_EUI,
-        device_title=ESME_EUI,
-        counter=counter,
-        payload=payload,
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device.public_key(),
-    )
-    message = decode_message(esme.handle(command))
-    assert isinstance(message, GeneralCiphering)
-    assert verify_mac(message, private_key=keys.supplier, peer_public_key=keys.device.public_key())
-    return message
+def _ask(
+    esme: Esme, keys: ReadKeys, use_case: str, payload: bytes, counter: int
+) -> GeneralCiphering:
+    use = USE_CASES_BY_NAME[use_case]
+    return mac_exchange(esme, keys, use, payload, device_title=ESME_EUI, counter=counter)
 
 
 def _entries(
-    esme: Esme, keys: Keys, use_case: str, start: datetime, end: datetime, counter: int = 1
+    esme: Esme, keys: ReadKeys, use_case: str, start: datetime, end: datetime, counter: int = 1
 ) -> tuple[CompactArray, list[tuple[int, ...]]]:
     context = CommandContext(
         counter, SUPPLIER_EUI, ESME_EUI, {"start_date_time": start, "end_date_time": end}
@@ -132,7 +97,7 @@ def _seconds(when: datetime) -> int:
 
 @pytest.mark.parametrize(("use_case", "prefix", "twin"), VECTORS)
 def test_response_to_the_rtds_command_has_the_rtds_layout(
-    reference_dir: Path, keys: Keys, use_case: str, prefix: str, twin: bool
+    reference_dir: Path, keys: ReadKeys, use_case: str, prefix: str, twin: bool
 ) -> None:
     """Same message code, counter, no header date-time, protection parameters and the content's
     compact-array type description as the RTDS response."""
@@ -155,10 +120,9 @@ def test_response_to_the_rtds_command_has_the_rtds_layout(
     content = read_protected_content(
         ours, recipient_ka_private=keys.supplier, device_ka_public=keys.device.public_key()
     )
+    supplier, rtds_esme = rtds_esme_stand_in(reference_dir)
     reference_content = read_protected_content(
-        expected,
-        recipient_ka_private=_reference_supplier_ka(reference_dir),
-        device_ka_public=_reference_esme_ka(reference_dir),
+        expected, recipient_ka_private=supplier, device_ka_public=rtds_esme
     )
     ours_array, their_array = content.items[0].value, reference_content.items[0].value
     assert isinstance(ours_array, CompactArray) and isinstance(their_array, CompactArray)
@@ -172,7 +136,7 @@ def test_response_builder_reproduces_the_rtds_response(
     """The vector's own content, encrypted and MAC'd again, is the vector byte for byte
     (static-static ECDH: the supplier's private key and the ESME's public key agree the same
     keys as the ESME's private key and the supplier's public key)."""
-    supplier, esme = _reference_supplier_ka(reference_dir), _reference_esme_ka(reference_dir)
+    supplier, esme = rtds_esme_stand_in(reference_dir)
     expected = _vector(reference_dir, prefix, "RESPONSE")
     content = read_protected_content(expected, recipient_ka_private=supplier, device_ka_public=esme)
     rebuilt = build_protected_read_response(
@@ -185,7 +149,7 @@ def test_response_builder_reproduces_the_rtds_response(
     assert rebuilt == expected.encode()
 
 
-def test_profile_data_is_each_half_hours_import(keys: Keys) -> None:
+def test_profile_data_is_each_half_hours_import(keys: ReadKeys) -> None:
     start = datetime(2014, 12, 31, tzinfo=UTC)
     _, entries = _entries(_esme(keys), keys, "ECS22b", start, start + timedelta(days=1))
     assert len(entries) == 49  # both ends included, as the RTDS response
@@ -194,14 +158,14 @@ def test_profile_data_is_each_half_hours_import(keys: Keys) -> None:
     assert [b[0] - a[0] for a, b in itertools.pairwise(entries)] == [1800] * 48
 
 
-def test_twin_element_profile_data_carries_the_second_element(keys: Keys) -> None:
+def test_twin_element_profile_data_carries_the_second_element(keys: ReadKeys) -> None:
     esme = _esme(keys, LoadProfile(mean_power_w=600.0, twin_element=True, secondary_share=0.25))
     start = datetime(2014, 12, 31, tzinfo=UTC)
     _, entries = _entries(esme, keys, "ECS22b", start, start + timedelta(hours=1))
     assert [entry[1:] for entry in entries] == [(300, 75)] * 3
 
 
-def test_profile_data_stops_at_the_meters_clock(keys: Keys) -> None:
+def test_profile_data_stops_at_the_meters_clock(keys: ReadKeys) -> None:
     start = datetime(2015, 1, 1, 11, tzinfo=UTC)
     _, entries = _entries(_esme(keys), keys, "ECS22b", start, datetime(2099, 1, 1, tzinfo=UTC))
     assert [entry[0] for entry in entries] == [
@@ -209,7 +173,7 @@ def test_profile_data_stops_at_the_meters_clock(keys: Keys) -> None:
     ]  # 11:00, 11:30, 12:00; NOW is 12:10
 
 
-def test_profile_data_follows_a_clock_set_by_ecs70(keys: Keys) -> None:
+def test_profile_data_follows_a_clock_set_by_ecs70(keys: ReadKeys) -> None:
     esme = _esme(keys)
     esme.clock_offset = timedelta(hours=-1)
     start = datetime(2015, 1, 1, 10, tzinfo=UTC)
@@ -217,7 +181,7 @@ def test_profile_data_follows_a_clock_set_by_ecs70(keys: Keys) -> None:
     assert entries[-1][0] == _seconds(datetime(2015, 1, 1, 11, tzinfo=UTC))
 
 
-def test_daily_read_log_holds_the_registers_at_each_midnight(keys: Keys) -> None:
+def test_daily_read_log_holds_the_registers_at_each_midnight(keys: ReadKeys) -> None:
     esme = _esme(keys)
     start = datetime(2014, 3, 9, tzinfo=UTC)
     _array, entries = _entries(esme, keys, "ECS21a", start, start + timedelta(days=2))
@@ -229,7 +193,7 @@ def test_daily_read_log_holds_the_registers_at_each_midnight(keys: Keys) -> None
         assert len(entry) == 2 + 48 + 32 and not any(entry[3:])
 
 
-def test_daily_consumption_is_each_days_import(keys: Keys) -> None:
+def test_daily_consumption_is_each_days_import(keys: ReadKeys) -> None:
     start = datetime(2014, 12, 1, 9, tzinfo=UTC)
     end = datetime(2014, 12, 5, 11, 5, tzinfo=UTC)
     _, entries = _entries(_esme(keys), keys, "ECS66", start, end)
@@ -238,7 +202,7 @@ def test_daily_consumption_is_each_days_import(keys: Keys) -> None:
     ]
 
 
-def test_log_before_the_meter_kept_it_is_empty(keys: Keys) -> None:
+def test_log_before_the_meter_kept_it_is_empty(keys: ReadKeys) -> None:
     start = datetime(2012, 1, 1, tzinfo=UTC)
     array, entries = _entries(_esme(keys), keys, "ECS66", start, start + timedelta(days=5))
     assert entries == [] and array.contents == b""

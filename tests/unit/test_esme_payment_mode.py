@@ -8,17 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import CREDIT_MODE, PREPAYMENT_MODE
 from dccsim.gbcs.dlms import AccessRequest, AccessResponse, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import ACTION_OTHER_REASON, ACTION_SUCCESS
-from dccsim.pki.files import parse_private_key
 from emulators.device import DeviceRefusal, RemoteParty
 from emulators.esme import OBJECT_UNDEFINED, Account
 from tests.unit.esme_site import START, SUPPLIER_EUI, Site, fresh_key
+from tests.unit.gbcs_site import rtds_esme_stand_in
 
 PREPAYMENT: dict[str, object] = {
     "disablement_threshold": 556677,
@@ -105,14 +104,7 @@ def test_payment_mode_signed_by_someone_else_is_refused(site: PaymentSite) -> No
 def test_the_account_survives_a_power_cycle(site: PaymentSite) -> None:
     site.set_mode("ECS03", {**PREPAYMENT, "execution_date_time": START + timedelta(hours=1)})
     state = site.esme.nonvolatile_state()
-    fresh = PaymentSite(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-        counter=site.counter,
-    )
+    fresh = site.with_same_keys()
     fresh.esme.restore_nonvolatile_state(state)
     fresh.now = START + timedelta(hours=2)
     assert fresh.read_mode() == (PREPAYMENT_MODE, 2)
@@ -164,13 +156,7 @@ def test_payment_mode_response_matches_the_rtds_vector_but_for_the_signature(
 def test_payment_mode_read_response_reproduces_the_rtds_vector(reference_dir: Path) -> None:
     """Static ECDH is symmetric: the supplier's KA key and the ESME's certificate stand in
     for the ESME's unpublished KA key pair."""
-    keystore = reference_dir / "gbcs" / "keystore"
-    supplier = parse_private_key((keystore / "90b3d51f30010000-ka.key").read_bytes())
-    assert isinstance(supplier, ec.EllipticCurvePrivateKey)
-    device = x509.load_pem_x509_certificate(
-        (keystore / "00db1234567890a0-ka.pem").read_bytes()
-    ).public_key()
-    assert isinstance(device, ec.EllipticCurvePublicKey)
+    supplier, device = rtds_esme_stand_in(reference_dir)
     folder = "6.2.9_ECS26j"
     command = decode_message(
         _vector(reference_dir, folder, "ECS26j_6.2.9_SUCCESS_COMMAND_GBCS.HEX")

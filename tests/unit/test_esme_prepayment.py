@@ -10,12 +10,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from dccsim.duis.xml import parse_service_request
-from dccsim.gbcs import critical, dlms
+from dccsim.gbcs import dlms
 from dccsim.gbcs.alerts import describe_alert
 from dccsim.gbcs.commands import (
     ECS08A_SPECS,
@@ -26,8 +24,6 @@ from dccsim.gbcs.commands import (
     TariffDate,
     command_payload,
 )
-from dccsim.gbcs.critical import command_from_signed_pre_command
-from dccsim.gbcs.crypto import ecdsa_sign_raw
 from dccsim.gbcs.dlms import (
     AccessRequest,
     AccessResponse,
@@ -45,7 +41,6 @@ from dccsim.gbcs.usecases import (
     build_command,
     read_protected_content,
 )
-from dccsim.pki.files import parse_private_key
 from emulators.device import RemoteParty
 from emulators.esme import (
     FUTURE_DATED_TARGETS,
@@ -63,6 +58,14 @@ from services.transform.srvs import (
 )
 from services.transform.srvs import build_command as build_srv_command
 from tests.unit.esme_site import ESME_EUI, START, SUPPLIER_EUI, Site
+from tests.unit.gbcs_site import (
+    assert_rtds_command_wraps,
+    build_rtds_command,
+    checked_transformation,
+    duis_template,
+    keystore_private,
+    keystore_public,
+)
 
 RTDS_NOW = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # the RTDS ESME's clock (its responses)
 DEBT: dict[str, object] = {
@@ -108,19 +111,7 @@ PREPAYMENT: dict[str, object] = {
 class PrepaymentSite(Site):
     def critical_payload(self, use_case: str, payload: bytes) -> GeneralSigning:
         """Send ``payload`` as the critical ``use_case``, signed by the Supplier."""
-        self.counter += 1
-        pre = critical.build_pre_command(
-            USE_CASES_BY_NAME[use_case],
-            originator_title=SUPPLIER_EUI,
-            device_title=ESME_EUI,
-            counter=self.counter,
-            payload=payload,
-        )
-        signed = decode_message(pre + b"\x40" + ecdsa_sign_raw(self.supplier_ds, pre[1:]))
-        assert isinstance(signed, GeneralSigning)
-        command = critical.wrap_command(
-            signed, acb_ka_private=self.acb_ka, device_ka_public=self.device_ka.public_key()
-        )
+        command = self.signed_command(use_case, payload)
         frame = decode_message(self.esme.handle(command))
         assert isinstance(frame, GeneralSigning)
         return frame
@@ -131,20 +122,7 @@ class PrepaymentSite(Site):
 
     def read_configuration(self) -> list[Data]:
         """4.13 (ECS26a): every data item, MAC'd by the ESME for the Supplier."""
-        self.counter += 1
-        command = build_command(
-            USE_CASES_BY_NAME["ECS26a"],
-            originator_title=SUPPLIER_EUI,
-            device_title=ESME_EUI,
-            counter=self.counter,
-            payload=command_payload("ECS26a", CommandContext(self.counter, SUPPLIER_EUI, ESME_EUI)),
-            acb_ka_private=self.acb_ka,
-            device_ka_public=self.device_ka.public_key(),
-        )
-        response = decode_message(self.esme.handle(command))
-        assert isinstance(response, GeneralCiphering)
-        apdu = decode_apdu(response.general_signing.payload)
-        assert isinstance(apdu, AccessResponse)
+        apdu = self.read_response("ECS26a")
         assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * 18
         return list(apdu.data)
 
@@ -338,14 +316,7 @@ def test_prepayment_state_survives_a_power_cycle(site: PrepaymentSite) -> None:
     site.results("ECS09", {})
     at = START + dt.timedelta(hours=3)
     site.results("ECS08a", {**CONFIGURATION, "low_credit_threshold": 7, "execution_date_time": at})
-    fresh = PrepaymentSite(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-        counter=site.counter,
-    )
+    fresh = site.with_same_keys()
     fresh.esme.restore_nonvolatile_state(site.esme.nonvolatile_state())
     assert fresh.esme.prepayment == site.esme.prepayment
     fresh.now = at
@@ -357,19 +328,6 @@ def test_prepayment_state_survives_a_power_cycle(site: PrepaymentSite) -> None:
 
 def _rtds(reference_dir: Path, folder: str, name: str) -> bytes:
     return parse_hex_or_base64((reference_dir / "gbcs" / "rtds" / folder / name).read_text())
-
-
-def _keystore_public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
-    path = reference_dir / "gbcs" / "keystore" / f"{name}.pem"
-    key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _keystore_private(reference_dir: Path, name: str) -> ec.EllipticCurvePrivateKey:
-    key = parse_private_key((reference_dir / "gbcs" / "keystore" / f"{name}.key").read_bytes())
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
 
 
 def _body(element: str, inner: str) -> etree._Element:
@@ -410,16 +368,13 @@ def _pre_and_command(
         body=body,
     )
     assert pre == _rtds(reference_dir, folder, f"{prefix}_PRECOMMAND_GBCS.HEX")
-    command = decode_message(_rtds(reference_dir, folder, f"{prefix}_COMMAND_GBCS.HEX"))
-    assert isinstance(command, GeneralCiphering)
-    built = command_from_signed_pre_command(
-        command.general_signing.encode(),
-        pre_command=pre,
-        user_ds_public=_keystore_public(reference_dir, "90b3d51f30010000-ds"),
-        acb_ka_private=_keystore_private(reference_dir, "90b3d51f30000002-ka"),
-        device_ka_public=_keystore_public(reference_dir, "00db1234567890a0-ka"),
+    assert_rtds_command_wraps(
+        reference_dir,
+        _rtds(reference_dir, folder, f"{prefix}_COMMAND_GBCS.HEX"),
+        pre,
+        originator=SUPPLIER_EUI,
+        target=ESME_EUI,
     )
-    assert built == command.encode()
 
 
 @pytest.mark.parametrize(("srv", "element", "inner", "folder", "prefix"), BUILT_BODIES)
@@ -443,8 +398,7 @@ def test_debt_and_emergency_credit_requests_become_the_rtds_commands(
 def test_prepay_configuration_template_becomes_the_rtds_command(
     reference_dir: Path, template: str, prefix: str
 ) -> None:
-    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
-    request = parse_service_request(path.read_bytes())
+    request = duis_template(reference_dir, f"{template}_REQUEST_DUIS.XML")
     assert request.body_name == "UpdatePrepayConfiguration"
     rid = request.request_id
     assert (rid.originator, rid.target) == (SUPPLIER_EUI, ESME_EUI)
@@ -454,20 +408,10 @@ def test_prepay_configuration_template_becomes_the_rtds_command(
 def test_read_prepayment_configuration_template_becomes_the_rtds_command(
     reference_dir: Path,
 ) -> None:
-    path = reference_dir / "duis" / "templates" / "ECS26a_4.13_SINGLE_SUCCESS_REQUEST_DUIS.XML"
-    request = parse_service_request(path.read_bytes())
-    transformation = lookup("4.13", "ESME")
-    assert transformation is not None and not transformation.critical
-    assert request.body_name == transformation.body_element
-    built = build_srv_command(
-        transformation,
-        originator_title=request.request_id.originator,
-        device_title=request.request_id.target,
-        counter=request.request_id.counter,
-        acb_ka_private=_keystore_private(reference_dir, "90b3d51f30000002-ka"),
-        device_ka_public=_keystore_public(reference_dir, "00db1234567890a0-ka"),
-        body=request.body,
-    )
+    request = duis_template(reference_dir, "ECS26a_4.13_SINGLE_SUCCESS_REQUEST_DUIS.XML")
+    assert request.request_id.target == ESME_EUI
+    transformation = checked_transformation(request, "ESME", critical=False)
+    built = build_rtds_command(reference_dir, transformation, request)
     assert built == _rtds(
         reference_dir, "4.13_ECS26a", "ECS26a_4.13_SINGLE_SUCCESS_COMMAND_GBCS.HEX"
     )
@@ -586,7 +530,7 @@ def test_read_prepayment_configuration_reproduces_the_rtds_vector(reference_dir:
         return item.items[0].items[1].integer, item.items[2].items[0].items[1].integer
 
     (scale_1, rate_1), (scale_2, rate_2) = rate(data[0]), rate(data[4])
-    site = Site(device_ka=_keystore_private(reference_dir, "90b3d51f30010000-ka"))
+    site = Site(device_ka=keystore_private(reference_dir, "90b3d51f30010000-ka"))
     references = tuple(
         (r.items[0].octets, r.items[1].octets, r.items[2].value.octets, r.items[2].value.bits)
         for r in data[17].items
@@ -610,7 +554,7 @@ def test_read_prepayment_configuration_reproduces_the_rtds_vector(reference_dir:
             schedule=data[16].encode(),
         ),
     )
-    device = _keystore_public(reference_dir, "00db1234567890a0-ka")
+    device = keystore_public(reference_dir, "00db1234567890a0-ka")
     built = site.esme.read_prepayment_configuration(
         command=_command(reference_dir, folder, prefix),
         remote_party=RemoteParty(SUPPLIER_EUI, device),
@@ -693,8 +637,8 @@ def test_read_prepayment_daily_read_log_template_becomes_the_rtds_command(
         originator_title=request.request_id.originator,
         device_title=request.request_id.target,
         counter=request.request_id.counter,
-        acb_ka_private=_keystore_private(reference_dir, "90b3d51f30000002-ka"),
-        device_ka_public=_keystore_public(reference_dir, "00db1234567890a0-ka"),
+        acb_ka_private=keystore_private(reference_dir),
+        device_ka_public=keystore_public(reference_dir, "00db1234567890a0-ka"),
         body=request.body,
     )
     assert built == _rtds(reference_dir, "4.14_ECS21b", "ECS21b_4.14_KRP_SUCCESS_COMMAND_GBCS.HEX")
@@ -706,8 +650,8 @@ def test_read_prepayment_daily_read_log_reproduces_the_rtds_vector(reference_dir
     folder, prefix = "4.14_ECS21b", "ECS21b_4.14_KRP_SUCCESS"
     reference = decode_message(_rtds(reference_dir, folder, f"{prefix}_RESPONSE_GBCS.HEX"))
     assert isinstance(reference, GeneralCiphering)
-    supplier_ka = _keystore_private(reference_dir, "90b3d51f30010000-ka")
-    device = _keystore_public(reference_dir, "00db1234567890a0-ka")
+    supplier_ka = keystore_private(reference_dir, "90b3d51f30010000-ka")
+    device = keystore_public(reference_dir, "00db1234567890a0-ka")
     log = read_protected_content(
         reference, recipient_ka_private=supplier_ka, device_ka_public=device
     ).items[0]
@@ -725,9 +669,11 @@ def test_read_prepayment_daily_read_log_reproduces_the_rtds_vector(reference_dir
         )
         history.append((GBCS_EPOCH + dt.timedelta(seconds=at), registers))
     site.esme.prepayment_history = history
+    request = decode_apdu(_command(reference_dir, folder, prefix).general_signing.payload)
+    assert isinstance(request, AccessRequest)
     built = site.esme.read_prepayment_daily_read_log(
         command=_command(reference_dir, folder, prefix),
-        request=decode_apdu(_command(reference_dir, folder, prefix).general_signing.payload),
+        request=request,
         remote_party=RemoteParty(SUPPLIER_EUI, device),
         now=RTDS_NOW,
     )
@@ -740,14 +686,7 @@ def test_the_log_keeps_one_value_a_day_and_survives_a_power_cycle(site: Prepayme
         site.now = START + dt.timedelta(hours=hour)
         site.esme.add_credit(1)
     assert len(site.esme.prepayment_history) == 2  # the value at midnight, the day's last
-    fresh = PrepaymentSite(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-        counter=site.counter,
-    )
+    fresh = site.with_same_keys()
     fresh.esme.restore_nonvolatile_state(site.esme.nonvolatile_state())
     assert fresh.esme.prepayment_history == site.esme.prepayment_history
     fresh.now = START + dt.timedelta(days=1)

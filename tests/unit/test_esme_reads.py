@@ -9,37 +9,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import CommandContext, command_payload
-from dccsim.gbcs.crypto import verify_mac
 from dccsim.gbcs.dlms import AccessResponse, CompactArray, decode_apdu
-from dccsim.gbcs.frames import GeneralCiphering, decode_message
 from dccsim.gbcs.usecases import (
     ACTION_OTHER_REASON,
     ACTION_SUCCESS,
     USE_CASES_BY_NAME,
-    build_command,
 )
 from emulators.device import RemoteParty
 from emulators.esme import EVENT_LOG, SECURITY_LOG, Esme, LogEntry
+from tests.unit.gbcs_site import SUPPLIER_EUI, ReadKeys, mac_exchange
 
 ESME_EUI = bytes.fromhex("00DB1234567890A0")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 NOW = datetime(2015, 1, 1, 12, tzinfo=UTC)
 
 
-class Keys:
-    def __init__(self) -> None:
-        self.acb = ec.generate_private_key(ec.SECP256R1())
-        self.device = ec.generate_private_key(ec.SECP256R1())
-        self.supplier = ec.generate_private_key(ec.SECP256R1())
+@pytest.fixture
+def keys() -> ReadKeys:
+    return ReadKeys()
 
 
 @pytest.fixture
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture
-def esme(keys: Keys) -> Esme:
+def esme(keys: ReadKeys) -> Esme:
     return Esme(
         eui=ESME_EUI,
         ka_private_key=keys.device,
@@ -51,40 +41,32 @@ def esme(keys: Keys) -> Esme:
 
 
 def _send(
-    esme: Esme, keys: Keys, use_case: str, counter: int, **parameters: object
+    esme: Esme, keys: ReadKeys, use_case: str, counter: int, **parameters: object
 ) -> AccessResponse:
     context = CommandContext(counter, SUPPLIER_EUI, ESME_EUI, parameters)
-    command = build_command(
-        USE_CASES_BY_NAME[use_case],
-        originator_title=SUPPLIER_EUI,
-        device_title=ESME_EUI,
-        counter=counter,
-        payload=command_payload(use_case, context),
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device.public_key(),
+    payload = command_payload(use_case, context)
+    message = mac_exchange(
+        esme, keys, USE_CASES_BY_NAME[use_case], payload, device_title=ESME_EUI, counter=counter
     )
-    message = decode_message(esme.handle(command))
-    assert isinstance(message, GeneralCiphering)
-    assert verify_mac(message, private_key=keys.supplier, peer_public_key=keys.device.public_key())
     response = decode_apdu(message.general_signing.payload)
     assert isinstance(response, AccessResponse)
     return response
 
 
-def test_ecs52_returns_the_firmware_version(esme: Esme, keys: Keys) -> None:
+def test_ecs52_returns_the_firmware_version(esme: Esme, keys: ReadKeys) -> None:
     esme.firmware_version = b"\x01\x02\x03\x04"
     response = _send(esme, keys, "ECS52", 1000)
     assert response.results[0].result == ACTION_SUCCESS
     assert response.data[0].octets == b"\x01\x02\x03\x04"
 
 
-def test_ecs10_puts_the_message_on_the_display(esme: Esme, keys: Keys) -> None:
+def test_ecs10_puts_the_message_on_the_display(esme: Esme, keys: ReadKeys) -> None:
     response = _send(esme, keys, "ECS10", 1000, supplier_message="Reset")
     assert response.results[0].result == ACTION_SUCCESS
     assert esme.supplier_message == b"Reset"
 
 
-def test_cs01a_accepts_a_utrn_once(esme: Esme, keys: Keys) -> None:
+def test_cs01a_accepts_a_utrn_once(esme: Esme, keys: ReadKeys) -> None:
     utrn = "73946144332040217315"
     assert _send(esme, keys, "CS01a", 1000, utrn=utrn).results[0].result == ACTION_SUCCESS
     assert _send(esme, keys, "CS01a", 1001, utrn=utrn).results[0].result == ACTION_OTHER_REASON
@@ -93,7 +75,7 @@ def test_cs01a_accepts_a_utrn_once(esme: Esme, keys: Keys) -> None:
 
 @pytest.mark.parametrize(("use_case", "log"), [("ECS35a", EVENT_LOG), ("ECS35b", SECURITY_LOG)])
 def test_ecs35_returns_the_entries_in_range(
-    esme: Esme, keys: Keys, use_case: str, log: bytes
+    esme: Esme, keys: ReadKeys, use_case: str, log: bytes
 ) -> None:
     inside = LogEntry(NOW - timedelta(hours=1), 0x8F01)
     esme.logs[log] += [LogEntry(NOW - timedelta(days=3), 0x8F02), inside]

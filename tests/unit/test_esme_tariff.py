@@ -9,23 +9,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from dccsim.gbcs.commands import CommandContext, DayProfile, Tariff, TariffDate, command_payload
-from dccsim.gbcs.crypto import verify_mac
+from dccsim.gbcs.commands import DayProfile, Tariff, TariffDate
 from dccsim.gbcs.dlms import AccessRequest, AccessResponse, decode_apdu
 from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import (
     ACTION_OTHER_REASON,
     ACTION_SUCCESS,
-    USE_CASES_BY_NAME,
-    build_command,
 )
-from dccsim.pki.files import parse_private_key
 from emulators.device import RemoteParty
 from emulators.esme import DEFAULT_TARIFF, tariff_from_data
-from tests.unit.esme_site import ESME_EUI, START, SUPPLIER_EUI, Site
+from tests.unit.esme_site import START, SUPPLIER_EUI, Site
+from tests.unit.gbcs_site import rtds_esme_stand_in
 
 NO_THRESHOLD = 0xFFFFFFFF
 TARIFF = Tariff(
@@ -56,23 +51,7 @@ def set_tariff(site: Site, tariff: Tariff, when: datetime | None = None) -> list
 
 def read_tariff(site: Site) -> Tariff:
     """4.11.1 (ECS24): the tariff in force, as the ESME reports it (the MAC checked)."""
-    site.counter += 1
-    command = build_command(
-        USE_CASES_BY_NAME["ECS24"],
-        originator_title=SUPPLIER_EUI,
-        device_title=ESME_EUI,
-        counter=site.counter,
-        payload=command_payload("ECS24", CommandContext(site.counter, SUPPLIER_EUI, ESME_EUI)),
-        acb_ka_private=site.acb_ka,
-        device_ka_public=site.device_ka.public_key(),
-    )
-    frame = decode_message(site.esme.handle(command))
-    assert isinstance(frame, GeneralCiphering)
-    assert verify_mac(
-        frame, private_key=site.supplier_ka, peer_public_key=site.device_ka.public_key()
-    )
-    apdu = decode_apdu(frame.general_signing.payload)
-    assert isinstance(apdu, AccessResponse)
+    apdu = site.read_response("ECS24")
     assert [r.result for r in apdu.results] == [ACTION_SUCCESS] * 17
     return tariff_from_data(apdu.data[2:])
 
@@ -121,14 +100,7 @@ def test_the_tariff_survives_a_power_cycle() -> None:
     site = Site()
     set_tariff(site, TARIFF)
     set_tariff(site, DEFAULT_TARIFF, START + timedelta(days=1))
-    fresh = Site(
-        acb_ka=site.acb_ka,
-        device_ka=site.device_ka,
-        device_ds=site.device_ds,
-        supplier_ka=site.supplier_ka,
-        supplier_ds=site.supplier_ds,
-        counter=site.counter,
-    )
+    fresh = site.with_same_keys()
     fresh.esme.restore_nonvolatile_state(site.esme.nonvolatile_state())
     assert read_tariff(fresh) == padded(TARIFF)
     fresh.now = START + timedelta(days=1)
@@ -171,13 +143,7 @@ def test_tariff_response_matches_the_rtds_vector_but_for_the_signature(
 def test_tariff_read_response_reproduces_the_rtds_vector(reference_dir: Path) -> None:
     """The RTDS meter's tariff is taken from its ECS24 response; the ESME then answers the
     RTDS command with those bytes (the supplier's KA key standing in for the ESME's)."""
-    keystore = reference_dir / "gbcs" / "keystore"
-    supplier = parse_private_key((keystore / "90b3d51f30010000-ka.key").read_bytes())
-    assert isinstance(supplier, ec.EllipticCurvePrivateKey)
-    device = x509.load_pem_x509_certificate(
-        (keystore / "00db1234567890a0-ka.pem").read_bytes()
-    ).public_key()
-    assert isinstance(device, ec.EllipticCurvePublicKey)
+    supplier, device = rtds_esme_stand_in(reference_dir)
     folder = "4.11.1_ECS24"
     command = decode_message(
         _vector(reference_dir, folder, "ECS24_4.11.1_SUCCESS_COMMAND_GBCS.HEX")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
@@ -26,15 +25,21 @@ from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import PayloadKind
 from dccsim.gbcs.zigbee import decode_gbz
-from dccsim.pki.files import parse_private_key
 from services.transform.srvs import (
     SR_NS,
     TRANSFORMATIONS,
     build_command,
-    build_pre_command,
-    command_from_signed_pre_command,
     lookup,
     user_extras,
+)
+from tests.unit.gbcs_site import (
+    assert_rtds_command_wraps,
+    build_rtds_command,
+    checked_transformation,
+    duis_template,
+    keystore_private,
+    keystore_public,
+    request_pre_command,
 )
 
 # (template, device type the template targets, RTDS folder, vector prefix)
@@ -86,39 +91,15 @@ def _certificate(reference_dir: Path, name: str) -> x509.Certificate:
     )
 
 
-def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
-    key = _certificate(reference_dir, name).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
-    path = reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ka.key"
-    key = parse_private_key(path.read_bytes())
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
 @pytest.mark.parametrize(("template", "device_type", "folder", "_unused"), GAS_READS)
 def test_gas_template_becomes_the_rtds_command(
     reference_dir: Path, template: str, device_type: str, folder: str, _unused: None
 ) -> None:
-    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
-    request = parse_service_request(path.read_bytes())
-    assert request.command_variant == 1
-    transformation = lookup(request.service_reference_variant, device_type)
-    assert transformation is not None and not transformation.critical
-    assert request.body_name == transformation.body_element
-    rid = request.request_id
-    built = build_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
-        body=request.body,
-        extra_parameters={"issued_at": RTDS_ISSUED_AT},  # what commands that change state use
+    request = duis_template(reference_dir, f"{template}_REQUEST_DUIS.XML")
+    transformation = checked_transformation(request, device_type, critical=False)
+    # what commands that change state use
+    built = build_rtds_command(
+        reference_dir, transformation, request, {"issued_at": RTDS_ISSUED_AT}
     )
     assert built == _vector(reference_dir, folder, template)
 
@@ -127,32 +108,18 @@ def test_gas_template_becomes_the_rtds_command(
 def test_critical_gas_template_becomes_the_rtds_pre_command_and_command(
     reference_dir: Path, template: str, device_type: str, folder: str
 ) -> None:
-    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
-    request = parse_service_request(path.read_bytes())
-    assert request.command_variant == 4
-    transformation = lookup(request.service_reference_variant, device_type)
-    assert transformation is not None and transformation.critical
-    assert request.body_name == transformation.body_element
+    request = duis_template(reference_dir, f"{template}_REQUEST_DUIS.XML")
+    transformation = checked_transformation(request, device_type, critical=True)
     rid = request.request_id
-    pre_command = build_pre_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-        extra_parameters={"issued_at": RTDS_ISSUED_AT},
-    )
+    pre_command = request_pre_command(transformation, request, {"issued_at": RTDS_ISSUED_AT})
     assert pre_command == _vector(reference_dir, folder, template, "PRECOMMAND")
-    command = decode_message(_vector(reference_dir, folder, template))
-    assert isinstance(command, GeneralCiphering)
-    wrapped = command_from_signed_pre_command(
-        command.general_signing.encode(),
-        pre_command=pre_command,
-        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+    assert_rtds_command_wraps(
+        reference_dir,
+        _vector(reference_dir, folder, template),
+        pre_command,
+        originator=rid.originator,
+        target=rid.target,
     )
-    assert wrapped == command.encode()
 
 
 def test_issuer_event_id_is_the_time_of_transformation() -> None:
@@ -201,8 +168,8 @@ def test_daily_consumption_log_to_a_gpf_is_the_rtds_acb_command(reference_dir: P
         originator_title=bytes.fromhex("90b3d51f30000002"),
         device_title=gpf,
         counter=1301,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{gpf.hex()}-ka"),
+        acb_ka_private=keystore_private(reference_dir),
+        device_ka_public=keystore_public(reference_dir, f"{gpf.hex()}-ka"),
         body=body,
         other_info_extras=extras,
     )

@@ -6,22 +6,16 @@ emergency credit on where it is available, answering as the RTDS responses."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from dccsim.duis.xml import parse_service_request
-from dccsim.gbcs.crypto import ecdsa_sign_raw, verify_frame_signature, verify_mac
-from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message, parse_hex_or_base64
+from dccsim.gbcs.crypto import verify_mac
+from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_command
 from dccsim.gbcs.zigbee import PREPAYMENT, decode_gbz
-from dccsim.pki.files import parse_private_key
-from emulators.device import RemoteParty
 from emulators.gsme import (
     CS01B,
     GCS60A,
@@ -29,20 +23,33 @@ from emulators.gsme import (
     TOP_UP_ACCEPTED,
     TOP_UP_REJECTED_DUPLICATE,
     TOP_UP_REJECTED_INVALID,
-    GasLoadProfile,
     Gsme,
     well_formed_utrn,
 )
 from services.transform.srvs import (
     SR_NS,
     build_pre_command,
-    command_from_signed_pre_command,
     lookup,
 )
 from services.transform.srvs import build_command as build_srv_command
+from tests.unit.gbcs_site import (
+    CriticalKeys,
+    assert_rtds_command_wraps,
+    build_rtds_command,
+    checked_transformation,
+    duis_template,
+    rtds_payload,
+)
+from tests.unit.gbcs_site import rtds as rtds_vector
+from tests.unit.gsme_site import (
+    GSME_EUI,
+    SUPPLIER_EUI,
+    keyed_gsme,
+    rtds_load,
+    signed_command,
+    signed_reply,
+)
 
-GSME_EUI = bytes.fromhex("00DB1234567890A1")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 RTDS_DATE_TIME = bytes.fromhex("07df0101ff000000008000ff")  # 2015-01-01 00:00
 NOW = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
 SUCCESS_UTRN = "73950067887105178605"  # the RTDS SUCCESS command's (and template's)
@@ -51,47 +58,17 @@ RTDS_CREDIT_AFTER = 25_144_000  # what the RTDS SUCCESS response reports after t
 
 
 def _rtds(reference_dir: Path, folder: str, name: str) -> bytes:
-    return parse_hex_or_base64((reference_dir / "gbcs" / "rtds" / folder / name).read_text())
-
-
-def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
-    pem = (reference_dir / "gbcs" / "keystore" / f"{name}.pem").read_bytes()
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
-    path = reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ka.key"
-    key = parse_private_key(path.read_bytes())
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-def _payload(message: bytes) -> bytes:
-    frame = decode_message(message)
-    return frame.general_signing.payload if isinstance(frame, GeneralCiphering) else frame.payload
+    return rtds_vector(reference_dir, f"{folder}/{name}")
 
 
 # -- the transform ---------------------------------------------------------------------------
 
 
 def test_the_top_up_template_becomes_the_rtds_command(reference_dir: Path) -> None:
-    path = reference_dir / "duis" / "templates" / "CS01b_2.2_SUCCESS_REQUEST_DUIS.XML"
-    request = parse_service_request(path.read_bytes())
-    transformation = lookup(request.service_reference_variant, "GSME")
-    assert transformation is not None and not transformation.critical
+    request = duis_template(reference_dir, "CS01b_2.2_SUCCESS_REQUEST_DUIS.XML")
+    transformation = checked_transformation(request, "GSME", critical=False)
     assert (transformation.use_case, transformation.body_element) == ("CS01b", request.body_name)
-    rid = request.request_id
-    built = build_srv_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
-        body=request.body,
-    )
+    built = build_rtds_command(reference_dir, transformation, request)
     assert built == _rtds(reference_dir, "2.2_CS01b", "CS01b_2.2_SUCCESS_COMMAND_GBCS.HEX")
 
 
@@ -115,51 +92,31 @@ def test_activate_emergency_credit_becomes_the_rtds_pre_command_and_command(
     )
     folder = "2.5_GCS06"
     assert pre_command == _rtds(reference_dir, folder, f"GCS06_2.5_{outcome}_PRECOMMAND_GBCS.HEX")
-    command = decode_message(_rtds(reference_dir, folder, f"GCS06_2.5_{outcome}_COMMAND_GBCS.HEX"))
-    assert isinstance(command, GeneralCiphering)
-    wrapped = command_from_signed_pre_command(
-        command.general_signing.encode(),
-        pre_command=pre_command,
-        user_ds_public=_public(reference_dir, f"{SUPPLIER_EUI.hex()}-ds"),
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{GSME_EUI.hex()}-ka"),
+    assert_rtds_command_wraps(
+        reference_dir,
+        _rtds(reference_dir, folder, f"GCS06_2.5_{outcome}_COMMAND_GBCS.HEX"),
+        pre_command,
+        originator=SUPPLIER_EUI,
+        target=GSME_EUI,
     )
-    assert wrapped == command.encode()
 
 
 # -- the GSME --------------------------------------------------------------------------------
 
 
-@dataclass
-class Keys:
-    acb: ec.EllipticCurvePrivateKey
-    device_ka: ec.EllipticCurvePrivateKey
-    device_ds: ec.EllipticCurvePrivateKey
-    supplier_ka: ec.EllipticCurvePrivateKey
-    supplier_ds: ec.EllipticCurvePrivateKey
-
-
 @pytest.fixture
-def keys() -> Keys:
-    return Keys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(5)))
+def keys() -> CriticalKeys:
+    return CriticalKeys.fresh()
 
 
-def _gsme(keys: Keys) -> Gsme:
-    party = RemoteParty(SUPPLIER_EUI, keys.supplier_ka.public_key(), keys.supplier_ds.public_key())
-    return Gsme(
-        eui=GSME_EUI,
-        ka_private_key=keys.device_ka,
-        ds_private_key=keys.device_ds,
-        acb_ka_public=keys.acb.public_key(),
-        remote_parties={SUPPLIER_EUI: party},
-        clock=lambda: NOW,
-        load_profile=GasLoadProfile(start_litres=1_000_000, mean_litres_per_hour=150.0),
-        epoch=NOW - dt.timedelta(days=30),
+def _gsme(keys: CriticalKeys) -> Gsme:
+    return keyed_gsme(
+        keys, lambda: NOW, load_profile=rtds_load(), epoch=NOW - dt.timedelta(days=30)
     )
 
 
 @pytest.fixture
-def gsme(keys: Keys) -> Gsme:
+def gsme(keys: CriticalKeys) -> Gsme:
     return _gsme(keys)
 
 
@@ -177,7 +134,7 @@ def counter() -> Counter:
     return Counter()
 
 
-def _top_up(gsme: Gsme, keys: Keys, utrn: str, counter: int) -> GeneralCiphering:
+def _top_up(gsme: Gsme, keys: CriticalKeys, utrn: str, counter: int) -> GeneralCiphering:
     """The transform's CS01b for ``utrn`` (a TopUpDevice body), answered MAC'd by the GSME."""
     transformation = lookup("2.2", "GSME")
     assert transformation is not None
@@ -207,7 +164,9 @@ def _top_up_result(reply: GeneralCiphering) -> dict[str, object]:
     return dict(component.payload.values)
 
 
-def test_a_top_up_answers_as_the_rtds_success(reference_dir: Path, gsme: Gsme, keys: Keys) -> None:
+def test_a_top_up_answers_as_the_rtds_success(
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
+) -> None:
     # the RTDS meter held 1,250,000 less than it reports after the top-up
     gsme.attributes[(PREPAYMENT, PREPAYMENT_CREDIT_REMAINING)] = (
         0x2B,
@@ -215,13 +174,13 @@ def test_a_top_up_answers_as_the_rtds_success(reference_dir: Path, gsme: Gsme, k
     )
     reply = _top_up(gsme, keys, SUCCESS_UTRN, 25769803776)
     rtds = _rtds(reference_dir, "2.2_CS01b", "CS01b_2.2_SUCCESS_RESPONSE_GBCS.HEX")
-    assert reply.general_signing.payload == _payload(rtds)
+    assert reply.general_signing.payload == rtds_payload(rtds)
     assert reply.general_signing.date_time == RTDS_DATE_TIME
     assert gsme.credit_remaining == RTDS_CREDIT_AFTER
 
 
 def test_a_top_up_raises_the_credit_the_meter_balance_read_reports(
-    reference_dir: Path, gsme: Gsme, keys: Keys, counter: Counter
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, counter: Counter
 ) -> None:
     before = gsme.credit_remaining
     result = _top_up_result(_top_up(gsme, keys, SUCCESS_UTRN, counter.next()))
@@ -234,7 +193,7 @@ def test_a_top_up_raises_the_credit_the_meter_balance_read_reports(
         originator_title=SUPPLIER_EUI,
         device_title=GSME_EUI,
         counter=counter.next(),
-        payload=_payload(
+        payload=rtds_payload(
             _rtds(
                 reference_dir,
                 "4.18_GCS60a",
@@ -244,7 +203,7 @@ def test_a_top_up_raises_the_credit_the_meter_balance_read_reports(
         acb_ka_private=keys.acb,
         device_ka_public=keys.device_ka.public_key(),
     )
-    components = decode_gbz(_payload(gsme.handle(read))).components
+    components = decode_gbz(rtds_payload(gsme.handle(read))).components
     credit = {
         int(r["attribute_id"]): r.get("value")
         for c in components
@@ -255,17 +214,17 @@ def test_a_top_up_raises_the_credit_the_meter_balance_read_reports(
 
 
 def test_a_malformed_utrn_answers_as_the_rtds_error_and_leaves_the_credit(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     before = gsme.credit_remaining
     reply = _top_up(gsme, keys, ERROR_UTRN, 30064771072)
     rtds = _rtds(reference_dir, "2.2_CS01b", "CS01b_2.2_ERROR_RESPONSE_GBCS.HEX")
-    assert reply.general_signing.payload == _payload(rtds)
+    assert reply.general_signing.payload == rtds_payload(rtds)
     assert _top_up_result(reply)["result_type"] == TOP_UP_REJECTED_INVALID
     assert gsme.credit_remaining == before and gsme.applied_utrns == []
 
 
-def test_a_utrn_is_credited_once(gsme: Gsme, keys: Keys, counter: Counter) -> None:
+def test_a_utrn_is_credited_once(gsme: Gsme, keys: CriticalKeys, counter: Counter) -> None:
     _top_up(gsme, keys, SUCCESS_UTRN, counter.next())
     credited = gsme.credit_remaining
     result = _top_up_result(_top_up(gsme, keys, SUCCESS_UTRN, counter.next()))
@@ -290,7 +249,7 @@ def test_which_utrns_are_well_formed(utrn: str, well_formed: bool) -> None:
 
 
 def test_the_credit_and_the_applied_utrns_survive_a_power_cycle(
-    gsme: Gsme, keys: Keys, counter: Counter
+    gsme: Gsme, keys: CriticalKeys, counter: Counter
 ) -> None:
     _top_up(gsme, keys, SUCCESS_UTRN, counter.next())
     state = msgpack.unpackb(msgpack.packb(gsme.nonvolatile_state(), use_bin_type=True), raw=False)
@@ -302,49 +261,30 @@ def test_the_credit_and_the_applied_utrns_survive_a_power_cycle(
     assert result["result_type"] == TOP_UP_REJECTED_DUPLICATE
 
 
-def _emergency_credit(gsme: Gsme, keys: Keys, counter: int) -> GeneralSigning:
-    transformation = lookup("2.5", "GSME")
-    assert transformation is not None
-    pre = build_pre_command(
-        transformation,
-        originator_title=SUPPLIER_EUI,
-        device_title=GSME_EUI,
-        counter=counter,
-        body=_emergency_credit_body(),
-    )
-    signed = pre + b"\x40" + ecdsa_sign_raw(keys.supplier_ds, pre[1:])
-    command = command_from_signed_pre_command(
-        signed,
-        pre_command=pre,
-        user_ds_public=keys.supplier_ds.public_key(),
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device_ka.public_key(),
-    )
-    reply = decode_message(gsme.handle(command))
-    assert isinstance(reply, GeneralSigning) and reply.signature_field == "signed"
-    assert verify_frame_signature(reply, keys.device_ds.public_key())
-    return reply
+def _emergency_credit(gsme: Gsme, keys: CriticalKeys, counter: int) -> GeneralSigning:
+    command = signed_command(keys, "2.5", counter, _emergency_credit_body(), issued_at=None)
+    return signed_reply(gsme, keys, command)
 
 
 def test_emergency_credit_on_low_credit_answers_as_the_rtds_success(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     gsme.attributes[(PREPAYMENT, PREPAYMENT_CREDIT_REMAINING)] = (0x2B, 100_000)
     reply = _emergency_credit(gsme, keys, 1000)
     rtds = _rtds(reference_dir, "2.5_GCS06", "GCS06_2.5_SUCCESS_RESPONSE_GBCS.HEX")
-    assert reply.payload == _payload(rtds)
+    assert reply.payload == rtds_payload(rtds)
     assert reply.date_time is None
     assert gsme.emergency_credit_active
     # selecting it again still succeeds (GBCS: whether or not it was active before)
-    assert _emergency_credit(gsme, keys, 1001).payload == _payload(rtds)
+    assert _emergency_credit(gsme, keys, 1001).payload == rtds_payload(rtds)
 
 
 def test_emergency_credit_is_refused_while_the_credit_is_ample(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     reply = _emergency_credit(gsme, keys, 1001)
     rtds = decode_gbz(
-        _payload(_rtds(reference_dir, "2.5_GCS06", "GCS06_2.5_ERROR_RESPONSE_GBCS.HEX"))
+        rtds_payload(_rtds(reference_dir, "2.5_GCS06", "GCS06_2.5_ERROR_RESPONSE_GBCS.HEX"))
     )
     ours = decode_gbz(reply.payload)
     assert [(c.control, c.cluster, c.header, c.payload.layout) for c in ours.components] == [
@@ -355,7 +295,7 @@ def test_emergency_credit_is_refused_while_the_credit_is_ample(
     assert not gsme.emergency_credit_active
 
 
-def test_a_scripted_top_up_fault_leaves_the_credit(gsme: Gsme, keys: Keys) -> None:
+def test_a_scripted_top_up_fault_leaves_the_credit(gsme: Gsme, keys: CriticalKeys) -> None:
     before = gsme.credit_remaining
     gsme.script_fault(CS01B, 1)
     reply = _top_up(gsme, keys, SUCCESS_UTRN, 2000)

@@ -6,40 +6,50 @@ tariff's calendar."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from lxml import etree
 
-from dccsim.duis.xml import ServiceRequest, parse_service_request
+from dccsim.duis.xml import ServiceRequest
 from dccsim.gbcs.crypto import (
     content_context,
     decrypt_content,
-    ecdsa_sign_raw,
     verify_frame_signature,
     verify_mac,
 )
-from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message, parse_hex_or_base64
+from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME
 from dccsim.gbcs.zigbee import ZclHeader, decode_gbz, decode_zcl_payload
-from dccsim.pki.files import parse_private_key
-from emulators.device import RemoteParty
 from emulators.gsme import (
     CURRENT_TIER_SUMMATIONS,
     ZCL_INVALID_FIELD,
-    GasLoadProfile,
     Gsme,
 )
 from services.transform.srvs import (
     ServiceRequestBodyError,
     build_command,
-    build_pre_command,
-    command_from_signed_pre_command,
     lookup,
+)
+from tests.unit.gbcs_site import (
+    CriticalKeys,
+    assert_rtds_command_wraps,
+    checked_transformation,
+    duis_template,
+    keystore_private,
+    keystore_public,
+    request_pre_command,
+    rtds,
+    rtds_payload,
+)
+from tests.unit.gsme_site import (
+    GSME_EUI,
+    RTDS_ISSUED_AT,
+    SUPPLIER_EUI,
+    keyed_gsme,
+    rtds_load,
+    signed_command,
+    signed_reply,
 )
 
 FOLDER = "1.1.1_GCS01a"
@@ -48,11 +58,8 @@ TEMPLATES = (
     "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS",
     "GCS01a_1.1.1_CANCELLATION_BLOCK_SUCCESS",
 )
-RTDS_ISSUED_AT = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # the RTDS gas Issuer Event ID
 RTDS_DATE_TIME = bytes.fromhex("07df0101ff000000008000ff")  # 2015-01-01 00:00, the responses'
 EXECUTION = dt.datetime(2030, 1, 15, 9, tzinfo=dt.UTC)  # the FUTURE_DATED template's
-GSME_EUI = bytes.fromhex("00DB1234567890A1")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 # the RTDS 8F66 alerts of the future-dated tariff, in the order the GSME raises them (the
 # order of the command's components that carry a start time; the alert counters 3009-3013)
 FUTURE_DATED_ALERTS = (
@@ -65,25 +72,11 @@ FUTURE_DATED_ALERTS = (
 
 
 def _rtds(reference_dir: Path, name: str) -> bytes:
-    return parse_hex_or_base64((reference_dir / "gbcs" / "rtds" / FOLDER / name).read_text())
+    return rtds(reference_dir, f"{FOLDER}/{name}")
 
 
 def _request(reference_dir: Path, template: str) -> ServiceRequest:
-    path = reference_dir / "duis" / "templates" / f"{template}_REQUEST_DUIS.XML"
-    return parse_service_request(path.read_bytes())
-
-
-def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
-    pem = (reference_dir / "gbcs" / "keystore" / f"{name}.pem").read_bytes()
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _private(reference_dir: Path, name: str) -> ec.EllipticCurvePrivateKey:
-    key = parse_private_key((reference_dir / "gbcs" / "keystore" / f"{name}.key").read_bytes())
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
+    return duis_template(reference_dir, f"{template}_REQUEST_DUIS.XML")
 
 
 # -- the transform ---------------------------------------------------------------------------
@@ -94,35 +87,23 @@ def test_the_gas_tariff_template_becomes_the_rtds_pre_command_and_command(
     reference_dir: Path, template: str
 ) -> None:
     request = _request(reference_dir, template)
-    transformation = lookup(request.service_reference_variant, "GSME")
-    assert transformation is not None and transformation.critical
+    transformation = checked_transformation(request, "GSME", critical=True)
     assert transformation.use_case == "GCS01a"
-    assert request.body_name == transformation.body_element
     rid = request.request_id
-    pre_command = build_pre_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-        extra_parameters={"issued_at": RTDS_ISSUED_AT},
-    )
+    pre_command = request_pre_command(transformation, request, {"issued_at": RTDS_ISSUED_AT})
     assert pre_command == _rtds(reference_dir, f"{template}_PRECOMMAND_GBCS.HEX")
     # the RTDS command is that Pre-Command signed by the Supplier, MAC'd by the ACB
-    command = decode_message(_rtds(reference_dir, f"{template}_COMMAND_GBCS.HEX"))
-    assert isinstance(command, GeneralCiphering)
-    wrapped = command_from_signed_pre_command(
-        command.general_signing.encode(),
-        pre_command=pre_command,
-        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
-        acb_ka_private=_private(reference_dir, "90b3d51f30000002-ka"),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+    command = assert_rtds_command_wraps(
+        reference_dir,
+        _rtds(reference_dir, f"{template}_COMMAND_GBCS.HEX"),
+        pre_command,
+        originator=rid.originator,
+        target=rid.target,
     )
-    assert wrapped == command.encode()
     assert verify_mac(
         command,  # the same bytes: its MAC is the ACB's for the GSME
-        private_key=_private(reference_dir, "90b3d51f30000002-ka"),
-        peer_public_key=_public(reference_dir, f"{rid.target.hex()}-ka"),
+        private_key=keystore_private(reference_dir),
+        peer_public_key=keystore_public(reference_dir, f"{rid.target.hex()}-ka"),
     )
 
 
@@ -144,18 +125,9 @@ def test_a_tou_day_naming_a_tier_without_a_price_is_refused(reference_dir: Path)
 # -- the GSME --------------------------------------------------------------------------------
 
 
-@dataclass
-class Keys:
-    acb: ec.EllipticCurvePrivateKey
-    device_ka: ec.EllipticCurvePrivateKey
-    device_ds: ec.EllipticCurvePrivateKey
-    supplier_ka: ec.EllipticCurvePrivateKey
-    supplier_ds: ec.EllipticCurvePrivateKey
-
-
 @pytest.fixture
-def keys() -> Keys:
-    return Keys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(5)))
+def keys() -> CriticalKeys:
+    return CriticalKeys.fresh()
 
 
 @pytest.fixture
@@ -163,61 +135,29 @@ def clock() -> list[dt.datetime]:
     return [RTDS_ISSUED_AT]
 
 
-def _gsme(keys: Keys, clock: list[dt.datetime]) -> Gsme:
-    party = RemoteParty(SUPPLIER_EUI, keys.supplier_ka.public_key(), keys.supplier_ds.public_key())
-    return Gsme(
-        eui=GSME_EUI,
-        ka_private_key=keys.device_ka,
-        ds_private_key=keys.device_ds,
-        acb_ka_public=keys.acb.public_key(),
-        remote_parties={SUPPLIER_EUI: party},
-        clock=lambda: clock[0],
-        load_profile=GasLoadProfile(start_litres=1_000_000, mean_litres_per_hour=150.0),
+def _gsme(keys: CriticalKeys, clock: list[dt.datetime]) -> Gsme:
+    return keyed_gsme(
+        keys,
+        lambda: clock[0],
+        load_profile=rtds_load(),
         epoch=RTDS_ISSUED_AT - dt.timedelta(days=30),
     )
 
 
 @pytest.fixture
-def gsme(keys: Keys, clock: list[dt.datetime]) -> Gsme:
+def gsme(keys: CriticalKeys, clock: list[dt.datetime]) -> Gsme:
     return _gsme(keys, clock)
 
 
-def _command(keys: Keys, body: etree._Element | None, counter: int) -> bytes:
-    """The transform's Pre-Command for 1.1.1 to a GSME, signed by the Supplier, ACB-wrapped."""
-    transformation = lookup("1.1.1", "GSME")
-    assert transformation is not None
-    pre = build_pre_command(
-        transformation,
-        originator_title=SUPPLIER_EUI,
-        device_title=GSME_EUI,
-        counter=counter,
-        body=body,
-        extra_parameters={"issued_at": RTDS_ISSUED_AT},
-    )
-    signed = pre + b"\x40" + ecdsa_sign_raw(keys.supplier_ds, pre[1:])
-    return command_from_signed_pre_command(
-        signed,
-        pre_command=pre,
-        user_ds_public=keys.supplier_ds.public_key(),
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device_ka.public_key(),
-    )
-
-
 def _send(
-    gsme: Gsme, keys: Keys, reference_dir: Path, template: str, counter: int
+    gsme: Gsme, keys: CriticalKeys, reference_dir: Path, template: str, counter: int
 ) -> GeneralSigning:
     body = _request(reference_dir, template).body
-    reply = decode_message(gsme.handle(_command(keys, body, counter)))
-    assert isinstance(reply, GeneralSigning) and reply.signature_field == "signed"
-    assert verify_frame_signature(reply, keys.device_ds.public_key())
-    return reply
+    return signed_reply(gsme, keys, signed_command(keys, "1.1.1", counter, body))
 
 
 def _rtds_payload(reference_dir: Path, name: str) -> bytes:
-    message = decode_message(_rtds(reference_dir, name))
-    frame = message.general_signing if isinstance(message, GeneralCiphering) else message
-    return frame.payload
+    return rtds_payload(_rtds(reference_dir, name))
 
 
 def _tiers(gsme: Gsme) -> list[int]:
@@ -226,7 +166,7 @@ def _tiers(gsme: Gsme) -> list[int]:
 
 
 def test_an_immediate_tou_tariff_answers_as_the_rtds_and_is_in_force(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     template = "GCS01a_1.1.1_IMMEDIATE_TOU_SUCCESS"
     reply = _send(gsme, keys, reference_dir, template, 1007)
@@ -237,7 +177,7 @@ def test_an_immediate_tou_tariff_answers_as_the_rtds_and_is_in_force(
 
 
 def test_the_tou_registers_follow_the_tariffs_calendar(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[dt.datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[dt.datetime]
 ) -> None:
     """The RTDS TOU tariff: special days (1 and 2 January 2015 among them) on day 2 (tier 2);
     before 20 March the year's last season (week 2: weekdays day 3 = tier 3, weekends day 4 =
@@ -261,7 +201,7 @@ def test_the_tou_registers_follow_the_tariffs_calendar(
 
 
 def test_a_future_dated_tariff_is_held_and_runs_with_the_rtds_8f66_alerts(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     template = "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS"
     reply = _send(gsme, keys, reference_dir, template, 1005)
@@ -293,7 +233,7 @@ def test_a_future_dated_tariff_is_held_and_runs_with_the_rtds_8f66_alerts(
 
 
 def test_a_cancellation_drops_the_held_tariff_and_answers_as_the_rtds(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     _send(gsme, keys, reference_dir, "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS", 1005)
     template = "GCS01a_1.1.1_CANCELLATION_BLOCK_SUCCESS"
@@ -305,7 +245,7 @@ def test_a_cancellation_drops_the_held_tariff_and_answers_as_the_rtds(
 
 
 def test_a_tariff_dated_in_the_past_is_refused(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[dt.datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[dt.datetime]
 ) -> None:
     clock[0] = EXECUTION + dt.timedelta(days=1)
     reply = _send(gsme, keys, reference_dir, "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS", 1005)
@@ -315,7 +255,7 @@ def test_a_tariff_dated_in_the_past_is_refused(
 
 
 def test_a_tariff_fault_has_the_rtds_error_responses_structure(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     gsme.script_fault(USE_CASES_BY_NAME["GCS01a"], 1)
     reply = _send(gsme, keys, reference_dir, "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS", 1008)
@@ -332,7 +272,7 @@ def test_a_tariff_fault_has_the_rtds_error_responses_structure(
 
 
 def test_the_tariff_and_the_held_one_survive_a_power_cycle(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[dt.datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[dt.datetime]
 ) -> None:
     _send(gsme, keys, reference_dir, "GCS01a_1.1.1_IMMEDIATE_TOU_SUCCESS", 1007)
     _send(gsme, keys, reference_dir, "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS", 1008)
@@ -349,7 +289,7 @@ def test_the_tariff_and_the_held_one_survive_a_power_cycle(
 
 
 def test_the_tou_matrix_read_reports_the_tariffs_tiers(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[dt.datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[dt.datetime]
 ) -> None:
     """4.1.2 (GCS13c) after the RTDS TOU tariff: the TOU registers the GSME answers,
     decrypted by the Supplier, are the calendar's split of the gas."""

@@ -7,8 +7,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.commands import LAYOUTS, CommandContext, command_payload
@@ -23,6 +21,7 @@ from dccsim.gbcs.crypto import ecdsa_sign_raw
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_command
+from tests.unit.gbcs_site import private_in, public_in
 
 SUPPLIER = bytes.fromhex("90B3D51F30010000")
 ESME = bytes.fromhex("00DB1234567890A0")
@@ -39,23 +38,6 @@ CRITICAL = [
     ("8.1.1_ECS70Commission", "ECS70", CLOCK_PARAMETERS),
 ]
 CASES = ("SUCCESS", "ERROR")
-
-
-def _private(keystore: Path, name: str) -> ec.EllipticCurvePrivateKey:
-    data = (keystore / f"{name}.key").read_bytes()
-    key = (
-        serialization.load_pem_private_key(data, None)
-        if data.startswith(b"-----")
-        else serialization.load_der_private_key(data, None)
-    )
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-def _public(keystore: Path, name: str) -> ec.EllipticCurvePublicKey:
-    key = x509.load_pem_x509_certificate((keystore / f"{name}.pem").read_bytes()).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
 
 
 @pytest.fixture
@@ -109,9 +91,9 @@ def test_signed_pre_command_verifies_and_wraps_to_the_rtds_command(
     built = command_from_signed_pre_command(
         signed_pre_command,
         pre_command=_vector(reference_dir, folder, case, "PRECOMMAND"),
-        user_ds_public=_public(keystore, "90b3d51f30010000-ds"),
-        acb_ka_private=_private(keystore, "90b3d51f30000002-ka"),
-        device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+        user_ds_public=public_in(keystore, "90b3d51f30010000-ds"),
+        acb_ka_private=private_in(keystore, "90b3d51f30000002-ka"),
+        device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
     )
     assert built == command.encode()
 
@@ -127,7 +109,7 @@ def test_signature_by_another_key_is_refused(reference_dir: Path, keystore: Path
     pre, signed = _reference_pair(reference_dir)
     with pytest.raises(SignedPreCommandError) as caught:
         verify_signed_pre_command(
-            signed, pre_command=pre, user_ds_public=_public(keystore, "90b3d51f30020000-ds")
+            signed, pre_command=pre, user_ds_public=public_in(keystore, "90b3d51f30020000-ds")
         )
     assert caught.value.check == "signature"
 
@@ -137,7 +119,7 @@ def test_tampered_signature_is_refused(reference_dir: Path, keystore: Path) -> N
     tampered = signed[:-1] + bytes([signed[-1] ^ 1])
     with pytest.raises(SignedPreCommandError) as caught:
         verify_signed_pre_command(
-            tampered, pre_command=pre, user_ds_public=_public(keystore, "90b3d51f30010000-ds")
+            tampered, pre_command=pre, user_ds_public=public_in(keystore, "90b3d51f30010000-ds")
         )
     assert caught.value.check == "signature"
 
@@ -153,7 +135,7 @@ def test_signed_pre_command_of_another_command_is_refused(
         verify_signed_pre_command(
             other.general_signing.encode(),
             pre_command=pre,
-            user_ds_public=_public(keystore, "90b3d51f30010000-ds"),
+            user_ds_public=public_in(keystore, "90b3d51f30010000-ds"),
         )
     assert caught.value.check == "mismatch"
 
@@ -162,7 +144,7 @@ def test_unsigned_pre_command_is_refused(reference_dir: Path, keystore: Path) ->
     pre, _ = _reference_pair(reference_dir)
     with pytest.raises(SignedPreCommandError) as caught:
         verify_signed_pre_command(
-            pre, pre_command=pre, user_ds_public=_public(keystore, "90b3d51f30010000-ds")
+            pre, pre_command=pre, user_ds_public=public_in(keystore, "90b3d51f30010000-ds")
         )
     assert caught.value.check == "mismatch"
 
@@ -172,7 +154,7 @@ def test_wrong_signature_marker_is_a_format_error(reference_dir: Path, keystore:
     bad = pre + b"\x41" + signed[len(pre) + 1 :]
     with pytest.raises(SignedPreCommandError) as caught:
         verify_signed_pre_command(
-            bad, pre_command=pre, user_ds_public=_public(keystore, "90b3d51f30010000-ds")
+            bad, pre_command=pre, user_ds_public=public_in(keystore, "90b3d51f30010000-ds")
         )
     assert caught.value.check == "format"
 
@@ -222,8 +204,8 @@ def test_non_critical_layout_reproduces_the_rtds_command(
         device_title=ESME,
         counter=counter,
         payload=command_payload(use_case, CommandContext(counter, SUPPLIER, ESME)),
-        acb_ka_private=_private(keystore, "90b3d51f30000002-ka"),
-        device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+        acb_ka_private=private_in(keystore, "90b3d51f30000002-ka"),
+        device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
     )
     assert built == expected
 

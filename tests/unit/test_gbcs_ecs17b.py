@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.errors import GbcsError
 from dccsim.gbcs.frames import GeneralCiphering, decode_message, parse_hex_or_base64
@@ -20,27 +17,11 @@ from dccsim.gbcs.usecases import (
     build_ecs17b_response,
     read_ecs17b_response,
 )
+from tests.unit.gbcs_site import private_in, public_in
 
 SUPPLIER = bytes.fromhex("90B3D51F30010000")
 NETWORK_OPERATOR = bytes.fromhex("90B3D51F30020000")
 ESME = bytes.fromhex("00DB1234567890A0")
-
-
-def _private(keystore: Path, name: str) -> ec.EllipticCurvePrivateKey:
-    data = (keystore / f"{name}.key").read_bytes()
-    key = (
-        serialization.load_pem_private_key(data, None)
-        if data.startswith(b"-----")
-        else serialization.load_der_private_key(data, None)
-    )
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-def _public(keystore: Path, name: str) -> ec.EllipticCurvePublicKey:
-    key = x509.load_pem_x509_certificate((keystore / f"{name}.pem").read_bytes()).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
 
 
 @pytest.fixture
@@ -64,8 +45,8 @@ def test_command_build_reproduces_the_rtds_vector(reference_dir: Path, keystore:
         originator_title=SUPPLIER,
         device_title=ESME,
         counter=0x3E8,
-        acb_ka_private=_private(keystore, "90b3d51f30000002-ka"),
-        device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+        acb_ka_private=private_in(keystore, "90b3d51f30000002-ka"),
+        device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
     )
     assert built == _vector(reference_dir, "SINGLE_SUCCESS_COMMAND")
 
@@ -75,8 +56,8 @@ def test_twin_command_build_reproduces_the_rtds_vector(reference_dir: Path, keys
         originator_title=NETWORK_OPERATOR,
         device_title=ESME,
         counter=0x4B0,
-        acb_ka_private=_private(keystore, "90b3d51f30000002-ka"),
-        device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+        acb_ka_private=private_in(keystore, "90b3d51f30000002-ka"),
+        device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
     )
     assert built == _vector(reference_dir, "TWIN_SUCCESS_COMMAND")
 
@@ -97,8 +78,8 @@ def test_reference_response_decodes_to_registers(
 ) -> None:
     registers = read_ecs17b_response(
         _vector(reference_dir, f"{case}_SUCCESS_RESPONSE"),
-        recipient_ka_private=_private(keystore, f"{user.hex()}-ka"),
-        device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+        recipient_ka_private=private_in(keystore, f"{user.hex()}-ka"),
+        device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
     )
     assert registers == expected
     assert registers.active_import_wh == 10.0
@@ -112,8 +93,8 @@ def test_response_round_trip_is_byte_identical(
     static ECDH is symmetric: Z(device, user) == Z(user, device), so the User's private key and
     the device's certificate stand in for the device's key pair."""
     reference = _vector(reference_dir, f"{case}_SUCCESS_RESPONSE")
-    user_private = _private(keystore, f"{user.hex()}-ka")
-    device_public = _public(keystore, "00db1234567890a0-ka")
+    user_private = private_in(keystore, f"{user.hex()}-ka")
+    device_public = public_in(keystore, "00db1234567890a0-ka")
     registers = read_ecs17b_response(
         reference, recipient_ka_private=user_private, device_ka_public=device_public
     )
@@ -135,8 +116,8 @@ def test_error_response_rebuilds_and_reads_as_device_fault(
     reference_dir: Path, keystore: Path
 ) -> None:
     reference = _vector(reference_dir, "ERROR_RESPONSE")
-    user_private = _private(keystore, "90b3d51f30010000-ka")
-    device_public = _public(keystore, "00db1234567890a0-ka")
+    user_private = private_in(keystore, "90b3d51f30010000-ka")
+    device_public = public_in(keystore, "00db1234567890a0-ka")
     reference_frame = decode_message(reference)
     assert isinstance(reference_frame, GeneralCiphering)
     assert reference_frame.general_signing.date_time is not None
@@ -159,8 +140,8 @@ def test_response_with_wrong_recipient_key_is_refused(reference_dir: Path, keyst
     with pytest.raises(GbcsError, match="MAC"):
         read_ecs17b_response(
             _vector(reference_dir, "SINGLE_SUCCESS_RESPONSE"),
-            recipient_ka_private=_private(keystore, "90b3d51f30020000-ka"),
-            device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+            recipient_ka_private=private_in(keystore, "90b3d51f30020000-ka"),
+            device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
         )
 
 
@@ -168,8 +149,8 @@ def test_command_is_not_a_response(reference_dir: Path, keystore: Path) -> None:
     with pytest.raises(GbcsError, match="not an ECS17b response"):
         read_ecs17b_response(
             _vector(reference_dir, "SINGLE_SUCCESS_COMMAND"),
-            recipient_ka_private=_private(keystore, "90b3d51f30010000-ka"),
-            device_ka_public=_public(keystore, "00db1234567890a0-ka"),
+            recipient_ka_private=private_in(keystore, "90b3d51f30010000-ka"),
+            device_ka_public=public_in(keystore, "00db1234567890a0-ka"),
         )
 
 

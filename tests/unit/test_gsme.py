@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.cli import FolderKeys
-from dccsim.gbcs.crypto import content_context, decrypt_content, verify_mac
+from dccsim.gbcs.crypto import content_context, decrypt_content
 from dccsim.gbcs.frames import (
     CRA_COMMAND,
     GeneralCiphering,
@@ -40,9 +40,9 @@ from emulators.gsme import (
     Gsme,
 )
 from emulators.han import CS07
+from tests.unit.gbcs_site import SUPPLIER_EUI, ReadKeys, mac_exchange
 
 GSME_EUI = bytes.fromhex("00DB1234567890A1")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 # CS07 is defined by the HAN model, not the shared table
 # GCS21b as the RTDS vector carries it (a use case no model here handles)
 GCS21B = UseCase(
@@ -56,20 +56,13 @@ GCS21B = UseCase(
 ALL_USE_CASES = {"GCS13c": GCS13C, "GCS60a": GCS60A, "CS07": CS07, "GCS21b": GCS21B}
 
 
-class Keys:
-    def __init__(self) -> None:
-        self.acb = ec.generate_private_key(ec.SECP256R1())
-        self.device = ec.generate_private_key(ec.SECP256R1())
-        self.supplier = ec.generate_private_key(ec.SECP256R1())
+@pytest.fixture
+def keys() -> ReadKeys:
+    return ReadKeys()
 
 
 @pytest.fixture
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture
-def gsme(keys: Keys) -> Gsme:
+def gsme(keys: ReadKeys) -> Gsme:
     return Gsme(
         eui=GSME_EUI,
         ka_private_key=keys.device,
@@ -88,19 +81,9 @@ def _rtds_payload(reference_dir: Path, name: str) -> bytes:
     return frame.payload
 
 
-def _exchange(gsme: Gsme, keys: Keys, use_case: str, payload: bytes) -> bytes:
-    command = build_command(
-        USE_CASES_BY_NAME.get(use_case) or ALL_USE_CASES[use_case],
-        originator_title=SUPPLIER_EUI,
-        device_title=GSME_EUI,
-        counter=1000,
-        payload=payload,
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device.public_key(),
-    )
-    message = decode_message(gsme.handle(command))
-    assert isinstance(message, GeneralCiphering)
-    assert verify_mac(message, private_key=keys.supplier, peer_public_key=keys.device.public_key())
+def _exchange(gsme: Gsme, keys: ReadKeys, use_case: str, payload: bytes) -> bytes:
+    use = USE_CASES_BY_NAME.get(use_case) or ALL_USE_CASES[use_case]
+    message = mac_exchange(gsme, keys, use, payload, device_title=GSME_EUI, counter=1000)
     return message.general_signing.payload
 
 
@@ -115,14 +98,14 @@ def _exchange(gsme: Gsme, keys: Keys, use_case: str, payload: bytes) -> bytes:
     ],
 )
 def test_gsme_answers_the_rtds_command_with_the_rtds_response_payload(
-    reference_dir: Path, gsme: Gsme, keys: Keys, use_case: str, vector: str
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys, use_case: str, vector: str
 ) -> None:
     command = _rtds_payload(reference_dir, f"{vector}_COMMAND_GBCS.HEX")
     expected = _rtds_payload(reference_dir, f"{vector}_RESPONSE_GBCS.HEX")
     assert _exchange(gsme, keys, use_case, command) == expected
 
 
-def test_display_message_is_kept(reference_dir: Path, gsme: Gsme, keys: Keys) -> None:
+def test_display_message_is_kept(reference_dir: Path, gsme: Gsme, keys: ReadKeys) -> None:
     _exchange(
         gsme,
         keys,
@@ -133,7 +116,7 @@ def test_display_message_is_kept(reference_dir: Path, gsme: Gsme, keys: Keys) ->
 
 
 def test_unknown_attribute_is_reported_unsupported(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys
 ) -> None:
     del gsme.attributes[(METERING, 0x0206)]
     command = _rtds_payload(reference_dir, "11.2_GCS38/GCS38_11.2_SUCCESS_COMMAND_GBCS.HEX")
@@ -176,24 +159,13 @@ def _rtds_plaintexts(reference_dir: Path, name: str) -> list[bytes]:
 
 
 def _reply(
-    gsme: Gsme, keys: Keys, use_case: UseCase, payload: bytes, counter: int = 1000
+    gsme: Gsme, keys: ReadKeys, use_case: UseCase, payload: bytes, counter: int = 1000
 ) -> GeneralSigning:
-    command = build_command(
-        use_case,
-        originator_title=SUPPLIER_EUI,
-        device_title=GSME_EUI,
-        counter=counter,
-        payload=payload,
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device.public_key(),
-    )
-    message = decode_message(gsme.handle(command))
-    assert isinstance(message, GeneralCiphering)
-    assert verify_mac(message, private_key=keys.supplier, peer_public_key=keys.device.public_key())
+    message = mac_exchange(gsme, keys, use_case, payload, device_title=GSME_EUI, counter=counter)
     return message.general_signing
 
 
-def _plaintexts(frame: GeneralSigning, keys: Keys) -> list[bytes]:
+def _plaintexts(frame: GeneralSigning, keys: ReadKeys) -> list[bytes]:
     context = content_context(frame)
     assert context.recipient_title == SUPPLIER_EUI
     return [
@@ -229,7 +201,7 @@ INSTALLED = datetime(2014, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def metered(keys: Keys) -> tuple[Gsme, list[datetime]]:
+def metered(keys: ReadKeys) -> tuple[Gsme, list[datetime]]:
     """A GSME with a seeded load profile installed a month before NOW, on a settable clock."""
     clock = [NOW]
     gsme = Gsme(
@@ -255,7 +227,7 @@ def metered(keys: Keys) -> tuple[Gsme, list[datetime]]:
 def test_register_reads_have_the_rtds_structure_and_the_live_register(
     reference_dir: Path,
     metered: tuple[Gsme, list[datetime]],
-    keys: Keys,
+    keys: ReadKeys,
     use_case: UseCase,
     vector: str,
 ) -> None:
@@ -286,7 +258,7 @@ def test_register_reads_have_the_rtds_structure_and_the_live_register(
 
 
 def test_the_register_grows_with_the_clock(
-    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: Keys
+    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: ReadKeys
 ) -> None:
     gsme, clock = metered
     command = _rtds_payload(
@@ -309,7 +281,7 @@ def test_the_register_grows_with_the_clock(
 
 
 def test_profile_data_has_the_rtds_layout_and_sums_to_the_register(
-    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: Keys
+    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: ReadKeys
 ) -> None:
     gsme, clock = metered
     clock[0] = datetime(2015, 1, 3, 0, 10, tzinfo=UTC)  # after the 97 half hours asked for
@@ -332,7 +304,7 @@ def test_profile_data_has_the_rtds_layout_and_sums_to_the_register(
 
 
 def test_profile_data_not_yet_recorded_is_not_found_as_the_rtds(
-    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: Keys
+    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: ReadKeys
 ) -> None:
     gsme, clock = metered
     vector = "4.8.1_GCS17/GCS17_4.8.1_NOT_FOUND"
@@ -344,7 +316,7 @@ def test_profile_data_not_yet_recorded_is_not_found_as_the_rtds(
 
 
 def test_a_gbz_use_case_without_a_handler_gets_a_zcl_default_response(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys
 ) -> None:
     # GCS21b (4.13, the prepayment configuration read): the model has no handler for it
     command = _rtds_payload(reference_dir, "4.13_GCS21b/GCS21b_4.13_SUCCESS_COMMAND_GBCS.HEX")
@@ -356,7 +328,7 @@ def test_a_gbz_use_case_without_a_handler_gets_a_zcl_default_response(
 
 
 def test_a_replayed_counter_and_a_bad_mac_are_refused(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys
 ) -> None:
     payload = _rtds_payload(reference_dir, "11.2_GCS38/GCS38_11.2_SUCCESS_COMMAND_GBCS.HEX")
     _exchange(gsme, keys, "GCS38", payload)
@@ -379,7 +351,7 @@ def test_a_replayed_counter_and_a_bad_mac_are_refused(
 
 
 def test_method_b_join_and_join_details_answer_as_the_rtds(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys
 ) -> None:
     join = _rtds_payload(reference_dir, "8.7.2_CS03B/CS03B_8.7.2_SUCCESS_COMMAND_GBCS.HEX")
     assert _exchange(gsme, keys, "CS03B", join) == _rtds_payload(
@@ -402,7 +374,7 @@ def test_method_b_join_and_join_details_answer_as_the_rtds(
 
 
 def test_valve_message_and_joins_survive_a_power_cycle(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: ReadKeys
 ) -> None:
     _exchange(
         gsme,
@@ -428,7 +400,7 @@ def test_valve_message_and_joins_survive_a_power_cycle(
 
 
 def test_a_scripted_fault_is_reported_as_the_rtds_error_response(
-    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: Keys
+    reference_dir: Path, metered: tuple[Gsme, list[datetime]], keys: ReadKeys
 ) -> None:
     gsme, _ = metered
     vector = "4.1.1_GCS13a/GCS13a_4.1.1_ERROR"

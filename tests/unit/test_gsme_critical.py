@@ -4,51 +4,46 @@ answers signed as the RTDS responses (payload byte for byte)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgpack
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
 from dccsim.duis.xml import parse_service_request
 from dccsim.gbcs.alerts import describe_alert
 from dccsim.gbcs.commands import CREDIT_PAYMENT_CONFIGURATION
-from dccsim.gbcs.crypto import ecdsa_sign_raw, verify_frame_signature
+from dccsim.gbcs.crypto import verify_frame_signature
 from dccsim.gbcs.frames import GeneralCiphering, GeneralSigning, decode_message, parse_hex_or_base64
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_command
 from dccsim.gbcs.zigbee import METERING, decode_gbz
-from emulators.device import ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE, DeviceRefusal, RemoteParty
+from emulators.device import ALERT_TRUSTED_SOURCE_AUTHENTICATION_FAILURE, DeviceRefusal
 from emulators.gsme import (
     SUPPLY_OFF,
     SUPPLY_OFF_ARMED,
     SUPPLY_ON,
     SUPPLY_STATUS,
-    GasLoadProfile,
     Gsme,
 )
-from services.transform.srvs import build_pre_command, command_from_signed_pre_command, lookup
+from services.transform.srvs import lookup
+from tests.unit.gbcs_site import CriticalKeys, rtds, rtds_payload
+from tests.unit.gsme_site import (
+    GSME_EUI,
+    RTDS_ISSUED_AT,
+    SUPPLIER_EUI,
+    keyed_gsme,
+    rtds_load,
+    signed_command,
+    signed_reply,
+)
 
-GSME_EUI = bytes.fromhex("00DB1234567890A1")
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
-RTDS_ISSUED_AT = datetime(2015, 1, 1, tzinfo=UTC)  # the Issuer Event ID the RTDS commands carry
 NOW = datetime(2015, 1, 1, 9, 17, tzinfo=UTC)
 
 
-@dataclass
-class Keys:
-    acb: ec.EllipticCurvePrivateKey
-    device_ka: ec.EllipticCurvePrivateKey
-    device_ds: ec.EllipticCurvePrivateKey
-    supplier_ka: ec.EllipticCurvePrivateKey
-    supplier_ds: ec.EllipticCurvePrivateKey
-
-
 @pytest.fixture
-def keys() -> Keys:
-    return Keys(*(ec.generate_private_key(ec.SECP256R1()) for _ in range(5)))
+def keys() -> CriticalKeys:
+    return CriticalKeys.fresh()
 
 
 @pytest.fixture
@@ -57,56 +52,14 @@ def clock() -> list[datetime]:
 
 
 @pytest.fixture
-def gsme(keys: Keys, clock: list[datetime]) -> Gsme:
-    party = RemoteParty(SUPPLIER_EUI, keys.supplier_ka.public_key(), keys.supplier_ds.public_key())
-    return Gsme(
-        eui=GSME_EUI,
-        ka_private_key=keys.device_ka,
-        ds_private_key=keys.device_ds,
-        acb_ka_public=keys.acb.public_key(),
-        remote_parties={SUPPLIER_EUI: party},
-        clock=lambda: clock[0],
-        load_profile=GasLoadProfile(start_litres=1_000_000, mean_litres_per_hour=150.0),
-        epoch=NOW - timedelta(days=30),
+def gsme(keys: CriticalKeys, clock: list[datetime]) -> Gsme:
+    return keyed_gsme(
+        keys, lambda: clock[0], load_profile=rtds_load(), epoch=NOW - timedelta(days=30)
     )
-
-
-def _critical_command(
-    keys: Keys, srv: str, counter: int, body: etree._Element | None = None
-) -> bytes:
-    """The transform's Pre-Command for ``srv``, signed by the Supplier, wrapped by the ACB."""
-    transformation = lookup(srv, "GSME")
-    assert transformation is not None and transformation.critical
-    pre = build_pre_command(
-        transformation,
-        originator_title=SUPPLIER_EUI,
-        device_title=GSME_EUI,
-        counter=counter,
-        body=body,
-        extra_parameters={"issued_at": RTDS_ISSUED_AT},
-    )
-    signed = pre + b"\x40" + ecdsa_sign_raw(keys.supplier_ds, pre[1:])
-    return command_from_signed_pre_command(
-        signed,
-        pre_command=pre,
-        user_ds_public=keys.supplier_ds.public_key(),
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device_ka.public_key(),
-    )
-
-
-def _signed_reply(gsme: Gsme, keys: Keys, command: bytes) -> GeneralSigning:
-    reply = decode_message(gsme.handle(command))
-    assert isinstance(reply, GeneralSigning) and reply.signature_field == "signed"
-    assert verify_frame_signature(reply, keys.device_ds.public_key())
-    return reply
 
 
 def _rtds_payload(reference_dir: Path, name: str) -> bytes:
-    text = (reference_dir / "gbcs" / "rtds" / name).read_text()
-    message = decode_message(parse_hex_or_base64(text))
-    frame = message.general_signing if isinstance(message, GeneralCiphering) else message
-    return frame.payload
+    return rtds_payload(rtds(reference_dir, name))
 
 
 def _register(gsme: Gsme) -> int:
@@ -114,9 +67,9 @@ def _register(gsme: Gsme) -> int:
 
 
 def test_close_valve_answers_as_the_rtds_and_the_valve_reads_closed(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "7.2", 1000))
+    reply = signed_reply(gsme, keys, signed_command(keys, "7.2", 1000))
     assert reply.payload == _rtds_payload(
         reference_dir, "7.2_GCS32/GCS32_7.2_SUCCESS_RESPONSE_GBCS.HEX"
     )
@@ -125,10 +78,10 @@ def test_close_valve_answers_as_the_rtds_and_the_valve_reads_closed(
 
 
 def test_arm_after_close_answers_as_the_rtds_and_the_consumer_opens_it(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
-    _signed_reply(gsme, keys, _critical_command(keys, "7.2", 1000))
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "7.3", 1001))
+    signed_reply(gsme, keys, signed_command(keys, "7.2", 1000))
+    reply = signed_reply(gsme, keys, signed_command(keys, "7.3", 1001))
     assert reply.payload == _rtds_payload(
         reference_dir, "7.3_GCS39/GCS39_7.3_SUCCESS_RESPONSE_GBCS.HEX"
     )
@@ -141,8 +94,8 @@ def test_arm_after_close_answers_as_the_rtds_and_the_consumer_opens_it(
     assert _register(gsme) > armed  # gas flows again
 
 
-def test_arming_an_open_valve_leaves_it_open(gsme: Gsme, keys: Keys) -> None:
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "7.3", 1000))
+def test_arming_an_open_valve_leaves_it_open(gsme: Gsme, keys: CriticalKeys) -> None:
+    reply = signed_reply(gsme, keys, signed_command(keys, "7.3", 1000))
     (component,) = decode_gbz(reply.payload).components
     assert component.payload.values["supply_status"] == SUPPLY_ON
     assert gsme.supply_status == SUPPLY_ON
@@ -150,18 +103,20 @@ def test_arming_an_open_valve_leaves_it_open(gsme: Gsme, keys: Keys) -> None:
 
 
 def test_the_register_stops_while_the_valve_is_closed(
-    gsme: Gsme, keys: Keys, clock: list[datetime]
+    gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     clock[0] += timedelta(hours=1)
     before = _register(gsme)
-    _signed_reply(gsme, keys, _critical_command(keys, "7.2", 1000))
+    signed_reply(gsme, keys, signed_command(keys, "7.2", 1000))
     clock[0] += timedelta(days=2)
     assert _register(gsme) == before
     # a reading of a moment before the closure still shows the gas drawn up to then
     assert gsme.registers.litres(clock[0] - timedelta(days=3)) < before
 
 
-def test_a_valve_command_without_the_users_signature_is_refused(gsme: Gsme, keys: Keys) -> None:
+def test_a_valve_command_without_the_users_signature_is_refused(
+    gsme: Gsme, keys: CriticalKeys
+) -> None:
     transformation = lookup("7.2", "GSME")
     assert transformation is not None
     payload = transformation.payload(
@@ -186,10 +141,10 @@ def test_a_valve_command_without_the_users_signature_is_refused(gsme: Gsme, keys
 
 
 def test_a_valve_fault_is_the_rtds_signed_error_and_leaves_the_valve(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     gsme.script_fault(USE_CASES_BY_NAME["GCS32"], 1)
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "7.2", 1005))
+    reply = signed_reply(gsme, keys, signed_command(keys, "7.2", 1005))
     assert reply.payload == _rtds_payload(
         reference_dir, "7.2_GCS32/GCS32_7.2_ERROR_RESPONSE_GBCS.HEX"
     )
@@ -198,9 +153,9 @@ def test_a_valve_fault_is_the_rtds_signed_error_and_leaves_the_valve(
 
 
 def test_the_closed_valve_survives_a_power_cycle(
-    gsme: Gsme, keys: Keys, clock: list[datetime]
+    gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
-    _signed_reply(gsme, keys, _critical_command(keys, "7.2", 1000))
+    signed_reply(gsme, keys, signed_command(keys, "7.2", 1000))
     clock[0] += timedelta(hours=5)
     closed_at = _register(gsme)
     state = msgpack.unpackb(msgpack.packb(gsme.nonvolatile_state(), use_bin_type=True), raw=False)
@@ -233,11 +188,16 @@ def _template_body(reference_dir: Path, template: str) -> etree._Element | None:
     ],
 )
 def test_payment_mode_change_answers_as_the_rtds_and_the_read_shows_it(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime], template: str, folder: str
+    reference_dir: Path,
+    gsme: Gsme,
+    keys: CriticalKeys,
+    clock: list[datetime],
+    template: str,
+    folder: str,
 ) -> None:
     clock[0] = RTDS_ISSUED_AT  # the RTDS response's date-time
-    command = _critical_command(keys, "1.6", 1000, _template_body(reference_dir, template))
-    reply = _signed_reply(gsme, keys, command)
+    command = signed_command(keys, "1.6", 1000, _template_body(reference_dir, template))
+    reply = signed_reply(gsme, keys, command)
     assert reply.payload == _rtds_payload(reference_dir, f"{folder}/{template}_RESPONSE_GBCS.HEX")
     assert reply.date_time == bytes.fromhex("07df0101ff000000008000ff")
     (component,) = decode_gbz(decode_command_payload(command)).components
@@ -253,11 +213,11 @@ def decode_command_payload(command: bytes) -> bytes:
 
 
 def test_a_future_dated_payment_mode_runs_at_its_time_with_the_rtds_outcome_alert(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     before = gsme.payment_configuration
     body = _template_body(reference_dir, "GCS02_1.6_FUTURE_DATED_SUCCESS")
-    _signed_reply(gsme, keys, _critical_command(keys, "1.6", 1001, body))
+    signed_reply(gsme, keys, signed_command(keys, "1.6", 1001, body))
     assert gsme.payment_configuration == before and gsme.pending_payment_mode is not None
     due = gsme.next_due()
     assert due == datetime(2030, 1, 15, 9, tzinfo=UTC)
@@ -284,23 +244,23 @@ def test_a_future_dated_payment_mode_runs_at_its_time_with_the_rtds_outcome_aler
 
 
 def test_a_cancellation_drops_the_held_payment_mode(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     future = _template_body(reference_dir, "GCS03_1.6_FUTURE_DATED_SUCCESS")
     cancel = _template_body(reference_dir, "GCS03_1.6_CANCELLATION_SUCCESS")
-    _signed_reply(gsme, keys, _critical_command(keys, "1.6", 1005, future))
+    signed_reply(gsme, keys, signed_command(keys, "1.6", 1005, future))
     assert gsme.pending_payment_mode is not None
     before = gsme.payment_configuration
-    _signed_reply(gsme, keys, _critical_command(keys, "1.6", 1006, cancel))
+    signed_reply(gsme, keys, signed_command(keys, "1.6", 1006, cancel))
     assert gsme.pending_payment_mode is None and gsme.next_due() is None
     assert gsme.payment_configuration == before
 
 
 def test_a_held_payment_mode_survives_a_power_cycle(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     body = _template_body(reference_dir, "GCS02_1.6_FUTURE_DATED_SUCCESS")
-    _signed_reply(gsme, keys, _critical_command(keys, "1.6", 1001, body))
+    signed_reply(gsme, keys, signed_command(keys, "1.6", 1001, body))
     state = msgpack.unpackb(msgpack.packb(gsme.nonvolatile_state(), use_bin_type=True), raw=False)
     fresh = Gsme(
         eui=GSME_EUI,
@@ -324,12 +284,12 @@ def _clock_body(current: datetime, tolerance: int) -> etree._Element:
 
 
 def test_set_clock_within_the_tolerance_answers_as_the_rtds_and_moves_the_clock(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     """The RTDS GCS28: valid from 23:30 for an hour; the GSME, at 23:45, sets 23:30."""
     clock[0] = datetime(2014, 12, 31, 23, 45, tzinfo=UTC)
     body = _template_body(reference_dir, "GCS28_6.11_SUCCESS")
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "6.11", 1000, body))
+    reply = signed_reply(gsme, keys, signed_command(keys, "6.11", 1000, body))
     assert reply.payload == _rtds_payload(
         reference_dir, "6.11_GCS28/GCS28_6.11_SUCCESS_RESPONSE_GBCS.HEX"
     )
@@ -339,18 +299,18 @@ def test_set_clock_within_the_tolerance_answers_as_the_rtds_and_moves_the_clock(
 
 
 def test_set_clock_outside_the_tolerance_is_refused_and_leaves_the_clock(
-    gsme: Gsme, keys: Keys, clock: list[datetime]
+    gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     body = _clock_body(clock[0] - timedelta(hours=3), 3600)
-    reply = _signed_reply(gsme, keys, _critical_command(keys, "6.11", 1000, body))
+    reply = signed_reply(gsme, keys, signed_command(keys, "6.11", 1000, body))
     assert reply.payload[-3:] == bytes.fromhex("020102")  # result 2: not set
     assert gsme.device_time(clock[0]) == clock[0]
 
 
 def test_commissioning_sets_the_clock_too(
-    reference_dir: Path, gsme: Gsme, keys: Keys, clock: list[datetime]
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys, clock: list[datetime]
 ) -> None:
     clock[0] = datetime(2015, 1, 1, 0, 10, tzinfo=UTC)
     body = _template_body(reference_dir, "GCS28Commission_8.1.1_SUCCESS")
-    _signed_reply(gsme, keys, _critical_command(keys, "8.1.1", 1000, body))
+    signed_reply(gsme, keys, signed_command(keys, "8.1.1", 1000, body))
     assert gsme.device_time(clock[0]) == datetime(2014, 12, 31, 23, 30, tzinfo=UTC)

@@ -29,11 +29,11 @@ from emulators.device import DeviceRefusal
 from emulators.firmware import ACTIVATION_FAILURE, ACTIVATION_SUCCESS
 from emulators.gsme import GENERAL_EVENT_LOG
 from services.transform.srvs import SR_NS
+from tests.unit.gbcs_site import CS06_ACTIVATIONS
 from tests.unit.gsme_site import GSME_EUI, START, GasSite, fresh_key
 
 FOLDER = "11.3_CS06"
 RTDS_ESME = bytes.fromhex("00DB1234567890A0")  # the device the RTDS CS06 vectors address
-RTDS_HASH = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
 IMAGE = b"GSME firmware image 2.0" * 100
 NEW_VERSION = bytes.fromhex("02000000")
 CS06 = USE_CASES_BY_NAME["CS06"]
@@ -210,17 +210,7 @@ def test_images_a_held_activation_and_the_version_survive_a_power_cycle(site: Ga
 # -- responses against the RTDS vectors -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("prefix", "received", "running"),
-    [
-        # the RTDS meter activates the image it holds (version 0123ABCE) ...
-        ("CS06_11.3_IMMEDIATE_SUCCESS", {RTDS_HASH: bytes.fromhex("0123ABCE")}, None),
-        # ... or, holding none with that hash, keeps running 0123ABCF
-        ("CS06_11.3_IMMEDIATE_ERROR", {}, bytes.fromhex("0123ABCF")),
-        ("CS06_11.3_FUTURE_DATED_SUCCESS", {}, None),
-        ("CS06_11.3_CANCELLATION_SUCCESS", {}, None),
-    ],
-)
+@pytest.mark.parametrize(("prefix", "received", "running"), CS06_ACTIVATIONS)
 def test_activation_response_matches_the_rtds_vector_but_for_the_meter(
     reference_dir: Path, prefix: str, received: dict[bytes, bytes], running: bytes | None
 ) -> None:

@@ -6,18 +6,16 @@ GSME keeps across a power cycle."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.duis.xml import parse_service_request
 from dccsim.gbcs import der
 from dccsim.gbcs.commands import JOIN_DEVICE_TYPES, CommandContext, command_payload
 from dccsim.gbcs.critical import build_pre_command as build_use_case_pre_command
-from dccsim.gbcs.crypto import ecdsa_sign_raw, verify_frame_signature, verify_mac
+from dccsim.gbcs.crypto import verify_frame_signature, verify_mac
 from dccsim.gbcs.frames import (
     CRA_RESPONSE,
     GeneralCiphering,
@@ -26,51 +24,30 @@ from dccsim.gbcs.frames import (
     parse_hex_or_base64,
 )
 from dccsim.gbcs.usecases import USE_CASES_BY_NAME, build_command
-from emulators.device import DeviceRefusal, RemoteParty
+from emulators.device import DeviceRefusal
 from emulators.gsme import Gsme
 from emulators.han import CS07, JOIN_INVALID_METHOD_AND_ROLE, JOIN_SUCCESS
-from services.transform.srvs import build_pre_command, command_from_signed_pre_command, lookup
+from services.transform.srvs import lookup
+from tests.unit.gbcs_site import CriticalKeys, fresh_key, request_pre_command
+from tests.unit.gsme_site import GSME_EUI, SUPPLIER_EUI, keyed_gsme, sign_and_wrap
 
-GSME_EUI = bytes.fromhex("00DB1234567890A1")  # the RTDS GSME
-SUPPLIER_EUI = bytes.fromhex("90B3D51F30010000")
 RTDS_PPMID = bytes.fromhex("00DB123456789098")  # the Type 1 device the RTDS CS03C joins
 FOLDER = "8.7.1_CS03CCritical"
 PREFIX = "CS03CCritical_8.7.1_SUCCESS"
 NOW = datetime(2015, 1, 1, 9, tzinfo=UTC)
 
 
-@dataclass
-class Keys:
-    acb: ec.EllipticCurvePrivateKey
-    device_ka: ec.EllipticCurvePrivateKey
-    device_ds: ec.EllipticCurvePrivateKey
-    supplier_ka: ec.EllipticCurvePrivateKey
-    supplier_ds: ec.EllipticCurvePrivateKey
+@pytest.fixture
+def keys() -> CriticalKeys:
+    return CriticalKeys.fresh()
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def _gsme(keys: CriticalKeys) -> Gsme:
+    return keyed_gsme(keys, lambda: NOW)
 
 
 @pytest.fixture
-def keys() -> Keys:
-    return Keys(*(_key() for _ in range(5)))
-
-
-def _gsme(keys: Keys) -> Gsme:
-    party = RemoteParty(SUPPLIER_EUI, keys.supplier_ka.public_key(), keys.supplier_ds.public_key())
-    return Gsme(
-        eui=GSME_EUI,
-        ka_private_key=keys.device_ka,
-        ds_private_key=keys.device_ds,
-        acb_ka_public=keys.acb.public_key(),
-        remote_parties={SUPPLIER_EUI: party},
-        clock=lambda: NOW,
-    )
-
-
-@pytest.fixture
-def gsme(keys: Keys) -> Gsme:
+def gsme(keys: CriticalKeys) -> Gsme:
     return _gsme(keys)
 
 
@@ -93,17 +70,6 @@ def _rtds_certificate(reference_dir: Path) -> bytes:
     return certificate
 
 
-def _signed_and_wrapped(keys: Keys, pre: bytes, signer: ec.EllipticCurvePrivateKey) -> bytes:
-    signed = pre + b"\x40" + ecdsa_sign_raw(signer, pre[1:])
-    return command_from_signed_pre_command(
-        signed,
-        pre_command=pre,
-        user_ds_public=signer.public_key(),
-        acb_ka_private=keys.acb,
-        device_ka_public=keys.device_ka.public_key(),
-    )
-
-
 def _template_pre_command(reference_dir: Path) -> bytes:
     """The transform's Pre-Command for the RTDS 8.7.1 template to the GSME."""
     template = reference_dir / "duis" / "templates" / f"{PREFIX}_REQUEST_DUIS.XML"
@@ -112,20 +78,17 @@ def _template_pre_command(reference_dir: Path) -> bytes:
     assert transformation is not None and transformation.critical
     rid = request.request_id
     assert rid.target == GSME_EUI
-    return build_pre_command(
+    return request_pre_command(
         transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-        extra_parameters={
+        request,
+        {
             "other_device_type": "PPMID",
             "other_device_certificate": _rtds_certificate(reference_dir),
         },
     )
 
 
-def _join_details(gsme: Gsme, keys: Keys, counter: int) -> list[tuple[bytes, int]]:
+def _join_details(gsme: Gsme, keys: CriticalKeys, counter: int) -> list[tuple[bytes, int]]:
     """CS07's joined devices (EUI-64, GBCS device type), its MAC checked."""
     command = build_command(
         CS07,
@@ -148,11 +111,11 @@ def _join_details(gsme: Gsme, keys: Keys, counter: int) -> list[tuple[bytes, int
 
 
 def test_cs03c_from_the_transform_is_answered_as_the_rtds_and_joins_the_ppmid(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     pre = _template_pre_command(reference_dir)
     assert pre == _vector(reference_dir, "PRECOMMAND")
-    reply = decode_message(gsme.handle(_signed_and_wrapped(keys, pre, keys.supplier_ds)))
+    reply = decode_message(gsme.handle(sign_and_wrap(keys, pre, keys.supplier_ds)))
     reference = decode_message(_vector(reference_dir, "RESPONSE"))
     assert isinstance(reply, GeneralSigning) and isinstance(reference, GeneralSigning)
     assert reply.signature_field == "signed"
@@ -165,11 +128,11 @@ def test_cs03c_from_the_transform_is_answered_as_the_rtds_and_joins_the_ppmid(
 
 
 def test_cs03c_signed_by_another_key_is_refused_and_joins_nothing(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     pre = _template_pre_command(reference_dir)
     with pytest.raises(DeviceRefusal):
-        gsme.handle(_signed_and_wrapped(keys, pre, _key()))
+        gsme.handle(sign_and_wrap(keys, pre, fresh_key()))
     assert gsme.joined == {}
 
 
@@ -192,17 +155,17 @@ def _cs03c_pre_command(other: bytes, kind: str, certificate: bytes, counter: int
 
 
 def test_cs03c_of_a_type2_device_is_an_invalid_join_method(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     ihd = bytes.fromhex("00DB12345678909C")
     pre = _cs03c_pre_command(ihd, "IHD", _rtds_certificate(reference_dir), 1000)
-    reply = decode_message(gsme.handle(_signed_and_wrapped(keys, pre, keys.supplier_ds)))
+    reply = decode_message(gsme.handle(sign_and_wrap(keys, pre, keys.supplier_ds)))
     assert isinstance(reply, GeneralSigning)
     assert der.decode_with(der.integer("result"), reply.payload) == JOIN_INVALID_METHOD_AND_ROLE
     assert gsme.joined == {}
 
 
-def test_the_gsme_does_not_initiate_method_a(gsme: Gsme, keys: Keys) -> None:
+def test_the_gsme_does_not_initiate_method_a(gsme: Gsme, keys: CriticalKeys) -> None:
     """CS03A1 is the mains-powered ESME's; the GSME takes no Method A join."""
     parameters = {"other_device_id": RTDS_PPMID, "other_device_type": "PPMID"}
     pre = build_use_case_pre_command(
@@ -213,15 +176,15 @@ def test_the_gsme_does_not_initiate_method_a(gsme: Gsme, keys: Keys) -> None:
         payload=command_payload("CS03A1", CommandContext(1000, SUPPLIER_EUI, GSME_EUI, parameters)),
     )
     with pytest.raises(DeviceRefusal):
-        gsme.handle(_signed_and_wrapped(keys, pre, keys.supplier_ds))
+        gsme.handle(sign_and_wrap(keys, pre, keys.supplier_ds))
     assert gsme.joined == {}
 
 
 def test_a_method_c_join_survives_a_power_cycle(
-    reference_dir: Path, gsme: Gsme, keys: Keys
+    reference_dir: Path, gsme: Gsme, keys: CriticalKeys
 ) -> None:
     pre = _cs03c_pre_command(RTDS_PPMID, "PPMID", _rtds_certificate(reference_dir), 1000)
-    reply = decode_message(gsme.handle(_signed_and_wrapped(keys, pre, keys.supplier_ds)))
+    reply = decode_message(gsme.handle(sign_and_wrap(keys, pre, keys.supplier_ds)))
     assert isinstance(reply, GeneralSigning)
     assert der.decode_with(der.integer("result"), reply.payload) == JOIN_SUCCESS
     rebuilt = _gsme(keys)

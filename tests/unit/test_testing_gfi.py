@@ -6,8 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dccsim.gbcs.dlms import encode_date_time
@@ -17,28 +15,12 @@ from dccsim.pki.keystore import KeyStore
 from dccsim.pki.smki import KeyUsage
 from dccsim.seed import DEMO_SUPPLIER_EUI, seed_demo
 from services.testing import gfi
+from tests.unit.gbcs_site import private_in, public_in
 
 SUPPLIER = bytes.fromhex("90B3D51F30010000")
 ESME = bytes.fromhex("00DB1234567890A0")
 ECS17B = "4.1.1_ECS17b/ECS17b_4.1.1_{}_GBCS.HEX"
 WHEN = dt.datetime(2026, 1, 7, 10, 0, tzinfo=dt.UTC)
-
-
-def _private(keystore: Path, name: str) -> ec.EllipticCurvePrivateKey:
-    data = (keystore / f"{name}.key").read_bytes()
-    key = (
-        serialization.load_pem_private_key(data, None)
-        if data.startswith(b"-----")
-        else serialization.load_der_private_key(data, None)
-    )
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-def _public(keystore: Path, name: str) -> ec.EllipticCurvePublicKey:
-    key = x509.load_pem_x509_certificate((keystore / f"{name}.pem").read_bytes()).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
 
 
 @pytest.fixture
@@ -54,9 +36,9 @@ def _vector(reference_dir: Path, relative: str) -> bytes:
 def supplier_keys(ref_keys: Path) -> gfi.CheckKeys:
     """What the Supplier holds to check an RTDS ESME's messages to it."""
     return gfi.CheckKeys(
-        recipient_ka_private=_private(ref_keys, "90b3d51f30010000-ka"),
-        device_ka_public=_public(ref_keys, "00db1234567890a0-ka"),
-        device_ds_public=_public(ref_keys, "00db1234567890a0-ds"),
+        recipient_ka_private=private_in(ref_keys, "90b3d51f30010000-ka"),
+        device_ka_public=public_in(ref_keys, "00db1234567890a0-ka"),
+        device_ds_public=public_in(ref_keys, "00db1234567890a0-ds"),
     )
 
 
@@ -103,8 +85,8 @@ def test_a_flipped_bit_fails_the_mac(reference_dir: Path, supplier_keys: gfi.Che
 
 def test_the_wrong_recipient_key_fails_the_mac(reference_dir: Path, ref_keys: Path) -> None:
     keys = gfi.CheckKeys(
-        recipient_ka_private=_private(ref_keys, "90b3d51f30020000-ka"),
-        device_ka_public=_public(ref_keys, "00db1234567890a0-ka"),
+        recipient_ka_private=private_in(ref_keys, "90b3d51f30020000-ka"),
+        device_ka_public=public_in(ref_keys, "00db1234567890a0-ka"),
     )
     report = gfi.check_message(
         _vector(reference_dir, ECS17B.format("SINGLE_SUCCESS_RESPONSE")), keys=keys
@@ -166,9 +148,9 @@ def test_generated_ecs17b_response_equals_the_rtds_vector(
     assert isinstance(frame, GeneralCiphering) and isinstance(command, GeneralCiphering)
     assert frame.general_signing.date_time is not None
     keys = gfi.GenerateKeys(
-        device_ka_private=_private(ref_keys, "90b3d51f30010000-ka"),
+        device_ka_private=private_in(ref_keys, "90b3d51f30010000-ka"),
         device_ds_private=None,
-        recipient_ka_public=_public(ref_keys, "00db1234567890a0-ka"),
+        recipient_ka_public=public_in(ref_keys, "00db1234567890a0-ka"),
     )
     when = dt.datetime(2015, 1, 1, 0, 0, tzinfo=dt.UTC)
     assert encode_date_time(when) == frame.general_signing.date_time

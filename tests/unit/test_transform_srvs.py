@@ -7,7 +7,6 @@ import base64
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
@@ -42,6 +41,15 @@ from services.transform.srvs import (
     command_from_signed_pre_command,
     lookup,
     user_extras,
+)
+from tests.unit.gbcs_site import (
+    assert_rtds_command_wraps,
+    build_rtds_command,
+    checked_transformation,
+    duis_template,
+    keystore_private,
+    keystore_public,
+    request_pre_command,
 )
 
 # (template, RTDS folder, vector prefix): the SUCCESS vectors, counter 1000 as in the templates
@@ -121,38 +129,13 @@ def _vector(reference_dir: Path, folder: str, prefix: str, kind: str) -> bytes:
     return parse_hex_or_base64(path.read_text())
 
 
-def _public(reference_dir: Path, name: str) -> ec.EllipticCurvePublicKey:
-    path = reference_dir / "gbcs" / "keystore" / f"{name}.pem"
-    key = x509.load_pem_x509_certificate(path.read_bytes()).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    return key
-
-
-def _acb(reference_dir: Path) -> ec.EllipticCurvePrivateKey:
-    path = reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ka.key"
-    key = parse_private_key(path.read_bytes())
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
 @pytest.mark.parametrize(("template", "folder", "prefix", "extra"), ALL_CRITICAL)
 def test_critical_template_becomes_the_rtds_pre_command(
     reference_dir: Path, template: str, folder: str, prefix: str, extra: dict[str, object]
 ) -> None:
-    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
-    assert request.command_variant == 4
-    transformation = lookup(request.service_reference_variant, "ESME")
-    assert transformation is not None and transformation.critical
-    assert request.body_name == transformation.body_element
-    rid = request.request_id
-    pre = build_pre_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-        extra_parameters=extra,
-    )
+    request = duis_template(reference_dir, template)
+    transformation = checked_transformation(request, "ESME", critical=True)
+    pre = request_pre_command(transformation, request, extra)
     assert pre == _vector(reference_dir, folder, prefix, "PRECOMMAND")
 
 
@@ -160,55 +143,33 @@ def test_critical_template_becomes_the_rtds_pre_command(
 def test_signed_pre_command_becomes_the_rtds_command(
     reference_dir: Path, template: str, folder: str, prefix: str, extra: dict[str, object]
 ) -> None:
-    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    request = duis_template(reference_dir, template)
     transformation = lookup(request.service_reference_variant, "ESME")
     assert transformation is not None
     rid = request.request_id
     register = PreCommandRegister()
     register.put(
         "rid",
-        build_pre_command(
-            transformation,
-            originator_title=rid.originator,
-            device_title=rid.target,
-            counter=rid.counter,
-            body=request.body,
-            extra_parameters=extra,
-        ),
+        request_pre_command(transformation, request, extra),
     )
-    command = decode_message(_vector(reference_dir, folder, prefix, "COMMAND"))
-    assert isinstance(command, GeneralCiphering)
     issued = register.get("rid")
     assert issued is not None
-    built = command_from_signed_pre_command(
-        command.general_signing.encode(),
-        pre_command=issued,
-        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+    assert_rtds_command_wraps(
+        reference_dir,
+        _vector(reference_dir, folder, prefix, "COMMAND"),
+        issued,
+        originator=rid.originator,
+        target=rid.target,
     )
-    assert built == command.encode()
 
 
 @pytest.mark.parametrize(("template", "folder", "prefix"), NON_CRITICAL)
 def test_non_critical_template_becomes_the_rtds_command(
     reference_dir: Path, template: str, folder: str, prefix: str
 ) -> None:
-    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
-    assert request.command_variant == 1
-    transformation = lookup(request.service_reference_variant, "ESME")
-    assert transformation is not None and not transformation.critical
-    assert request.body_name == transformation.body_element
-    rid = request.request_id
-    built = build_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
-        body=request.body,
-    )
+    request = duis_template(reference_dir, template)
+    transformation = checked_transformation(request, "ESME", critical=False)
+    built = build_rtds_command(reference_dir, transformation, request)
     assert built == _vector(reference_dir, folder, prefix, "COMMAND")
 
 
@@ -224,9 +185,9 @@ def test_signed_pre_command_for_another_request_is_refused(reference_dir: Path) 
         command_from_signed_pre_command(
             other.general_signing.encode(),
             pre_command=issued,
-            user_ds_public=_public(reference_dir, "90b3d51f30010000-ds"),
-            acb_ka_private=_acb(reference_dir),
-            device_ka_public=_public(reference_dir, "00db1234567890a0-ka"),
+            user_ds_public=keystore_public(reference_dir, "90b3d51f30010000-ds"),
+            acb_ka_private=keystore_private(reference_dir),
+            device_ka_public=keystore_public(reference_dir, "00db1234567890a0-ka"),
         )
     assert caught.value.check == "mismatch"
 
@@ -366,7 +327,7 @@ RTDS_ACB_COUNTER = 0x516
 def test_update_han_device_log_template_becomes_the_rtds_command(
     reference_dir: Path, template: str, folder: str, prefix: str, use_case: str
 ) -> None:
-    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    request = duis_template(reference_dir, template)
     assert request.command_variant == 1
     transformation = lookup(request.service_reference_variant, "CHF")
     assert transformation is not None and not transformation.critical
@@ -379,8 +340,8 @@ def test_update_han_device_log_template_becomes_the_rtds_command(
         originator_title=ACB,
         device_title=rid.target,
         counter=RTDS_ACB_COUNTER,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{rid.target.hex()}-ka"),
+        acb_ka_private=keystore_private(reference_dir),
+        device_ka_public=keystore_public(reference_dir, f"{rid.target.hex()}-ka"),
         body=request.body,
         other_info_extras=user_extras(rid.originator, rid.counter),
         extra_parameters={"device_type": "ESME"},  # 00-DB-12-34-56-78-90-A0, the RTDS ESME
@@ -514,14 +475,7 @@ def test_update_security_credentials_template_becomes_the_rtds_pre_command(
     assert transformation.use_case_for(request.body) == folder.split("_", 1)[1]
     expected = _vector(reference_dir, folder, prefix, "PRECOMMAND")
     _with_vector_certificates(request.body, expected)
-    rid = request.request_id
-    pre = build_pre_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-    )
+    pre = request_pre_command(transformation, request)
     assert pre == expected
 
 
@@ -529,7 +483,7 @@ def test_update_security_credentials_without_a_certificate_is_refused(
     reference_dir: Path,
 ) -> None:
     template = "CS02bNOByNO_6.15.1_SUCCESS_REQUEST_DUIS.XML"
-    request = parse_service_request((reference_dir / "duis" / "templates" / template).read_bytes())
+    request = duis_template(reference_dir, template)
     ns = f"{{{SR_NS}}}"
     holder = request.body.find(
         f"{ns}ReplacementCertificates/{ns}SupplierOrNetworkOperatorCertificates"
@@ -575,7 +529,7 @@ def test_update_security_credentials_cos_template_becomes_the_rtds_command(
     keystore = reference_dir / "gbcs" / "keystore"
     cos_ds = parse_private_key((keystore / "90b3d51f30000004-ds.key").read_bytes())
     assert isinstance(cos_ds, ec.EllipticCurvePrivateKey)
-    device_ka = _public(reference_dir, f"{request.request_id.target.hex()}-ka")
+    device_ka = keystore_public(reference_dir, f"{request.request_id.target.hex()}-ka")
     built = decode_message(
         build_cos_command(
             transformation,
@@ -583,7 +537,7 @@ def test_update_security_credentials_cos_template_becomes_the_rtds_command(
             cos_counter=expected.general_signing.originator_counter,
             cos_ds_private=cos_ds,
             device_title=request.request_id.target,
-            acb_ka_private=_acb(reference_dir),
+            acb_ka_private=keystore_private(reference_dir),
             device_ka_public=device_ka,
             body=request.body,
         )
@@ -591,9 +545,9 @@ def test_update_security_credentials_cos_template_becomes_the_rtds_command(
     assert isinstance(built, GeneralCiphering)
     assert built.general_signing.signed_bytes() == expected.general_signing.signed_bytes()
     assert verify_frame_signature(
-        built.general_signing, _public(reference_dir, "90b3d51f30000004-ds")
+        built.general_signing, keystore_public(reference_dir, "90b3d51f30000004-ds")
     )
-    assert verify_mac(built, private_key=_acb(reference_dir), peer_public_key=device_ka)
+    assert verify_mac(built, private_key=keystore_private(reference_dir), peer_public_key=device_ka)
 
 
 @pytest.mark.parametrize("transformation", COS_TRANSFORMATIONS)
@@ -639,8 +593,8 @@ def test_body_becomes_the_rtds_command(
         originator_title=SUPPLIER,
         device_title=RTDS_ESME,
         counter=counter,
-        acb_ka_private=_acb(reference_dir),
-        device_ka_public=_public(reference_dir, f"{RTDS_ESME.hex()}-ka"),
+        acb_ka_private=keystore_private(reference_dir),
+        device_ka_public=keystore_public(reference_dir, f"{RTDS_ESME.hex()}-ka"),
         body=element,
     )
     assert built == _vector(reference_dir, folder, prefix, "COMMAND")
@@ -736,7 +690,7 @@ def test_join_template_becomes_the_rtds_command(
     extra = _join_extra(expected, other_type)
     assert transformation.use_case_for(request.body, extra) == use_case
     rid = request.request_id
-    device_ka = _public(reference_dir, f"{rid.target.hex()}-ka")
+    device_ka = keystore_public(reference_dir, f"{rid.target.hex()}-ka")
     if not transformation.critical:
         assert request.command_variant == 1
         built = build_command(
@@ -744,7 +698,7 @@ def test_join_template_becomes_the_rtds_command(
             originator_title=rid.originator,
             device_title=rid.target,
             counter=rid.counter,
-            acb_ka_private=_acb(reference_dir),
+            acb_ka_private=keystore_private(reference_dir),
             device_ka_public=device_ka,
             body=request.body,
             extra_parameters=extra,
@@ -752,22 +706,15 @@ def test_join_template_becomes_the_rtds_command(
         assert built == expected
         return
     assert request.command_variant == 4
-    pre = build_pre_command(
-        transformation,
-        originator_title=rid.originator,
-        device_title=rid.target,
-        counter=rid.counter,
-        body=request.body,
-        extra_parameters=extra,
-    )
+    pre = request_pre_command(transformation, request, extra)
     assert pre == _vector(reference_dir, folder, prefix, "PRECOMMAND")
     command = decode_message(expected)
     assert isinstance(command, GeneralCiphering)
     built = command_from_signed_pre_command(
         command.general_signing.encode(),
         pre_command=pre,
-        user_ds_public=_public(reference_dir, f"{rid.originator.hex()}-ds"),
-        acb_ka_private=_acb(reference_dir),
+        user_ds_public=keystore_public(reference_dir, f"{rid.originator.hex()}-ds"),
+        acb_ka_private=keystore_private(reference_dir),
         device_ka_public=device_ka,
     )
     assert built == expected
@@ -814,7 +761,7 @@ def test_join_to_a_ppmid_is_the_rtds_command_the_acb_signs(
     extra = _join_extra(expected.encode(), other_type)
     assert transformation.use_case_for(request.body, extra) == use_case
     rid = request.request_id
-    device_ka = _public(reference_dir, f"{rid.target.hex()}-ka")
+    device_ka = keystore_public(reference_dir, f"{rid.target.hex()}-ka")
     acb_ds = parse_private_key(
         (reference_dir / "gbcs" / "keystore" / "90b3d51f30000002-ds.key").read_bytes()
     )
@@ -825,7 +772,7 @@ def test_join_to_a_ppmid_is_the_rtds_command_the_acb_signs(
             originator_title=ACB,
             device_title=rid.target,
             counter=expected.general_signing.originator_counter,
-            acb_ka_private=_acb(reference_dir),
+            acb_ka_private=keystore_private(reference_dir),
             device_ka_public=device_ka,
             body=request.body,
             other_info_extras=user_extras(rid.originator, rid.counter),
@@ -836,6 +783,6 @@ def test_join_to_a_ppmid_is_the_rtds_command_the_acb_signs(
     assert isinstance(built, GeneralCiphering)
     assert built.general_signing.signed_bytes() == expected.general_signing.signed_bytes()
     assert verify_frame_signature(
-        built.general_signing, _public(reference_dir, "90b3d51f30000002-ds")
+        built.general_signing, keystore_public(reference_dir, "90b3d51f30000002-ds")
     )
-    assert verify_mac(built, private_key=_acb(reference_dir), peer_public_key=device_ka)
+    assert verify_mac(built, private_key=keystore_private(reference_dir), peer_public_key=device_ka)
