@@ -6,8 +6,20 @@ flight on one connection, matched by ``id``:
 * WAN -> gateway ``{"t": "cmd", "id": n, "hub": EUI, "device": EUI, "frame": bytes,
   "deadline_s": float}``
 * gateway -> WAN ``{"t": "rsp", "id": n, "frame": bytes}`` or ``{"t": "err", "id": n,
-  "code": "E20"|"E21", "reason": str}``; unsolicited ``{"t": "alert", "device": EUI,
-  "frame": bytes}``.
+  "code": "E20"|"E21", "reason": str}``.
+
+Unsolicited alerts, at least once:
+
+* gateway -> WAN ``{"t": "alert", "id": a, "device": EUI, "hub": EUI, "region": str,
+  "premises_id": str, "alert_code": int, "frame": bytes | None, "rid": str}``. ``a`` is the
+  gateway's alert id (its own sequence, apart from the command ids ``n``); the gateway keeps the
+  alert in its journal until it is acknowledged, and sends it again (same ``a``, same frame) on
+  the next connection, after a timeout without an acknowledgement, and after a restart.
+* WAN -> gateway ``{"t": "alert_ack", "id": a}``, sent on the connection the alert came in on
+  and only once the alert's ``gbcs.alert`` publish is confirmed by the broker. An ack for an
+  alert the gateway no longer holds is ignored.
+
+Either side ignores a message whose ``t`` it does not know.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ Two stores with one interface:
   (``Residue.due``) is a column of its own, indexed, so a restarted gateway finds them at once
   (``due_devices``) and still carries them out on time.
 
+Beside the state file the gateway keeps its unacknowledged alerts (``gateway.alert_journal``,
+``gateway-*-alerts.journal``): the alerts it raised that the WAN side has not yet confirmed.
+
 stdlib ``sqlite3`` rather than ``dccsim.storage.Database``: the write sits in the synchronous
 path between a device's answer and the reply frame, inside the hub's lock, and
 ``Database.run`` for SQLite runs inline in the loop anyway. WAL with ``synchronous=NORMAL``: a

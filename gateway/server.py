@@ -10,7 +10,12 @@ its device. A device that discards a command (bad MAC, replay, untrusted party) 
 alert to the DCC side and the command is answered ``E21`` at once (a real CSP would let the
 deadline pass; the outcome the User sees is the same). Unsolicited alerts (outages, tamper,
 scripted, and those a device raises itself, such as the outcome of a future-dated command it
-held) go to one connected WAN link, or wait in a bounded outbox until one connects.
+held) are kept in a bounded journal (``gateway.alert_journal``: an fsynced append-only file
+beside the device state store, oldest dropped when full) with an alert id, and sent to one
+connected WAN link; each stays until the WAN side acknowledges it (``alert_ack``, sent once its
+bus publish is confirmed). Unacknowledged alerts are sent again when a link connects, after
+``ALERT_ACK_TIMEOUT_S`` without an acknowledgement, and, after a restart, from the journal: at
+least once, end to end.
 
 Held work: a device that holds a future-dated command (1.6, 1.1.1, 11.3, 6.15.1 with an
 execution date-time) says when it falls due (``next_due``); the gateway keeps those times in a
@@ -67,6 +72,7 @@ from dccsim.smi import DeviceType
 from dccsim.wanlink import LinkError, encode_frame, read_frame
 from emulators.alerts import build_device_alert, build_outage_restored_alert
 from emulators.device import DeviceRefusal, GbcsDevice
+from gateway.alert_journal import AlertJournal
 from gateway.hosting import DeviceModels, DeviceRecord, EstateIndex, HubLocks, ReplayCache
 from gateway.network import Fate, NetworkModel
 from gateway.nonvolatile import DeviceStateFile
@@ -74,7 +80,8 @@ from gateway.nonvolatile import DeviceStateFile
 log = logging.getLogger(__name__)
 
 ALERT_SUPPLY_INTERRUPTED = 0x8F57
-ALERT_OUTBOX_SIZE = 10_000
+ALERT_OUTBOX_SIZE = 10_000  # unacknowledged alerts kept; the oldest is dropped beyond
+ALERT_ACK_TIMEOUT_S = 10.0  # an alert sent without an acknowledgement this long is sent again
 DEFAULT_CONTROL_PORT = 7480
 # How often the gateway looks whether estate.json was replaced (until GatewaySettings carries
 # ``gateway_estate_poll_s``; 0 turns the watch off, leaving ``POST /estate/reload``).
@@ -190,9 +197,21 @@ class GatewayMetrics:
         Gauge(
             "dccsim_gateway_models", "Device models in memory (built on first command)", registry=r
         ).set_function(lambda: float(len(server.models)))
+        self.alerts_dropped = Counter(
+            "dccsim_gateway_alerts_dropped",
+            "Unacknowledged alerts dropped because the alert journal was full",
+            registry=r,
+        )
+        self.alerts_resent = Counter(
+            "dccsim_gateway_alerts_resent",
+            "Alerts sent again (their link lost, or no acknowledgement in time)",
+            registry=r,
+        )
         Gauge(
-            "dccsim_gateway_alert_outbox", "Alerts waiting for a WAN connection", registry=r
-        ).set_function(lambda: float(len(server.alert_outbox)))
+            "dccsim_gateway_alert_outbox",
+            "Alerts not yet acknowledged by the WAN side (waiting or in flight)",
+            registry=r,
+        ).set_function(lambda: float(len(server.alert_journal)))
 
 
 class _NullCounter:
@@ -218,8 +237,11 @@ class GatewayServer:
         replay_capacity: int = 100_000,
         fixed_delay_s: float = 0.0,
         estate_file: EstateFile | None = None,
+        alert_journal: AlertJournal | None = None,
+        alert_ack_timeout_s: float = ALERT_ACK_TIMEOUT_S,
     ) -> None:
-        """``estate_file``: where ``refresh_estate`` finds premises added while running."""
+        """``estate_file``: where ``refresh_estate`` finds premises added while running;
+        ``alert_journal``: where unacknowledged alerts are kept (in memory when None)."""
         self.index = index
         self.estate_file = estate_file
         self._estate_lock = asyncio.Lock()
@@ -233,11 +255,21 @@ class GatewayServer:
         self.hub_locks = HubLocks()
         self.commands: Any = _NullCounter()
         self.alert_counts: Any = _NullCounter()
+        self.alerts_dropped: Any = _NullCounter()
+        self.alerts_resent: Any = _NullCounter()
         self.connections: Any = None
         self.links: dict[int, Send] = {}
         self._link_ids = itertools.count(1)
         self._next_link = 0
-        self.alert_outbox: deque[dict[str, Any]] = deque(maxlen=ALERT_OUTBOX_SIZE)
+        self.alert_journal = (
+            alert_journal if alert_journal is not None else AlertJournal(None, ALERT_OUTBOX_SIZE)
+        )
+        self.alert_ack_timeout_s = alert_ack_timeout_s
+        # alert ids to send, oldest first (all unacknowledged ones not in flight), and those in
+        # flight: alert id -> (link id, loop time sent)
+        self._alert_queue: deque[int] = deque(i for i, _ in self.alert_journal.pending())
+        self._alerts_in_flight: dict[int, tuple[int, float]] = {}
+        self._alert_lock = asyncio.Lock()
         self.outages: dict[int, Outage] = {}
         self._alert_counter = 0
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -253,6 +285,8 @@ class GatewayServer:
     def attach_metrics(self, metrics: GatewayMetrics) -> None:
         self.commands = metrics.commands
         self.alert_counts = metrics.alerts
+        self.alerts_dropped = metrics.alerts_dropped
+        self.alerts_resent = metrics.alerts_resent
         self.connections = metrics.connections
         self.premises_added = metrics.premises_added
 
@@ -336,7 +370,11 @@ class GatewayServer:
         try:
             while True:
                 message = await read_frame(reader)
-                if message.get("t") != "cmd":
+                kind = message.get("t")
+                if kind == "alert_ack":
+                    self.ack_alert(message.get("id"))
+                    continue
+                if kind != "cmd":
                     continue
                 task = asyncio.create_task(self._command(message, send))
                 tasks.add(task)
@@ -347,6 +385,7 @@ class GatewayServer:
             pass  # the server is shutting down
         finally:
             self.links.pop(link_id, None)
+            self._requeue_link(link_id)
             if self.connections is not None:
                 self.connections.dec()
             for task in tasks:
@@ -520,23 +559,97 @@ class GatewayServer:
 
     # -- alerts ---------------------------------------------------------------------------
 
+    @property
+    def alert_outbox(self) -> list[dict[str, Any]]:
+        """The alerts not yet acknowledged by the WAN side (waiting or in flight), oldest
+        first."""
+        return [alert for _, alert in self.alert_journal.pending()]
+
     async def send_alert(self, alert: dict[str, Any]) -> None:
-        """To one connected WAN link (round robin), else into the outbox until one connects."""
+        """Into the journal (durably), then to one connected WAN link (round robin); it stays
+        in the journal until the WAN side acknowledges it."""
         self.alert_counts.labels(f"{int(alert.get('alert_code', 0)):#06x}").inc()
-        self.alert_outbox.append(alert)
+        alert_id, dropped = self.alert_journal.append(alert)
+        if dropped:
+            self.alerts_dropped.inc(len(dropped))
+            log.warning(
+                "alert journal full: oldest unacknowledged alerts dropped",
+                extra={"dropped": len(dropped), "capacity": self.alert_journal.capacity},
+            )
+            for old in dropped:
+                self._alerts_in_flight.pop(old, None)
+            # the queue is in id order and the dropped are the oldest: trim them off its head
+            while self._alert_queue and self._alert_queue[0] not in self.alert_journal:
+                self._alert_queue.popleft()
+        self._alert_queue.append(alert_id)
         await self._flush_alerts()
 
+    def ack_alert(self, alert_id: Any) -> bool:
+        """The WAN side has published alert ``alert_id``: forget it. False when it is not an
+        unacknowledged alert (acknowledged before, dropped, or not an id at all)."""
+        if not isinstance(alert_id, int) or isinstance(alert_id, bool):
+            return False
+        self._alerts_in_flight.pop(alert_id, None)
+        return self.alert_journal.ack(alert_id)
+
+    def _requeue(self, alert_ids: Iterable[int]) -> None:
+        """Send ``alert_ids`` again (in id order, before those not sent yet)."""
+        again = [i for i in alert_ids if i in self.alert_journal]
+        for i in again:
+            self._alerts_in_flight.pop(i, None)
+        if again:
+            self.alerts_resent.inc(len(again))
+            self._alert_queue = deque(sorted(set(again) | set(self._alert_queue)))
+
+    def _requeue_link(self, link_id: int) -> None:
+        self._requeue([i for i, (link, _) in self._alerts_in_flight.items() if link == link_id])
+        if self._alert_queue and self.links:
+            self.spawn(self._flush_alerts())
+
+    async def resend_unacknowledged(self) -> int:
+        """Send again every alert in flight longer than ``alert_ack_timeout_s`` without an
+        acknowledgement; returns how many."""
+        now = asyncio.get_running_loop().time()
+        stale = [
+            i
+            for i, (_, sent) in self._alerts_in_flight.items()
+            if now - sent >= self.alert_ack_timeout_s
+        ]
+        self._requeue(stale)
+        if self._alert_queue:
+            await self._flush_alerts()
+        return len(stale)
+
+    async def watch_alert_acks(self, stopping: asyncio.Event) -> None:
+        """Until ``stopping``: ``resend_unacknowledged`` every quarter of the timeout."""
+        interval = max(0.05, self.alert_ack_timeout_s / 4)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
+                return
+            await self.resend_unacknowledged()
+
     async def _flush_alerts(self) -> None:
-        while self.alert_outbox and self.links:
-            ids = sorted(self.links)
-            link_id = ids[self._next_link % len(ids)]
-            self._next_link += 1
-            alert = self.alert_outbox.popleft()
-            try:
-                await self.links[link_id](alert)
-            except (OSError, LinkError, KeyError):
-                self.alert_outbox.appendleft(alert)
-                self.links.pop(link_id, None)
+        """Send the queued alerts, oldest first, each carrying its id, while a link is up."""
+        async with self._alert_lock:
+            loop = asyncio.get_running_loop()
+            while self._alert_queue and self.links:
+                alert_id = self._alert_queue[0]
+                alert = self.alert_journal.get(alert_id)
+                if alert is None or alert_id in self._alerts_in_flight:
+                    self._alert_queue.popleft()  # acknowledged or dropped meanwhile
+                    continue
+                ids = sorted(self.links)
+                link_id = ids[self._next_link % len(ids)]
+                self._next_link += 1
+                self._alerts_in_flight[alert_id] = (link_id, loop.time())
+                self._alert_queue.popleft()
+                try:
+                    await self.links[link_id]({**alert, "id": alert_id})
+                except (OSError, LinkError, KeyError):
+                    self._alerts_in_flight.pop(alert_id, None)
+                    self._alert_queue.appendleft(alert_id)
+                    self.links.pop(link_id, None)
 
     def _next_alert_counter(self) -> int:
         # strictly increasing across restarts: milliseconds since the epoch, or one more
@@ -687,6 +800,12 @@ def _message_code(frame: bytes) -> int | None:
     return message.message_code
 
 
+def alert_journal_file(state_path: Path) -> Path:
+    """Where a gateway whose device state is in ``state_path`` keeps its unacknowledged
+    alerts: beside it (``gateway-all.sqlite3`` -> ``gateway-all-alerts.journal``)."""
+    return state_path.with_name(f"{state_path.stem}-alerts.journal")
+
+
 def state_file(home: Path, regions: list[str]) -> Path:
     """Where a gateway hosting ``regions`` (all when empty) keeps its devices' non-volatile
     state: one file per set of regions, so gateways for different regions never share one."""
@@ -715,15 +834,14 @@ def build_server(
     estate_file.signature = signature
     del rows
     now = clock or (lambda: dt.datetime.now(dt.UTC))
-    state_path = str(settings.gateway_state_file)
+    configured = str(settings.gateway_state_file)
+    state_path = Path(configured) if configured else state_file(settings.home, regions)
     models = DeviceModels(
         index,
         KeyStore(settings.keystore_dir),
         now,
         capacity=int(settings.gateway_max_models),
-        memory=DeviceStateFile(
-            Path(state_path) if state_path else state_file(settings.home, regions)
-        ),
+        memory=DeviceStateFile(state_path),
         root_public_key=smki_root_key(settings.home),
     )
     overrides: dict[str, dict[str, Any]] = {}
@@ -746,6 +864,7 @@ def build_server(
         restore_alert_delay_s=float(settings.gateway_restore_alert_delay_s),
         fixed_delay_s=settings.gateway_latency_ms / 1000.0,
         estate_file=estate_file,
+        alert_journal=AlertJournal(alert_journal_file(state_path), ALERT_OUTBOX_SIZE),
     )
 
 
@@ -786,12 +905,14 @@ async def _setup(rt: ServiceRuntime) -> None:
         for task in list(server.tasks):
             task.cancel()
         server.models.close()
+        server.alert_journal.close()
 
     rt.cleanups.append(close)
     poll_s = settings.gateway_estate_poll_s
     if poll_s > 0:
         rt.spawn(server.watch_estate(poll_s, rt.stopping), "estate-watch")
     rt.spawn(server.watch_due_work(DUE_POLL_S, rt.stopping), "held-work")
+    rt.spawn(server.watch_alert_acks(rt.stopping), "alert-acks")
     log.info(
         "SM WAN gateway listening",
         extra={
@@ -799,6 +920,7 @@ async def _setup(rt: ServiceRuntime) -> None:
             "control": f"http://{control_host}:{control_port}",
             "devices": len(server.index),
             "premises": server.index.premises_count,
+            "unacknowledged_alerts": len(server.alert_journal),
             "startup_s": round(time.perf_counter() - start, 3),
         },
     )

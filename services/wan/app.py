@@ -2,6 +2,13 @@
 hub, holds its deadline, and publishes the device's response, a timeout (E21) or an unreachable
 device (E20). The command is acked only after its outcome is published, so a crash mid-flight
 leaves it to be redelivered (the gateway answers a repeated command from its replay cache).
+
+Unsolicited alerts are at least once too: each alert a gateway sends carries its id, and the
+link answers ``{"t": "alert_ack", "id": ...}`` only after the alert's ``gbcs.alert`` publish is
+confirmed by the broker; until then the gateway keeps it (durably) and sends it again. A
+repeated alert is the same device frame, so it collapses downstream (the same delivery key).
+Alerts are published one at a time in the order they arrived, by a task of their own, so a slow
+publish never holds up the command responses read from the same link.
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ class GatewayLink:
         self._lock = asyncio.Lock()
         self.connected = False
         self.resends = 0  # commands sent again after a lost link
+        self.alerts_unpublished = 0  # alerts whose publish failed (left unacknowledged)
         self._keepalive: asyncio.Task[None] | None = None
 
     async def _connect(self) -> asyncio.StreamWriter:
@@ -137,15 +145,28 @@ class GatewayLink:
             self._writer = writer
             self.connected = True
             self._reader_task = asyncio.create_task(self._read(reader, writer))
+            self._reader_task.add_done_callback(self._reader_done)
             log.info("connected to gateway", extra={"gateway": f"{self.host}:{self.port}"})
             return writer
 
+    def _reader_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway link reader failed", exc_info=task.exception())
+
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        alerts: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        waiting: set[Any] = set()  # ids of the alerts queued or being published
+        publisher = asyncio.create_task(self._publish_alerts(alerts, waiting, writer))
         try:
             while True:
                 message = await read_frame(reader)
                 if message.get("t") == "alert":
-                    await self.on_alert(message)
+                    alert_id = message.get("id")
+                    if alert_id is not None:
+                        if alert_id in waiting:
+                            continue  # sent again while its publish is still pending here
+                        waiting.add(alert_id)
+                    alerts.put_nowait(message)
                     continue
                 future = self._pending.pop(int(message.get("id", -1)), None)
                 if future is not None and not future.done():
@@ -153,6 +174,10 @@ class GatewayLink:
         except (LinkError, OSError) as exc:
             log.warning("gateway link lost", extra={"error": str(exc)})
         finally:
+            # alerts read but not yet acknowledged are the gateway's to send again
+            publisher.cancel()
+            with contextlib.suppress(BaseException):
+                await publisher
             self.connected = False
             if self._writer is writer:
                 self._writer = None
@@ -161,6 +186,38 @@ class GatewayLink:
                 if not future.done():
                     future.set_exception(GatewayUnreachable("gateway link lost"))
             self._pending.clear()
+
+    async def _publish_alerts(
+        self,
+        alerts: asyncio.Queue[dict[str, Any]],
+        waiting: set[Any],
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Publish the alerts read from one connection in order; acknowledge each (by its id,
+        on that connection) once its publish is confirmed. One whose publish fails is not
+        acknowledged: the gateway sends it again. (``waiting``: the ids queued here, so one
+        the gateway repeats while its publish is pending is not queued twice.)"""
+        while True:
+            message = await alerts.get()
+            alert_id = message.get("id")
+            try:
+                await self.on_alert(message)
+            except Exception as exc:  # PublishError, a broken bus: not acknowledged
+                self.alerts_unpublished += 1
+                log.warning(
+                    "alert not published; the gateway will send it again",
+                    extra={"error": str(exc), "device": message.get("device")},
+                )
+                continue
+            finally:
+                waiting.discard(alert_id)
+            if alert_id is None or writer.is_closing():
+                continue  # an alert without an id (an older gateway), or a link gone since
+            try:
+                writer.write(encode_frame({"t": "alert_ack", "id": alert_id}))
+                await writer.drain()
+            except (OSError, LinkError) as exc:
+                log.info("alert acknowledgement not sent", extra={"error": str(exc)})
 
     async def send(self, command: dict[str, Any], deadline_s: float) -> dict[str, Any]:
         """Send one command and wait for its answer; the deadline covers reconnecting too.
@@ -245,6 +302,11 @@ class WanMetrics:
         Gauge(
             "dccsim_wan_resends", "Commands sent again after a lost gateway link", registry=r
         ).set_function(lambda: float(sum(link.resends for link in pool.links.values())))
+        Gauge(
+            "dccsim_wan_alerts_unpublished",
+            "Alerts from a gateway whose publish failed (left unacknowledged, so sent again)",
+            registry=r,
+        ).set_function(lambda: float(sum(link.alerts_unpublished for link in pool.links.values())))
 
 
 async def _setup(rt: ServiceRuntime) -> None:
