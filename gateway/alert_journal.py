@@ -57,6 +57,7 @@ class AlertJournal:
         self._next_id = 1
         self._records = 0  # records in the file now
         self._file: BinaryIO | None = None
+        self._unsynced = False  # records written but not yet fdatasync'd
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._load(path)
@@ -83,9 +84,11 @@ class AlertJournal:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, alert: dict[str, Any]) -> tuple[int, list[int]]:
-        """Keep ``alert`` (durably, before returning); returns its id and the ids of the
-        oldest alerts dropped to make room (empty unless the journal was full)."""
+    def append(self, alert: dict[str, Any], *, sync: bool = True) -> tuple[int, list[int]]:
+        """Keep ``alert`` (durably before returning, unless ``sync`` is false: then it is in
+        the file, which a killed process does not lose, and durable at the next ``sync()``);
+        returns its id and the ids of the oldest alerts dropped to make room (empty unless the
+        journal was full)."""
         dropped: list[int] = []
         while len(self._pending) >= self.capacity:
             oldest, _ = self._pending.popitem(last=False)
@@ -96,8 +99,14 @@ class AlertJournal:
         self._pending[alert_id] = body
         records = [["k", i] for i in dropped]
         records.append(["a", alert_id, body])
-        self._write(records, sync=True)
+        self._write(records, sync=sync)
         return alert_id, dropped
+
+    def sync(self) -> None:
+        """Make every alert appended so far durable (one fdatasync for all of them)."""
+        if self._file is not None and self._unsynced:
+            os.fdatasync(self._file.fileno())
+            self._unsynced = False
 
     def ack(self, alert_id: int) -> bool:
         """The WAN side has it: forget ``alert_id``. False when it is not held (acknowledged
@@ -127,6 +136,7 @@ class AlertJournal:
         _fsync_dir(self.path.parent)
         self._file = self.path.open("ab")
         self._records = len(records)
+        self._unsynced = False  # the rewritten file was fsynced whole
 
     def close(self) -> None:
         if self._file is not None:
@@ -142,6 +152,7 @@ class AlertJournal:
         self._file.flush()
         if sync:
             os.fdatasync(self._file.fileno())  # the data; the size with it, the mtime not
+        self._unsynced = self._unsynced or not sync
         self._records += len(records)
 
     def _load(self, path: Path) -> None:

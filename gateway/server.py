@@ -270,6 +270,7 @@ class GatewayServer:
         self._alert_queue: deque[int] = deque(i for i, _ in self.alert_journal.pending())
         self._alerts_in_flight: dict[int, tuple[int, float]] = {}
         self._alert_lock = asyncio.Lock()
+        self._journal_sync: asyncio.Future[None] | None = None  # the next group fdatasync
         self.outages: dict[int, Outage] = {}
         self._alert_counter = 0
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -512,11 +513,7 @@ class GatewayServer:
         raised = model.take_alerts()
         if raised:
             messages = [self._alert_message(record, a.alert_code, a.frame) for a in raised]
-            self.spawn(self._send_alerts(messages))
-
-    async def _send_alerts(self, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
-            await self.send_alert(message)
+            self.spawn(self.send_alerts(messages))
 
     async def run_due_work(self) -> int:
         """Have every device whose held work is due by the clock carry it out (its residue
@@ -566,23 +563,56 @@ class GatewayServer:
         return [alert for _, alert in self.alert_journal.pending()]
 
     async def send_alert(self, alert: dict[str, Any]) -> None:
-        """Into the journal (durably), then to one connected WAN link (round robin); it stays
-        in the journal until the WAN side acknowledges it."""
-        self.alert_counts.labels(f"{int(alert.get('alert_code', 0)):#06x}").inc()
-        alert_id, dropped = self.alert_journal.append(alert)
-        if dropped:
-            self.alerts_dropped.inc(len(dropped))
-            log.warning(
-                "alert journal full: oldest unacknowledged alerts dropped",
-                extra={"dropped": len(dropped), "capacity": self.alert_journal.capacity},
-            )
-            for old in dropped:
-                self._alerts_in_flight.pop(old, None)
-            # the queue is in id order and the dropped are the oldest: trim them off its head
-            while self._alert_queue and self._alert_queue[0] not in self.alert_journal:
-                self._alert_queue.popleft()
-        self._alert_queue.append(alert_id)
+        """``send_alerts`` for one alert."""
+        await self.send_alerts([alert])
+
+    async def send_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Into the journal (durably: the group fdatasync of ``_journal_synced``), then each
+        to one connected WAN link (round robin), in order; each stays in the journal until the
+        WAN side acknowledges it."""
+        ids: list[int] = []
+        for alert in alerts:
+            self.alert_counts.labels(f"{int(alert.get('alert_code', 0)):#06x}").inc()
+            alert_id, dropped = self.alert_journal.append(alert, sync=False)
+            ids.append(alert_id)
+            if dropped:
+                self.alerts_dropped.inc(len(dropped))
+                log.warning(
+                    "alert journal full: oldest unacknowledged alerts dropped",
+                    extra={"dropped": len(dropped), "capacity": self.alert_journal.capacity},
+                )
+                for old in dropped:
+                    self._alerts_in_flight.pop(old, None)
+                # the queue is in id order and the dropped are the oldest: trim its head
+                while self._alert_queue and self._alert_queue[0] not in self.alert_journal:
+                    self._alert_queue.popleft()
+        await asyncio.shield(self._journal_synced())  # shared: one waiter's cancel is its own
+        # (those dropped meanwhile by a flood of newer ones are gone)
+        self._alert_queue.extend(i for i in ids if i in self.alert_journal)
         await self._flush_alerts()
+
+    def _journal_synced(self) -> asyncio.Future[None]:
+        """Done once the journal is durable: one fdatasync, soon, for every alert appended
+        before it runs (a held-work run or an outage raises many at once; one sync each would
+        hold the event loop for each). Waiters resume in the order they came, so in id
+        order."""
+        pending = self._journal_sync
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            pending = self._journal_sync = loop.create_future()
+
+            def sync() -> None:
+                self._journal_sync = None
+                try:
+                    self.alert_journal.sync()
+                except OSError as exc:
+                    pending.set_exception(exc)
+                    pending.exception()  # retrieved: every waiter gets it, or none is left
+                else:
+                    pending.set_result(None)
+
+            loop.call_soon(sync)
+        return pending
 
     def ack_alert(self, alert_id: Any) -> bool:
         """The WAN side has published alert ``alert_id``: forget it. False when it is not an

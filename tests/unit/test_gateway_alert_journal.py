@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,45 @@ async def test_the_gateway_counts_alerts_dropped_from_a_full_journal(
     assert dropped.value == 1
     assert [a["device"] for a in server.alert_outbox] == [alert(1)["device"], alert(2)["device"]]
     assert "alert journal full" in caplog.text
+
+
+async def test_alerts_raised_together_share_one_fdatasync_and_go_out_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    path = tmp_path / "a.journal"
+    server = make_server(AlertJournal(path), tmp_path)
+    link = FakeLink()
+    server.links[1] = link
+    # a held-work run or an outage: many alerts raised in one event-loop turn
+    await asyncio.gather(*(server.send_alert(alert(n)) for n in range(50)))
+    assert len(syncs) == 1
+    assert [m["id"] for m in link.sent] == list(range(1, 51))
+    assert [m["frame"] for m in link.sent] == [alert(n)["frame"] for n in range(50)]
+    assert [i for i, _ in AlertJournal(path).pending()] == list(range(1, 51))
+    await server.send_alert(alert(50))  # a later one: its own sync
+    assert len(syncs) == 2
+
+
+async def test_a_failed_fdatasync_fails_every_alert_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    server = make_server(AlertJournal(tmp_path / "a.journal"), tmp_path)
+    link = FakeLink()
+    server.links[1] = link
+    results = await asyncio.gather(
+        *(server.send_alert(alert(n)) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, OSError) for r in results)
+    assert link.sent == []  # not sent before it is durable
