@@ -755,8 +755,9 @@ class GatewayServer:
         outage = Outage(premises, self.clock())
         self.outages[premises] = outage
         self.network.premises_outages.add(premises)
-        for meter in self._meters(premises):
-            await self.send_alert(self.device_alert(meter, ALERT_SUPPLY_INTERRUPTED))
+        await self.send_alerts(
+            [self.device_alert(meter, ALERT_SUPPLY_INTERRUPTED) for meter in self._meters(premises)]
+        )
         if duration_s is not None:
             outage.task = self.spawn(self._end_after(premises, duration_s))
 
@@ -782,6 +783,7 @@ class GatewayServer:
         self, premises: int, started: dt.datetime, restored: dt.datetime
     ) -> None:
         await asyncio.sleep(self.restore_alert_delay_s)
+        alerts: list[dict[str, Any]] = []
         for meter in self._meters(premises):
             supplier = meter.registrations.get("IS")
             frame: bytes | None = None
@@ -800,7 +802,8 @@ class GatewayServer:
             except KeyStoreError as exc:
                 log.warning("alert without a frame", extra={"reason": str(exc)})
             code = 0x8F36 if (restored - started).total_seconds() >= 180 else 0x8F35
-            await self.send_alert(self._alert_message(meter, code, frame))
+            alerts.append(self._alert_message(meter, code, frame))
+        await self.send_alerts(alerts)
 
     def reset_premises(self, premises: int) -> int:
         """Every device of ``premises`` as new: models, residues, replies and faults dropped, any
