@@ -545,14 +545,8 @@ class GatewayServer:
 
     async def watch_due_work(self, interval_s: float, stopping: asyncio.Event) -> None:
         """Every ``interval_s`` seconds until ``stopping``: ``run_due_work``."""
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval_s)
-                return
-            try:
-                await self.run_due_work()
-            except Exception:  # a bug in a model must not stop the others' held work
-                log.exception("held work failed")
+        # a bug in a model must not stop the others' held work
+        await _every(interval_s, stopping, self.run_due_work, "held work failed")
 
     # -- alerts ---------------------------------------------------------------------------
 
@@ -653,11 +647,7 @@ class GatewayServer:
     async def watch_alert_acks(self, stopping: asyncio.Event) -> None:
         """Until ``stopping``: ``resend_unacknowledged`` every quarter of the timeout."""
         interval = max(0.05, self.alert_ack_timeout_s / 4)
-        while not stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
-                return
-            await self.resend_unacknowledged()
+        await _every(interval, stopping, self.resend_unacknowledged, "alert resend failed")
 
     async def _flush_alerts(self) -> None:
         """Send the queued alerts, oldest first, each carrying its id, while a link is up."""
@@ -831,6 +821,21 @@ def _message_code(frame: bytes) -> int | None:
     if isinstance(message, GeneralCiphering):
         return message.general_signing.message_code
     return message.message_code
+
+
+async def _every(
+    interval_s: float, stopping: asyncio.Event, step: Callable[[], Awaitable[Any]], failed: str
+) -> None:
+    """``step()`` every ``interval_s`` seconds until ``stopping``; a step that raises is logged
+    (``failed``) and the next one still runs."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+            return
+        try:
+            await step()
+        except Exception:
+            log.exception(failed)
 
 
 def alert_journal_file(state_path: Path) -> Path:
